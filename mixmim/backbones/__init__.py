@@ -1,0 +1,13 @@
+"""The shared backbones: MixMIM's hierarchical ViT and a plain ViT (MAE layout), one interface."""
+
+from mixmim.backbones.attention import ATTENTION_IMPLS, set_attention_impl
+from mixmim.backbones.checkpoint import load_official_checkpoint, read_state_dict
+from mixmim.backbones.hierarchical import MixMIMTransformer
+from mixmim.backbones.interface import Backbone
+from mixmim.backbones.registry import BACKBONE_SPECS, BACKBONES, create_backbone
+from mixmim.backbones.vit import PlainViT
+
+__all__ = [
+    "ATTENTION_IMPLS", "BACKBONES", "BACKBONE_SPECS", "Backbone", "MixMIMTransformer", "PlainViT",
+    "create_backbone", "load_official_checkpoint", "read_state_dict", "set_attention_impl",
+]

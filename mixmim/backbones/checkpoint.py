@@ -1,0 +1,109 @@
+"""Loading official and suite checkpoints into the backbones and pre-training methods.
+
+Official MixMIM and MAE files are ``{"model": state_dict, ...}`` with flat keys: encoder keys as the
+backbone's, plus ``mask_token`` and ``decoder_*`` for the pre-training model. Our pre-training methods
+hold ``encoder.*`` and ``decoder.*``; :func:`official_to_method_keys` maps one onto the other.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from mixmim.backbones.pos_embed import resize_pos_embed, resize_rel_pos_table
+
+log = logging.getLogger(__name__)
+DECODER_PREFIXES = ("decoder_", "mask_token")
+
+
+def read_state_dict(path_or_sd: str | Path | dict) -> dict[str, torch.Tensor]:
+    """A state dict from a file (official ``{"model": ...}``, ``{"state_dict": ...}`` or bare) or a dict."""
+    if isinstance(path_or_sd, (str, Path)):
+        path = Path(path_or_sd)
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint {path} does not exist; pass the path of a local .pth file")
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    else:
+        sd = path_or_sd
+    for key in ("model", "state_dict", "module"):
+        if isinstance(sd, dict) and key in sd and isinstance(sd[key], dict):
+            sd = sd[key]
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise ValueError("not a state dict: expected a mapping of parameter names to tensors (or {'model': ...})")
+    return {k.removeprefix("module."): v for k, v in sd.items()}
+
+
+def official_to_method_keys(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Official flat pre-training keys -> ours: ``decoder_*``/``mask_token`` under ``decoder.``, the rest
+    under ``encoder.`` (already-prefixed keys are kept)."""
+    out = {}
+    for k, v in sd.items():
+        if k.startswith(("encoder.", "decoder.")):
+            out[k] = v
+        else:
+            out[("decoder." if k.startswith(DECODER_PREFIXES) else "encoder.") + k] = v
+    return out
+
+
+def method_to_official_keys(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Inverse of :func:`official_to_method_keys` (for exporting in the official layout)."""
+    return {k.removeprefix("encoder.").removeprefix("decoder."): v for k, v in sd.items()}
+
+
+def encoder_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The encoder part of an official or suite pre-training state dict, with flat backbone keys."""
+    out = {}
+    for k, v in sd.items():
+        if k.startswith("decoder.") or k.startswith(DECODER_PREFIXES):
+            continue
+        out[k.removeprefix("encoder.")] = v
+    return out
+
+
+def adapt_to_model(sd: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """Resize position embeddings and relative-position tables to ``model`` (bicubic, as the official
+    fine-tuning does for 384 px) and take ``relative_position_index`` buffers from the model."""
+    target = model.state_dict()
+    out = dict(sd)
+    for k, v in sd.items():
+        if k not in target or target[k].shape == v.shape:
+            continue
+        if k.endswith("relative_position_bias_table"):
+            out[k] = resize_rel_pos_table(v, target[k].shape[0])
+        elif k.endswith("relative_position_index"):
+            out[k] = target[k]
+        elif k in ("absolute_pos_embed", "pos_embed", "decoder_pos_embed", "decoder.decoder_pos_embed",
+                   "encoder.absolute_pos_embed", "encoder.pos_embed"):
+            prefix = v.shape[1] - (int(round((v.shape[1]) ** 0.5)) ** 2)
+            new_len = target[k].shape[1] - prefix
+            side = int(round(new_len**0.5))
+            out[k] = resize_pos_embed(v, (side, side), num_prefix=prefix)
+            log.info("resized %s from %s to %s", k, tuple(v.shape), tuple(out[k].shape))
+    return out
+
+
+def load_official_checkpoint(model: nn.Module, path_or_sd, allow_missing_head: bool = True):
+    """Load an official (or suite) checkpoint into a backbone or a pre-training method.
+
+    A backbone gets the encoder weights (decoder keys dropped) and may miss only ``head.*``; a
+    pre-training method (anything with an ``encoder`` attribute) loads everything with ``strict=True``.
+
+    Raises:
+        RuntimeError: keys missing or unexpected beyond the head, listing them.
+    """
+    sd = read_state_dict(path_or_sd)
+    if hasattr(model, "encoder") and isinstance(model.encoder, nn.Module):
+        sd = adapt_to_model(official_to_method_keys(sd), model)
+        return model.load_state_dict(sd, strict=True)
+    sd = adapt_to_model(encoder_state_dict(sd), model)
+    result = model.load_state_dict(sd, strict=False)
+    missing = [k for k in result.missing_keys if not (allow_missing_head and k.startswith("head."))]
+    if missing or result.unexpected_keys:
+        raise RuntimeError(
+            f"checkpoint does not match {type(model).__name__}: missing {missing}, unexpected "
+            f"{result.unexpected_keys}; check that the backbone name and sizes match the checkpoint"
+        )
+    return result

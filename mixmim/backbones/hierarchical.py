@@ -1,0 +1,229 @@
+"""MixMIM's hierarchical vision transformer, layer for layer as the official ``models_mixmim*.py``.
+
+Patch embedding (conv k=s=patch + LN) -> fixed sin-cos absolute position embedding -> stages of window
+attention blocks (windows clamped to the stage resolution, no shifts, Swin relative-position bias) with
+patch merging between stages -> final LN. State-dict keys equal the official checkpoints' keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from timm.layers import DropPath, Mlp, PatchEmbed, trunc_normal_
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from mixmim.backbones.attention import WindowAttention
+from mixmim.backbones.groups import WindowGroupMask, upsample_groups, window_partition, window_reverse
+from mixmim.backbones.interface import Backbone
+from mixmim.backbones.pos_embed import resize_pos_embed, sincos_2d
+
+
+class PatchMerging(nn.Module):
+    """2x2 neighbour concatenation in the official (timm) order, LN(4C), Linear(4C, 2C, no bias)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(4 * dim)
+        self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, H, W, C] -> [B, ceil(H/2), ceil(W/2), 2C] (odd sizes are zero-padded, as Swin)."""
+        h, w = x.shape[1:3]
+        if h % 2 or w % 2:
+            x = F.pad(x, (0, 0, 0, w % 2, 0, h % 2))
+        x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], dim=-1)
+        return self.reduction(self.norm(x))
+
+
+class MixMIMBlock(nn.Module):
+    """Pre-norm window-attention block: x + DropPath(Attn(LN(x))), then x + DropPath(MLP(LN(x)))."""
+
+    def __init__(self, dim: int, num_heads: int, window: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
+                 drop: float = 0.0, drop_path: float = 0.0, attn_impl: str | None = None):
+        super().__init__()
+        self.window = window
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = WindowAttention(dim, window, num_heads, qkv_bias=qkv_bias, impl=attn_impl)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU, drop=drop)
+
+    def forward(self, x: torch.Tensor, mask: WindowGroupMask | None = None) -> torch.Tensor:
+        """[B, H, W, C] -> [B, H, W, C]; ``mask`` is built for the window-padded grid."""
+        h, w = x.shape[1:3]
+        y = self.norm1(x)
+        pad_h, pad_w = (-h) % self.window, (-w) % self.window
+        if pad_h or pad_w:  # arbitrary input sizes (detection): pad to whole windows, as Swin does
+            y = F.pad(y, (0, 0, 0, pad_w, 0, pad_h))
+        windows = self.attn(window_partition(y, self.window), mask)  # [B, nW, N, C]
+        y = window_reverse(windows, self.window, h + pad_h, w + pad_w)[:, :h, :w]
+        x = x + self.drop_path(y)
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class MixMIMStage(nn.Module):
+    """``depth`` blocks at one resolution, then (optionally) patch merging. Keys: ``blocks``, ``downsample``."""
+
+    def __init__(self, dim: int, depth: int, num_heads: int, window: int, drop_path: Sequence[float],
+                 downsample: bool, mlp_ratio: float = 4.0, qkv_bias: bool = True, drop: float = 0.0,
+                 attn_impl: str | None = None):
+        super().__init__()
+        self.window = window
+        self.blocks = nn.ModuleList(
+            MixMIMBlock(dim, num_heads, window, mlp_ratio, qkv_bias, drop, drop_path[i], attn_impl)
+            for i in range(depth)
+        )
+        self.downsample = PatchMerging(dim) if downsample else None
+        self.grad_checkpointing = False
+
+    def group_mask(self, groups: torch.Tensor | None, h: int, w: int) -> WindowGroupMask | None:
+        """Window-partitioned mask of this stage from a group map [G, Hg, Wg] (or None)."""
+        if groups is None:
+            return None
+        g = upsample_groups(groups, (h, w))
+        pad_h, pad_w = (-h) % self.window, (-w) % self.window
+        if pad_h or pad_w:  # padded tokens are excluded from every group
+            g = F.pad(g, (0, pad_w, 0, pad_h), value=-1)
+        return WindowGroupMask.from_groups(g, self.window)
+
+    def forward_blocks(self, x: torch.Tensor, groups: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, H, W, C] through every block (same group mask for all of them)."""
+        mask = self.group_mask(groups, *x.shape[1:3])
+        for block in self.blocks:
+            if self.grad_checkpointing and x.requires_grad:
+                x = checkpoint(block, x, mask, use_reentrant=False)
+            else:
+                x = block(x, mask)
+        return x
+
+
+class MixMIMTransformer(Backbone):
+    """The hierarchical encoder (official constructor argument names). ``num_classes=0``: no head.
+
+    Windows are clamped to the stage resolution at ``img_size`` (official rule: a window as large as
+    the stage becomes global attention), so MixMIM-B at 224 px has 14x14 windows in stages 1-2 and
+    global attention in stages 3-4.
+    """
+
+    def __init__(self, img_size: int = 224, patch_size: int = 4, in_chans: int = 3, num_classes: int = 1000,
+                 embed_dim: int = 128, depths: Sequence[int] = (2, 2, 18, 2),
+                 num_heads: Sequence[int] = (4, 8, 16, 32), window_size: Sequence[int] = (14, 14, 14, 7),
+                 mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_rate: float = 0.0,
+                 drop_path_rate: float = 0.0, attn_impl: str | None = None, use_checkpoint: bool = False,
+                 qk_scale: float | None = None, patch_norm: bool = True, **_ignored):
+        super().__init__()
+        if qk_scale is not None or not patch_norm:
+            raise ValueError("qk_scale must be None and patch_norm True (the official models' only values)")
+        n = len(depths)
+        self.img_size, self.patch_size, self.num_classes = img_size, patch_size, num_classes
+        self.depths = tuple(depths)
+        self.stage_dims = tuple(embed_dim * 2**i for i in range(n))
+        self.strides = tuple(patch_size * 2**i for i in range(n))
+        self.num_features = self.stage_dims[-1]
+        self.num_layers = sum(depths)
+        self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim, norm_layer=nn.LayerNorm,
+                                      strict_img_size=False, dynamic_img_pad=True)
+        self.grid_size = tuple(self.patch_embed.grid_size)
+        self.absolute_pos_embed = nn.Parameter(
+            sincos_2d(embed_dim, *self.grid_size)[None], requires_grad=False)  # [1, L, C0], fixed
+        self.pos_drop = nn.Dropout(drop_rate)
+        dpr = [drop_path_rate * i / max(self.num_layers - 1, 1) for i in range(self.num_layers)]  # linspace
+        self.layers = nn.ModuleList()
+        for i in range(n):
+            resolution = min(self.grid_size[0] // 2**i, self.grid_size[1] // 2**i)
+            self.layers.append(MixMIMStage(
+                self.stage_dims[i], depths[i], num_heads[i], min(window_size[i], resolution),
+                dpr[sum(depths[:i]):sum(depths[: i + 1])], downsample=i < n - 1, mlp_ratio=mlp_ratio,
+                qkv_bias=qkv_bias, drop=drop_rate, attn_impl=attn_impl))
+        self.norm = nn.LayerNorm(self.num_features)
+        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.apply(self._init_weights)
+        if num_classes > 0:
+            trunc_normal_(self.head.weight, std=2e-5)  # the official fine-tuning re-initialises the head so
+        self.set_grad_checkpointing(use_checkpoint)
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        for stage in self.layers:
+            stage.grad_checkpointing = enable
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.patch_embed(x)  # [B, L, C0]
+
+    def forward_tokens(self, tokens, groups=None, group_embeds=None, keep=None, mask_attention=True):
+        if keep is not None:
+            raise ValueError("the hierarchical backbone cannot drop tokens; exclude them with a negative group id")
+        b, length, c = tokens.shape
+        h, w = self.grid_size
+        if length != h * w:
+            raise ValueError(f"expected {h * w} tokens ({h}x{w} at img_size={self.img_size}), got {length}")
+        x = self.pos_drop(tokens + self.absolute_pos_embed).reshape(b, h, w, c)
+        x = self._run_stages(x, groups, group_embeds, mask_attention)[-1]
+        return self.norm(x.flatten(1, 2))  # [B, L_out, C_last]
+
+    def _run_stages(self, x: torch.Tensor, groups=None, group_embeds=None, mask_attention=True):
+        """[B, H, W, C0] -> every stage's output [B, H_s, W_s, C_s] (before its patch merging)."""
+        outs = []
+        for i, stage in enumerate(self.layers):
+            if group_embeds is not None:
+                g = upsample_groups(groups, x.shape[1:3]).clamp(min=0)  # [G, H, W]
+                x = x + group_embeds[i][g].to(x.dtype)
+            x = stage.forward_blocks(x, groups if mask_attention else None)
+            outs.append(x)
+            if stage.downsample is not None:
+                x = stage.downsample(x)
+        return outs
+
+    def forward_pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
+        tokens = self.patch_embed.proj(self._pad_to_patch(x)).permute(0, 2, 3, 1)  # [B, H, W, C0]
+        tokens = self.patch_embed.norm(tokens)
+        h, w = tokens.shape[1:3]
+        pos = resize_pos_embed(self.absolute_pos_embed, (h, w)).reshape(1, h, w, -1)
+        outs = self._run_stages(self.pos_drop(tokens + pos))
+        return [o.permute(0, 3, 1, 2).contiguous() for o in outs]
+
+    def _pad_to_patch(self, x: torch.Tensor) -> torch.Tensor:
+        pad_h, pad_w = (-x.shape[2]) % self.patch_size, (-x.shape[3]) % self.patch_size
+        return F.pad(x, (0, pad_w, 0, pad_h)) if pad_h or pad_w else x
+
+    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        pooled = features.mean(dim=1)  # [B, C]; the official AdaptiveAvgPool1d over tokens
+        return pooled if pre_logits else self.head(pooled)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.num_classes = num_classes
+        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        if num_classes > 0:
+            trunc_normal_(self.head.weight, std=2e-5)
+            nn.init.zeros_(self.head.bias)
+
+    def layer_id(self, name: str) -> int:
+        """The official ``get_layer_id_for_mixmim``: embeddings 0, block j of stage i at
+        ``sum(depths[:i]) + j + 1``, stage i's downsample at ``sum(depths[:i+1]) + 1``, everything else
+        (final norm, head) at ``num_layers`` (the official quirk: lr scale ``decay**1``, not 1)."""
+        if name in ("absolute_pos_embed", "cls_token", "pos_embed") or name.startswith("patch_embed"):
+            return 0
+        if name.startswith("layers."):
+            parts = name.split(".")
+            stage = int(parts[1])
+            if parts[2] == "downsample":
+                return sum(self.depths[: stage + 1]) + 1
+            return sum(self.depths[:stage]) + int(parts[3]) + 1
+        return self.num_layers
+
+    def no_weight_decay(self) -> set[str]:
+        names = {"absolute_pos_embed"}
+        names.update(n for n, _ in self.named_parameters() if n.endswith("relative_position_bias_table"))
+        return names

@@ -1,0 +1,95 @@
+"""The one interface every pre-training method and evaluation uses (docs/architecture.md, "Backbone").
+
+Methods never touch a backbone's internals: they call :meth:`Backbone.embed`,
+:meth:`Backbone.forward_tokens` and read the attributes below. ``tests/mixmim/test_backbone_interface.py``
+checks the contract for every registered backbone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+class Backbone(nn.Module):
+    """Base class of the shared backbones.
+
+    Attributes:
+        img_size: default input resolution (px).
+        patch_size: stride of :meth:`embed` (px per token side).
+        grid_size: (H, W) token grid of :meth:`embed` at ``img_size``.
+        stage_dims: channels of each stage's output.
+        strides: stride of each stage's output (px).
+        num_features: channels of :meth:`forward_tokens`' output (``stage_dims[-1]``).
+        num_layers: transformer blocks in all stages (for layer-wise lr decay).
+        num_classes: classes of the head (0: no head).
+        supports_token_drop: whether ``forward_tokens(keep=...)`` is supported (plain ViT only).
+    """
+
+    img_size: int
+    patch_size: int
+    grid_size: tuple[int, int]
+    stage_dims: tuple[int, ...]
+    strides: tuple[int, ...]
+    num_features: int
+    num_layers: int
+    num_classes: int
+    supports_token_drop: bool = False
+
+    @property
+    def out_grid_size(self) -> tuple[int, int]:
+        """(H, W) of the final-stage tokens at ``img_size``."""
+        return (self.img_size // self.strides[-1], self.img_size // self.strides[-1])
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Patch embedding: [B, 3, H, W] -> tokens [B, L, C0], before the position embedding."""
+        raise NotImplementedError
+
+    def forward_tokens(
+        self,
+        tokens: torch.Tensor,
+        groups: torch.Tensor | None = None,
+        group_embeds: Sequence[torch.Tensor] | None = None,
+        keep: torch.Tensor | None = None,
+        mask_attention: bool = True,
+    ) -> torch.Tensor:
+        """Position embedding, every stage, final norm: [B, L, C0] -> [B, L_out, C_last].
+
+        Args:
+            tokens: output of :meth:`embed` (possibly mixed or with mask tokens substituted).
+            groups: [G, Hg, Wg] integer group map (G = 1 or B) at a grid dividing every stage grid;
+                a token attends only to tokens of its own group; negative ids are excluded tokens.
+            group_embeds: one [num_groups, C_stage] tensor per stage, added by group at each stage start.
+            keep: [B, L_keep] token indices to keep after the position embedding (token dropping).
+            mask_attention: False uses ``groups`` only to index ``group_embeds`` (mix embedding without
+                masked self-attention).
+        """
+        raise NotImplementedError
+
+    def forward_pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Multi-scale maps for dense tasks: [B, 3, H, W] -> one [B, C_s, H_s, W_s] per stage."""
+        raise NotImplementedError
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] -> final tokens [B, L_out, C_last] (no groups)."""
+        return self.forward_tokens(self.embed(x))
+
+    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """[B, L_out, C] -> [B, num_classes] (or the pooled [B, C] when ``pre_logits``)."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def layer_id(self, name: str) -> int:
+        """Layer index of a parameter for layer-wise lr decay, in ``[0, num_layers]``."""
+        raise NotImplementedError
+
+    def no_weight_decay(self) -> set[str]:
+        """Names of parameters that should not be weight-decayed (position embeddings, bias tables)."""
+        return set()
+
+    def reset_classifier(self, num_classes: int) -> None:
+        raise NotImplementedError

@@ -1,0 +1,265 @@
+"""Typed run configuration: nested dataclasses, merged and overridden with OmegaConf.
+
+A run's configuration is one :class:`RunConfig`. Experiments build it in Python; users change it with
+``key=value`` overrides (``pretrain.epochs=10``, ``method.mask_ratio=0.75``). Overrides are type-checked
+against the dataclass fields, and an unknown key fails with the closest valid keys.
+
+Units: learning rates are absolute per-parameter rates unless the name says ``blr`` (base lr, scaled by
+``effective_batch / lr_scale_base``); epochs are full passes over the training set; sizes in pixels.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+
+@dataclass
+class ModelConfig:
+    """The backbone: a name from ``mixmim.backbones.BACKBONES``."""
+
+    backbone: str = "mixmim_tiny_32"
+    img_size: int = 0  # 0: the backbone's default resolution
+    drop_path: float = 0.0
+
+
+@dataclass
+class MethodConfig:
+    """The pre-training method and its options. Fields a method does not use are ignored by it.
+
+    Method defaults (the source paper's values) are applied by the experiment through
+    ``baselines.method_defaults(name)``; the values here are MixMIM's (official-mixmim.md).
+    """
+
+    name: str = "mixmim"  # mixmim | mae | simmim | beit
+    mask_ratio: float = 0.5
+    mask_unit: int = 0  # px; 0: the backbone's final stride (32 px for MixMIM at 224)
+    mask_strategy: str = "random"  # random | block (ablation-mask-strategy; BEiT: blockwise)
+    mask_type: str = "mix"  # MixMIM ablation-mask-type: mix | mask_token | zero | noise
+    norm_pix_loss: bool = True
+    decoder_dim: int = 512
+    decoder_depth: int = 8
+    decoder_heads: int = 16
+    dual_reconstruction: bool = True  # False: reconstruct only the first image of each mix
+    mix_embedding: bool = False  # True: mix embedding instead of masked self-attention
+    tokenizer: str = "kmeans"  # BEiT: kmeans (fitted offline) | dalle (local weights file)
+    tokenizer_path: str = ""  # BEiT with the DALL-E tokenizer: path to its encoder weights
+    vocab_size: int = 8192
+
+
+@dataclass
+class DataConfig:
+    """Where the images come from. ``dataset=digits`` is the built-in dataset (no download)."""
+
+    dataset: str = "digits"  # digits | folder
+    root: str = ""  # ImageFolder root with train/ and val/ (dataset=folder)
+    num_workers: int = 0
+    on_corrupt: str = "skip"  # skip (warn and count) | fail
+    max_train_images: int = 0  # 0: all
+    digits_size: int = 32  # px: the built-in 8x8 digits are upsampled (bicubic) to this size
+    crop_min_scale: float = 0.2  # RandomResizedCrop lower area bound in pre-training (official: 0.2)
+
+
+@dataclass
+class PretrainConfig:
+    """Pre-training schedule and optimiser (official MixMIM-B recipe in ``imagenet-main``)."""
+
+    epochs: int = 600
+    warmup_epochs: int = 40
+    max_steps: int = 0  # 0: no limit; >0 stops early (debug variants, benchmarks)
+    batch_size: int = 128  # per GPU
+    accum_iter: int = 1
+    blr: float = 1.5e-4
+    lr: float = 0.0  # absolute lr; 0: blr * effective_batch / lr_scale_base
+    lr_scale_base: int = 256
+    min_lr: float = 0.0
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.95)
+    clip_grad: float = 0.0  # 0: no clipping
+    precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16 | fp16
+    checkpoint_every: int = 20  # epochs; "last" is written every epoch
+    checkpoint_every_steps: int = 0  # >0: also write "last" every K optimizer steps (long epochs)
+    nonfinite: str = "stop"  # stop | rollback
+    official_quirks: bool = True  # decay mask_token and relative-position tables, as the official code
+
+
+@dataclass
+class FinetuneConfig:
+    """End-to-end fine-tuning (official MixMIM-B recipe: 100 epochs, blr 5e-4, layer decay 0.7)."""
+
+    epochs: int = 100
+    warmup_epochs: int = 5
+    max_steps: int = 0
+    batch_size: int = 128
+    accum_iter: int = 1
+    blr: float = 5e-4
+    lr: float = 0.0
+    lr_scale_base: int = 256
+    min_lr: float = 1e-6
+    weight_decay: float = 0.05
+    layer_decay: float = 0.7
+    official_head_decay: bool = True  # head and final norm get layer id L (lr scale 0.7), as official
+    drop_path: float = 0.1
+    smoothing: float = 0.1
+    mixup: float = 0.8
+    cutmix: float = 1.0
+    randaug: str = "rand-m9-mstd0.5-inc1"
+    reprob: float = 0.25
+    precision: str = "auto"
+    checkpoint_every: int = 10
+
+
+@dataclass
+class LinearProbeConfig:
+    """MAE's linear-probing protocol: frozen encoder, BatchNorm (no affine) + linear head, LARS."""
+
+    epochs: int = 90
+    warmup_epochs: int = 10
+    max_steps: int = 0
+    batch_size: int = 1024
+    blr: float = 0.1
+    lr: float = 0.0
+    lr_scale_base: int = 256
+    weight_decay: float = 0.0
+    optimizer: str = "lars"  # lars | sgd
+    precision: str = "auto"
+
+
+@dataclass
+class KNNConfig:
+    """kNN on frozen, L2-normalised features (cosine similarity)."""
+
+    k: int = 20
+    temperature: float = 0.07
+    batch_size: int = 256
+
+
+@dataclass
+class CocoConfig:
+    """Detection transfer (Mask R-CNN). engine: torchvision (built-in) | detectron2."""
+
+    engine: str = "torchvision"
+    root: str = ""  # COCO root (annotations/ + images); empty: the built-in tiny dataset
+    epochs: int = 100
+    max_steps: int = 0
+    batch_size: int = 16
+    blr: float = 1e-4
+    lr: float = 0.0
+    layer_decay: float = 0.7
+    drop_path: float = 0.1
+    img_size: int = 1024
+
+
+@dataclass
+class LaunchConfig:
+    """Where stages run. Slurm fields map to submitit's ``slurm_*`` parameters."""
+
+    executor: str = "local"  # local | slurm | debug
+    partition: str = ""
+    account: str = ""
+    qos: str = ""
+    time_min: int = 60 * 24
+    nodes: int = 1
+    gpus_per_node: int = 0
+    cpus_per_task: int = 8
+    mem_gb: int = 0  # 0: the partition's default
+    constraint: str = ""
+    max_num_timeout: int = 10
+    slurm_extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunConfig:
+    """One run of an experiment: a method on a backbone at one setting and seed, and its stages."""
+
+    experiment: str = ""
+    name: str = ""
+    seed: int = 0
+    stages: list[str] = field(default_factory=lambda: ["pretrain", "linprobe", "knn"])
+    init: str = "pretrain"  # pretrain (this run's checkpoint) | random | a path to a checkpoint
+    setting: dict[str, Any] = field(default_factory=dict)  # the ablated values, for the tables
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    linprobe: LinearProbeConfig = field(default_factory=LinearProbeConfig)
+    knn: KNNConfig = field(default_factory=KNNConfig)
+    coco: CocoConfig = field(default_factory=CocoConfig)
+    launch: LaunchConfig = field(default_factory=LaunchConfig)
+
+
+class ConfigError(ValueError):
+    """A configuration key or value is wrong; the message names it and what is allowed."""
+
+
+def _all_keys(node: Any, prefix: str = "") -> list[str]:
+    keys = []
+    for key in node:
+        path = f"{prefix}{key}"
+        keys.append(path)
+        value = node[key]
+        if isinstance(value, DictConfig) and OmegaConf.get_type(value) is not dict:
+            keys.extend(_all_keys(value, path + "."))
+    return keys
+
+
+def apply_overrides(cfg: RunConfig, overrides: list[str] | dict[str, Any]) -> RunConfig:
+    """Return a copy of ``cfg`` with ``key=value`` overrides applied and type-checked.
+
+    Raises:
+        ConfigError: an unknown key (with the closest valid keys) or a value of the wrong type.
+    """
+    base = OmegaConf.structured(cfg)
+    items = overrides.items() if isinstance(overrides, dict) else [_split_override(o) for o in overrides]
+    for key, value in items:
+        if OmegaConf.select(base, key, default="__missing__") == "__missing__":
+            close = difflib.get_close_matches(key, _all_keys(base), n=3, cutoff=0.5)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            raise ConfigError(f"unknown config key '{key}'.{hint}")
+        try:
+            parsed = OmegaConf.from_dotlist([f"{key}={value}"]) if isinstance(value, str) else None
+            patch = parsed if parsed is not None else OmegaConf.from_dotlist([])
+            if parsed is None:
+                OmegaConf.update(patch, key, value, force_add=True)
+            base = OmegaConf.merge(base, patch)
+        except (ValidationError, ConfigKeyError, OmegaConfBaseException) as err:
+            expected = type(OmegaConf.select(OmegaConf.structured(cfg), key)).__name__
+            reason = err.msg.splitlines()[0]
+            raise ConfigError(f"bad value {value!r} for key '{key}' (expected {expected}): {reason}") from None
+    return to_dataclass(base)
+
+
+def _split_override(text: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' is not of the form key=value (for example pretrain.epochs=10)")
+    key, value = text.split("=", 1)
+    return key.strip(), value.strip()
+
+
+def to_dataclass(node: DictConfig) -> RunConfig:
+    """Turn a structured OmegaConf node back into a :class:`RunConfig`."""
+    cfg = OmegaConf.to_object(node)
+    assert isinstance(cfg, RunConfig)
+    return cfg
+
+
+def to_yaml(cfg: RunConfig) -> str:
+    """The fully resolved config as YAML (what ``config.yaml`` in a run directory holds)."""
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def load_yaml(path: str | Path) -> RunConfig:
+    """Read a ``config.yaml`` written by :func:`to_yaml`, validated against :class:`RunConfig`."""
+    merged = OmegaConf.merge(OmegaConf.structured(RunConfig), OmegaConf.load(path))
+    return to_dataclass(merged)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A plain, JSON-serialisable dict of any config dataclass."""
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)  # type: ignore[return-value]
