@@ -1,28 +1,187 @@
-"""The ``mixmim-bench`` command line."""
+"""The ``mixmim-bench`` command line: list, show, run, status, report, models, bench.
+
+``--output`` is the outputs root everywhere: an experiment's runs live in ``<output>/<experiment>/<run>/``
+(``<experiment>-debug`` for the debug variant).
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+from pathlib import Path
+
+from tabulate import tabulate
+
+DEFAULT_OUTPUT = "outputs"
+log = logging.getLogger("mixmim-bench")
+
+
+def _add_experiment_args(parser: argparse.ArgumentParser, overrides: bool = True) -> None:
+    parser.add_argument("experiment", help="experiment name (see `mixmim-bench list`)")
+    parser.add_argument("--variant", choices=("full", "debug"), default="full",
+                        help="debug: the same runs on the built-in data with tiny schedules (CPU, < 1 min)")
+    parser.add_argument("--output", default=DEFAULT_OUTPUT, help="outputs root (default: ./outputs)")
+    if overrides:
+        parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                            help="typed config override applied to every run, e.g. pretrain.epochs=10")
+        parser.add_argument("--budget", help="fixed budget: epochs=N | gpu-hours=H | flops=F")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mixmim-bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="mixmim-bench", description="MixMIM reproducibility benchmark suite.")
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="experiments with descriptions and run counts")
+    show = sub.add_parser("show", help="the runs, stages and resolved configs an experiment would launch")
+    _add_experiment_args(show)
+    run = sub.add_parser("run", help="run an experiment (skips done stages, resumes partial ones)")
+    _add_experiment_args(run)
+    run.add_argument("--executor", choices=("local", "slurm", "debug"), help="where stages run (default: local)")
+    run.add_argument("--dry-run", action="store_true", help="validate and print the plan; launch nothing")
+    status = sub.add_parser("status", help="per run and stage: done, running, failed (with log), pending")
+    _add_experiment_args(status, overrides=False)
+    report = sub.add_parser("report", help="paper-style tables, plots and a review bundle")
+    _add_experiment_args(report, overrides=False)
+    report.add_argument("--format", dest="formats", action="append",
+                        choices=("markdown", "latex", "csv", "html"), help="formats to print (default markdown)")
+    report.add_argument("--bundle-dir", help="where the review bundle goes (default <output>/<experiment>/_report)")
     models = sub.add_parser("models", help="registered backbones with parameters and FLOPs")
     models.add_argument("names", nargs="*", help="backbones to show (default: all)")
+    bench = sub.add_parser("bench", help="training-step throughput, memory, FLOPs and MFU per method")
+    from experiments.bench import add_bench_arguments
+
+    add_bench_arguments(bench)
     return parser
+
+
+def cmd_list(_args) -> int:
+    from experiments.registry import EXPERIMENTS, get_experiment
+
+    rows = []
+    for name in EXPERIMENTS:
+        full, debug = get_experiment(name, "full"), get_experiment(name, "debug")
+        rows.append({"experiment": name, "runs": len(full.runs), "debug runs": len(debug.runs),
+                     "description": full.description})
+    print(tabulate(rows, headers="keys", tablefmt="github"))
+    return 0
+
+
+def _experiment(args):
+    from experiments.launching import apply_to_runs
+    from experiments.registry import get_experiment
+
+    exp = get_experiment(args.experiment, args.variant)
+    return apply_to_runs(exp, getattr(args, "overrides", []))
+
+
+def _budget(args):
+    from experiments.budget import Budget
+
+    return Budget.parse(args.budget) if getattr(args, "budget", None) else None
+
+
+def cmd_show(args) -> int:
+    from experiments.budget import apply_budget
+    from mixmim.config import to_yaml
+
+    exp = _experiment(args)
+    apply_budget(exp.runs, _budget(args), Path(args.output))
+    print(f"# {exp.name} ({exp.variant}): {exp.description}\n")
+    for cfg in exp.runs:
+        print(f"## run {cfg.name}: stages {' -> '.join(cfg.stages)}\n")
+        print(to_yaml(cfg))
+    return 0
+
+
+def cmd_run(args) -> int:
+    from experiments.launching import experiment_dir, launch_experiment, run_specs
+
+    exp = _experiment(args)
+    budget = _budget(args)
+    launch_cfg = exp.runs[0].launch
+    if args.executor:
+        launch_cfg.executor = args.executor
+    if args.dry_run:
+        specs = run_specs(exp, Path(args.output), budget, write=False)
+        for spec in specs:
+            print(f"{spec.name}: {' -> '.join(s.name for s in spec.stages)}  ({spec.run_dir})")
+        print(f"{len(specs)} runs would launch with executor '{launch_cfg.executor}'")
+        return 0
+    report = launch_experiment(exp, Path(args.output), launch_cfg, budget)
+    print(report.summary())
+    if launch_cfg.executor == "slurm":
+        print(f"submitted; follow with `mixmim-bench status {exp.name} --variant {exp.variant} --output {args.output}`")
+        return 0 if report.ok else 1
+    print(_render(exp, experiment_dir(Path(args.output), exp), None, ["markdown"], _command(args)))
+    return 0 if report.ok else 1
+
+
+def cmd_status(args) -> int:
+    from experiments.launching import experiment_dir
+    from experiments.stages import STAGES
+    from slurm import RunSpec, StageSpec, status
+
+    exp = _experiment(args)
+    root = experiment_dir(Path(args.output), exp)
+    specs = [RunSpec(run_dir=root / cfg.name, name=cfg.name,
+                     stages=[StageSpec(name=s, fn=STAGES[s], cfg=cfg) for s in cfg.stages]) for cfg in exp.runs]
+    rows = [{"run": s.run, "stage": s.stage, "state": s.state, "log": str(s.log_path or "")} for s in status(specs)]
+    print(tabulate(rows, headers="keys", tablefmt="github"))
+    return 1 if any(r["state"] == "failed" for r in rows) else 0
+
+
+def _render(exp, exp_dir: Path, bundle_dir, formats, command: str) -> str:
+    from reports.report import report_experiment
+
+    result = report_experiment(exp_dir, exp.tables, bundle_dir, formats=formats, command=command)
+    texts = [result.tables.get(fmt, "") for fmt in formats]
+    return "\n\n".join(texts) + f"\n\nReview bundle: {result.bundle_dir} ({result.zip_path})"
+
+
+def _command(args) -> str:
+    return "mixmim-bench " + " ".join(sys.argv[1:]) if sys.argv[1:] else f"mixmim-bench {args.command}"
+
+
+def cmd_report(args) -> int:
+    from experiments.launching import experiment_dir
+
+    exp = _experiment(args)
+    formats = args.formats or ["markdown"]
+    print(_render(exp, experiment_dir(Path(args.output), exp), args.bundle_dir, formats, _command(args)))
+    return 0
+
+
+def cmd_models(args) -> int:
+    from experiments.models_table import print_models
+
+    print_models(args.names or None)
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from experiments.bench import run_bench
+
+    run_bench(args)
+    return 0
+
+
+COMMANDS = {"list": cmd_list, "show": cmd_show, "run": cmd_run, "status": cmd_status, "report": cmd_report,
+            "models": cmd_models, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    if args.command == "models":
-        from experiments.models_table import print_models
+    from experiments.budget import BudgetError
+    from experiments.launching import RunSetupError
+    from mixmim.config import ConfigError
 
-        print_models(args.names or None)
-    return 0
+    try:
+        return COMMANDS[args.command](args)
+    except (ConfigError, RunSetupError, BudgetError, KeyError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        print(f"mixmim-bench: error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

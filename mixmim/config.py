@@ -216,17 +216,19 @@ def apply_overrides(cfg: RunConfig, overrides: list[str] | dict[str, Any]) -> Ru
         ConfigError: an unknown key (with the closest valid keys) or a value of the wrong type.
     """
     base = OmegaConf.structured(cfg)
-    items = overrides.items() if isinstance(overrides, dict) else [_split_override(o) for o in overrides]
+    literal = isinstance(overrides, dict)  # Python values are taken as they are; CLI text is parsed
+    items = overrides.items() if literal else [_split_override(o) for o in overrides]
     for key, value in items:
         if OmegaConf.select(base, key, default="__missing__") == "__missing__":
             close = difflib.get_close_matches(key, _all_keys(base), n=3, cutoff=0.5)
             hint = f" Did you mean: {', '.join(close)}?" if close else ""
             raise ConfigError(f"unknown config key '{key}'.{hint}")
         try:
-            parsed = OmegaConf.from_dotlist([f"{key}={value}"]) if isinstance(value, str) else None
-            patch = parsed if parsed is not None else OmegaConf.from_dotlist([])
-            if parsed is None:
+            if literal:
+                patch = OmegaConf.create()
                 OmegaConf.update(patch, key, value, force_add=True)
+            else:
+                patch = OmegaConf.from_dotlist([f"{key}={value}"])
             base = OmegaConf.merge(base, patch)
         except (ValidationError, ConfigKeyError, OmegaConfBaseException) as err:
             expected = type(OmegaConf.select(OmegaConf.structured(cfg), key)).__name__

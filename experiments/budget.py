@@ -1,0 +1,128 @@
+"""Fixed budgets: ``--budget epochs=N``, ``gpu-hours=H`` or ``flops=F`` -> pre-training epochs per run.
+
+- epochs: every run pre-trains N epochs.
+- flops: ``epochs = F / (3 x forward FLOPs per image x training images)`` (fvcore convention; training
+  counted as 3x forward, as the benchmark does). Forward FLOPs are counted on the ``meta`` device.
+- gpu-hours: ``epochs = H x 3600 x measured images/s per GPU / training images``. The throughput comes
+  from the benchmark store (``<output>/bench/*.jsonl``, written by ``mixmim-bench bench``) or from earlier
+  runs' ``pretrain/result.json``; with neither, the conversion fails and names the command to measure it.
+
+The conversion is recorded in each run's ``manifest.json`` (``budget``); ``setting.budget`` names it.
+"""
+
+from __future__ import annotations
+
+import glob
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mixmim.config import RunConfig
+from mixmim.rundir import read_json, read_jsonl
+
+BUDGET_KINDS = ("epochs", "gpu-hours", "flops")
+
+
+class BudgetError(ValueError):
+    """A budget that cannot be parsed or converted; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    kind: str
+    value: float
+
+    @classmethod
+    def parse(cls, text: str) -> Budget:
+        kind, _, value = text.partition("=")
+        if kind not in BUDGET_KINDS or not value:
+            raise BudgetError(f"budget '{text}' must be one of epochs=N, gpu-hours=H, flops=F")
+        try:
+            number = float(value)
+        except ValueError:
+            raise BudgetError(f"budget value '{value}' is not a number") from None
+        if number <= 0:
+            raise BudgetError(f"budget must be positive, got {number}")
+        return cls(kind, number)
+
+
+def training_images(cfg: RunConfig) -> int:
+    """Number of pre-training images the run's data config yields."""
+    from mixmim.data import build_dataset
+
+    return len(build_dataset(cfg.data, "train"))
+
+
+def forward_flops_per_image(cfg: RunConfig) -> float:
+    """fvcore-convention FLOPs of one pre-training forward per image (method incl. decoder), on ``meta``."""
+    import torch
+
+    from baselines import build_method
+    from mixmim.flops import count_flops
+
+    with torch.device("meta"):
+        method = build_method(cfg)
+        size = method.encoder.img_size
+        images = torch.empty(2, 3, size, size)
+    return count_flops(method, images) / 2
+
+
+def measured_images_per_s(cfg: RunConfig, output: Path) -> tuple[float, str]:
+    """Per-GPU (per-process) training throughput of the run's method on its backbone, and its source."""
+    method, backbone = cfg.method.name, cfg.model.backbone
+    for path in sorted(glob.glob(str(output / "bench" / "*.jsonl")), reverse=True):
+        for row in read_jsonl(path):
+            if row.get("method") == method and row.get("backbone") == backbone and row.get("images_per_s"):
+                return float(row["images_per_s"]), f"benchmark {path}"
+    for path in sorted(glob.glob(str(output / "*" / "*" / "pretrain" / "result.json"))):
+        result = read_json(path)
+        config = Path(path).parent.parent / "config.yaml"
+        if result.get("images_per_s") and config.is_file():
+            text = config.read_text()
+            if f"name: {method}\n" in text and f"backbone: {backbone}\n" in text:
+                world = max(int(result.get("world_size") or 1), 1)
+                return float(result["images_per_s"]) / world, f"earlier run {path}"
+    raise BudgetError(
+        f"no measured throughput for method '{method}' on backbone '{backbone}': run "
+        f"`mixmim-bench bench --methods {method} --backbone {backbone} --output {output}` on the target GPU first")
+
+
+def budget_epochs(cfg: RunConfig, budget: Budget, output: Path) -> tuple[int, dict[str, Any]]:
+    """Pre-training epochs for ``cfg`` under ``budget`` and the record of the conversion."""
+    if budget.kind == "epochs":
+        return int(budget.value), {"kind": "epochs", "value": budget.value}
+    images = training_images(cfg)
+    if budget.kind == "flops":
+        per_image = 3 * forward_flops_per_image(cfg)
+        epochs = budget.value / (per_image * images)
+        record = {"train_flops_per_image": per_image}
+    else:
+        per_s, source = measured_images_per_s(cfg, output)
+        epochs = budget.value * 3600 * per_s / images
+        record = {"images_per_s_per_gpu": per_s, "throughput_source": source}
+    if epochs < 1:
+        raise BudgetError(f"budget {budget.kind}={budget.value:g} buys {epochs:.3f} epochs of '{cfg.name}'; "
+                          "raise the budget or use a smaller dataset")
+    return math.floor(epochs), {"kind": budget.kind, "value": budget.value, "train_images": images,
+                                "exact_epochs": epochs, **record}
+
+
+def apply_budget(runs: list[RunConfig], budget: Budget | None, output: Path) -> dict[str, dict[str, Any]]:
+    """Set ``pretrain.epochs`` of every pre-training run from the budget (warm-up capped at a tenth).
+
+    Returns:
+        run name -> the conversion record, for the run's manifest.
+    """
+    records: dict[str, dict[str, Any]] = {}
+    if budget is None:
+        return records
+    for cfg in runs:
+        if "pretrain" not in cfg.stages:
+            continue
+        epochs, record = budget_epochs(cfg, budget, output)
+        cfg.pretrain.epochs = epochs
+        cfg.pretrain.warmup_epochs = min(cfg.pretrain.warmup_epochs, max(epochs // 10, 0))
+        cfg.setting = {**cfg.setting, "budget": f"{budget.kind}={budget.value:g}"}
+        records[cfg.name] = {**record, "epochs": epochs}
+    return records

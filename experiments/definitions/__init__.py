@@ -1,0 +1,1 @@
+"""One module per group of experiments; ``experiments.registry.EXPERIMENTS`` names them."""

@@ -1,0 +1,70 @@
+"""ImageNet experiments: the main table, every method on a fixed encoder, and pre-training length."""
+
+from __future__ import annotations
+
+from experiments.definitions.recipes import (
+    BACKBONE_LABELS,
+    IMAGENET_FINETUNE,
+    IMAGENET_LINPROBE,
+    IMAGENET_PRETRAIN,
+    METHOD_LABELS,
+    scaled,
+)
+from experiments.spec import Experiment, make_run
+from reports.spec import Column, TableSpec
+
+MAIN_REFERENCES = {"MixMIM-B / 600": "mixmim_b_600ep_top1", "MixMIM-L / 600": "mixmim_l_600ep_top1",
+                   "MixMIM-B / 300": "mixmim_b_300ep_top1"}
+
+
+def imagenet_main(variant: str = "full") -> Experiment:
+    """MixMIM-B/L/H, 300 and 600 pre-training epochs, then 100-epoch fine-tuning (official recipe)."""
+    runs = []
+    for backbone in ("mixmim_base", "mixmim_large", "mixmim_huge"):
+        for epochs in (300, 600):
+            overrides, bb = scaled({**IMAGENET_PRETRAIN, **IMAGENET_FINETUNE, "pretrain.epochs": epochs}, variant,
+                                   backbone)
+            runs.append(make_run("imagenet-main", "mixmim", bb, ("pretrain", "finetune"),
+                                 setting={"pretrain_epochs": epochs, "size": BACKBONE_LABELS[backbone]},
+                                 overrides=overrides))
+    table = TableSpec(
+        name="main", title="ImageNet-1K fine-tuning top-1 (MixMIM, official recipe)",
+        rows=("setting.size", "setting.pretrain_epochs"),
+        columns=(Column("finetune", "top1", "Top-1", reference=MAIN_REFERENCES), Column("finetune", "top5", "Top-5")),
+        caption="Paper: official README (600 ep); 300 ep: mmpretrain model zoo.")
+    return Experiment("imagenet-main", "MixMIM-B/L/H x {300, 600} pre-training epochs + 100-epoch fine-tune",
+                      runs, [table], variant)
+
+
+def fixed_encoder(variant: str = "full") -> Experiment:
+    """Every method on the same backbones with the same schedule (300 pre-training epochs)."""
+    runs = []
+    for backbone in ("mixmim_base", "vit_base_patch16"):
+        for method in ("mixmim", "mae", "simmim", "beit"):
+            overrides, bb = scaled({**IMAGENET_PRETRAIN, **IMAGENET_FINETUNE, **IMAGENET_LINPROBE,
+                                    "pretrain.epochs": 300}, variant, backbone)
+            if backbone.startswith("vit") and method == "mixmim":
+                overrides.setdefault("method.mask_unit", 32)  # MixMIM's 32-px cells: 2x2 ViT patches
+            runs.append(make_run("fixed-encoder", method, bb, ("pretrain", "linprobe", "finetune"),
+                                 setting={"encoder": BACKBONE_LABELS[backbone]}, overrides=overrides))
+    table = TableSpec(
+        name="fixed_encoder", title="Every method on the same encoder (300 ep pre-training, same schedule)",
+        rows=("setting.encoder", "method"), labels=METHOD_LABELS, budget=True,
+        columns=(Column("linprobe", "top1", "Linear probe"), Column("finetune", "top1", "Fine-tune")),
+        caption="Same backbone classes, epochs and fine-tuning recipe; each method's own pre-training recipe.")
+    return Experiment("fixed-encoder", "MixMIM, MAE, SimMIM, BEiT on MixMIM-B and ViT-B, equal schedule",
+                      runs, [table], variant)
+
+
+def ablation_epochs(variant: str = "full") -> Experiment:
+    """MixMIM-B pre-training length: 100 / 300 / 600 / 900 epochs, each + 100-epoch fine-tuning."""
+    runs = []
+    for epochs in (100, 300, 600, 900):
+        overrides, bb = scaled({**IMAGENET_PRETRAIN, **IMAGENET_FINETUNE, "pretrain.epochs": epochs}, variant,
+                               "mixmim_base")
+        runs.append(make_run("ablation-epochs", "mixmim", bb, ("pretrain", "finetune"),
+                             setting={"pretrain_epochs": epochs}, overrides=overrides))
+    table = TableSpec(name="epochs", title="MixMIM-B: pre-training epochs", rows=("setting.pretrain_epochs",),
+                      columns=(Column("finetune", "top1", "Top-1",
+                                      reference={"300": "mixmim_b_300ep_top1", "600": "mixmim_b_600ep_top1"}),))
+    return Experiment("ablation-epochs", "MixMIM-B pre-training length (100-900 epochs)", runs, [table], variant)

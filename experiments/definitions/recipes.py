@@ -1,0 +1,53 @@
+"""The official ImageNet recipes as dotted overrides (official-mixmim.md, ``exp/base_600ep``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Pre-training: 128/GPU x 16 GPUs = 2048, blr 1.5e-4 (lr 1.2e-3), AdamW (0.9, 0.95), wd 0.05, 40 warmup
+# epochs, half-cosine to 0, AMP (fp16 autocast + GradScaler, as torch.cuda.amp in the official code).
+IMAGENET_PRETRAIN: dict[str, Any] = {
+    "data.dataset": "folder", "data.num_workers": 10,
+    "pretrain.epochs": 600, "pretrain.warmup_epochs": 40, "pretrain.batch_size": 128, "pretrain.blr": 1.5e-4,
+    "pretrain.betas": [0.9, 0.95], "pretrain.weight_decay": 0.05, "pretrain.min_lr": 0.0,
+    "pretrain.precision": "fp16", "pretrain.checkpoint_every": 20,
+    "launch.executor": "slurm", "launch.nodes": 2, "launch.gpus_per_node": 8, "launch.cpus_per_task": 10,
+    "launch.mem_gb": 0, "launch.time_min": 72 * 60,
+}
+# Fine-tuning: effective batch 1024 (official 128 x 8 GPUs; here 64 x 16 on the same 2 nodes), blr 5e-4,
+# layer decay 0.7 (official ids), drop path 0.1, RandAugment, mixup 0.8 / cutmix 1.0, smoothing 0.1, reprob 0.25.
+IMAGENET_FINETUNE: dict[str, Any] = {
+    "finetune.epochs": 100, "finetune.warmup_epochs": 5, "finetune.batch_size": 64, "finetune.blr": 5e-4,
+    "finetune.layer_decay": 0.7, "finetune.drop_path": 0.1, "finetune.min_lr": 1e-6, "finetune.precision": "fp16",
+}
+IMAGENET_LINPROBE: dict[str, Any] = {"linprobe.epochs": 90, "linprobe.batch_size": 1024, "linprobe.blr": 0.1}
+
+# Debug variants: the same runs and stages on the built-in data with tiny schedules (CPU, < 1 minute).
+DEBUG: dict[str, Any] = {
+    "data.dataset": "digits", "data.num_workers": 0, "data.max_train_images": 128, "model.img_size": 0,
+    "method.mask_unit": 8,  # the 32-px debug backbones: a 4x4 mask grid
+    "method.decoder_dim": 32, "method.decoder_depth": 1, "method.decoder_heads": 1, "method.vocab_size": 32,
+    "pretrain.epochs": 1, "pretrain.warmup_epochs": 0, "pretrain.max_steps": 2, "pretrain.batch_size": 32,
+    "pretrain.precision": "auto", "pretrain.lr": 1e-3,
+    "finetune.epochs": 1, "finetune.warmup_epochs": 0, "finetune.max_steps": 2, "finetune.batch_size": 32,
+    "finetune.precision": "auto", "finetune.mixup": 0.0, "finetune.cutmix": 0.0, "finetune.randaug": "",
+    "finetune.reprob": 0.0,
+    "linprobe.epochs": 1, "linprobe.warmup_epochs": 0, "linprobe.max_steps": 2, "linprobe.batch_size": 64,
+    "launch.executor": "local", "launch.nodes": 1, "launch.gpus_per_node": 0,
+}
+# Small backbones that stand in for the real ones in debug variants (same family, CPU-sized).
+DEBUG_BACKBONE = {"mixmim_base": "mixmim_tiny_32", "mixmim_large": "mixmim_tiny_32", "mixmim_huge": "mixmim_tiny_32",
+                  "vit_base_patch16": "vit_tiny_patch4_32", "vit_large_patch16": "vit_tiny_patch4_32"}
+BACKBONE_LABELS = {"mixmim_base": "MixMIM-B", "mixmim_large": "MixMIM-L", "mixmim_huge": "MixMIM-H",
+                   "mixmim_tiny_32": "MixMIM-tiny (debug)", "vit_base_patch16": "ViT-B/16",
+                   "vit_tiny_patch4_32": "ViT-tiny (debug)"}
+METHOD_LABELS = {"mixmim": "MixMIM", "mae": "MAE", "simmim": "SimMIM", "beit": "BEiT", "random": "Random init"}
+
+
+def scaled(overrides: dict[str, Any], variant: str, backbone: str) -> tuple[dict[str, Any], str]:
+    """The overrides and backbone of a run in ``variant`` (debug: the small backbone and tiny schedules)."""
+    if variant != "debug":
+        return dict(overrides), backbone
+    small = DEBUG_BACKBONE.get(backbone, backbone)
+    extra = {"method.mask_unit": 8} if small.startswith("vit_tiny") else {}
+    return {**overrides, **DEBUG, **extra}, small

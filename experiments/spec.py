@@ -1,0 +1,66 @@
+"""What an experiment is: a grid of runs (each a RunConfig with its chain of stages) and its tables."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from mixmim.config import RunConfig, apply_overrides
+from reports.spec import TableSpec
+
+VARIANTS = ("full", "debug")
+
+
+@dataclass
+class Experiment:
+    """A named experiment: its runs and the paper-style tables their results fill."""
+
+    name: str
+    description: str
+    runs: list[RunConfig]
+    tables: list[TableSpec] = field(default_factory=list)
+    variant: str = "full"
+
+    def __post_init__(self) -> None:
+        names = [r.name for r in self.runs]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"experiment '{self.name}' defines runs with the same name: {duplicates}")
+
+
+def run_name(method: str, backbone: str, setting: Mapping[str, Any], seed: int) -> str:
+    """``<method>-<backbone>[-<key><value>...]-s<seed>``: readable and unique within an experiment."""
+    parts = [method, backbone] + [f"{k}{v}" for k, v in sorted(setting.items())] + [f"s{seed}"]
+    return "-".join(str(p).replace("/", "_").replace(" ", "") for p in parts)
+
+
+def method_defaults(method: str) -> dict[str, Any]:
+    """The source paper's recipe for a method (``baselines.method_defaults``); none for the random control."""
+    if method == "random":
+        return {}
+    from baselines import method_defaults as defaults
+
+    return dict(defaults(method))
+
+
+def make_run(experiment: str, method: str, backbone: str, stages: Iterable[str], *, seed: int = 0,
+             setting: Mapping[str, Any] | None = None, overrides: Mapping[str, Any] | None = None,
+             init: str = "pretrain") -> RunConfig:
+    """One run: the method's own recipe first, then the experiment's ``overrides`` (dotted keys).
+
+    ``method="random"`` is the random-initialisation control: no pre-training, ``init=random``.
+    """
+    setting = dict(setting or {})
+    cfg = RunConfig(experiment=experiment, seed=seed, stages=list(stages), init=init, setting=setting)
+    cfg.model.backbone = backbone
+    cfg.method.name = method
+    if method == "random":
+        cfg.init = "random"
+        cfg.stages = [s for s in cfg.stages if s not in ("tokenizer", "pretrain")]
+    cfg = apply_overrides(cfg, method_defaults(method))
+    cfg = apply_overrides(cfg, dict(overrides or {}))
+    if cfg.method.name == "beit" and "pretrain" in cfg.stages and cfg.method.tokenizer == "kmeans":
+        cfg.stages = ["tokenizer", *[s for s in cfg.stages if s != "tokenizer"]]
+    cfg.name = run_name(method, backbone, setting, seed)
+    return cfg

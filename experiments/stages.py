@@ -1,0 +1,72 @@
+"""The stage functions every experiment chains: ``run_<stage>(cfg, run_dir) -> dict``.
+
+Module-level functions (Slurm jobs unpickle them by name). Each imports its implementation lazily, so
+that ``mixmim-bench list`` stays fast and a missing optional dependency (detectron2) fails only the
+stage that needs it, with its own message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mixmim.config import RunConfig
+
+StageFn = Callable[[RunConfig, Path], dict[str, Any]]
+
+
+def run_tokenizer(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
+    """Fit BEiT's offline tokenizer on the training data (cached in ``<run_dir>/tokenizer``)."""
+    from baselines.tokenizers import run_tokenizer_stage
+
+    return run_tokenizer_stage(cfg, Path(run_dir))
+
+
+def run_pretrain(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
+    """Pre-train ``cfg.method.name`` on ``cfg.model.backbone`` with the engine's one loop."""
+    from baselines import build_method
+    from mixmim.data import build_dataset
+    from mixmim.data.transforms import pretrain_transform
+    from mixmim.engine.pretrain import pretrain
+    from mixmim.rundir import is_done, read_result
+
+    if is_done(run_dir, "pretrain"):  # skip before building anything (a tokenizer may be needed otherwise)
+        return read_result(run_dir, "pretrain") or {}
+    method = build_method(cfg, run_dir=Path(run_dir))
+    dataset = build_dataset(cfg.data, "train", pretrain_transform(method.encoder.img_size))
+    return pretrain(method, dataset, cfg, run_dir)
+
+
+def run_finetune(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
+    from mixmim.evaluate import run_finetune as stage
+
+    return stage(cfg, Path(run_dir))
+
+
+def run_linprobe(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
+    from mixmim.evaluate import run_linprobe as stage
+
+    return stage(cfg, Path(run_dir))
+
+
+def run_knn(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
+    from mixmim.evaluate import run_knn as stage
+
+    return stage(cfg, Path(run_dir))
+
+
+def run_coco(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
+    from mixmim.transfer import run_coco as stage
+
+    return stage(cfg, Path(run_dir))
+
+
+STAGES: dict[str, StageFn] = {
+    "tokenizer": run_tokenizer,
+    "pretrain": run_pretrain,
+    "finetune": run_finetune,
+    "linprobe": run_linprobe,
+    "knn": run_knn,
+    "coco": run_coco,
+}
