@@ -1,0 +1,93 @@
+"""The mixmim-bench CLI: list, show, run (dry and real), status, report, typed --set, budgets."""
+
+import pytest
+
+from experiments.budget import Budget, BudgetError, apply_budget
+from experiments.cli import main
+from experiments.registry import get_experiment
+
+
+def test_list_names_every_experiment(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("smoke", "imagenet-main", "fixed-encoder", "ablation-mask-ratio", "coco", "transfer-classification"):
+        assert name in out
+
+
+def test_show_prints_resolved_configs(capsys):
+    assert main(["show", "smoke", "--variant", "debug", "--set", "pretrain.epochs=3"]) == 0
+    out = capsys.readouterr().out
+    assert "## run mixmim-mixmim_tiny_32-s0: stages pretrain -> linprobe -> knn -> finetune" in out
+    assert "epochs: 3" in out
+
+
+def test_unknown_key_fails_with_closest_keys(capsys):
+    assert main(["run", "smoke", "--dry-run", "--set", "pretrain.epoch=3"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown config key 'pretrain.epoch'" in err and "pretrain.epochs" in err
+
+
+def test_bad_type_fails(capsys):
+    assert main(["show", "smoke", "--set", "pretrain.epochs=ten"]) == 2
+    assert "pretrain.epochs" in capsys.readouterr().err
+
+
+def test_dry_run_launches_nothing(tmp_path, capsys):
+    assert main(["run", "smoke", "--dry-run", "--output", str(tmp_path)]) == 0
+    assert "5 runs would launch" in capsys.readouterr().out
+    assert not any(tmp_path.iterdir())
+
+
+def test_missing_data_root_fails_at_start(tmp_path, capsys):
+    assert main(["run", "imagenet-main", "--dry-run", "--output", str(tmp_path)]) == 2
+    assert "data.root" in capsys.readouterr().err
+
+
+def test_run_status_report_and_refusal_to_mix_configs(tmp_path, capsys):
+    args = ["--variant", "debug", "--output", str(tmp_path), "--set", "stages=[pretrain,knn]"]
+    assert main(["run", "ablation-dual-reconstruction", *args]) == 0
+    out = capsys.readouterr().out
+    assert "MixMIM-B ablation" in out and "Review bundle" in out
+    assert main(["status", "ablation-dual-reconstruction", "--variant", "debug", "--output", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.count("done") == 4
+    # same command again: everything is skipped, nothing overwritten
+    assert main(["run", "ablation-dual-reconstruction", *args]) == 0
+    capsys.readouterr()
+    # a different config into the same folders is refused
+    assert main(["run", "ablation-dual-reconstruction", *args, "--set", "seed=1"]) == 2
+    assert "different config" in capsys.readouterr().err
+    assert main(["report", "ablation-dual-reconstruction", "--variant", "debug", "--output", str(tmp_path),
+                 "--format", "csv"]) == 0
+    assert "dual_reconstruction" in capsys.readouterr().out
+
+
+def test_budget_parsing_and_conversion(tmp_path):
+    assert Budget.parse("gpu-hours=2.5") == Budget("gpu-hours", 2.5)
+    for bad in ("hours=3", "epochs=", "flops=-1", "epochs=x"):
+        with pytest.raises(BudgetError):
+            Budget.parse(bad)
+    exp = get_experiment("smoke", "debug")
+    records = apply_budget(exp.runs, Budget("epochs", 7), tmp_path)
+    assert all(cfg.pretrain.epochs == 7 for cfg in exp.runs if "pretrain" in cfg.stages)
+    assert set(records) == {cfg.name for cfg in exp.runs if "pretrain" in cfg.stages}
+
+
+def test_flops_budget_gives_fewer_epochs_to_costlier_methods(tmp_path):
+    exp = get_experiment("smoke", "debug")
+    runs = [cfg for cfg in exp.runs if cfg.method.name in ("mixmim", "simmim")]
+    records = apply_budget(runs, Budget("flops", 1e13), tmp_path)
+    per_image = {cfg.method.name: records[cfg.name]["train_flops_per_image"] for cfg in runs}
+    epochs = {cfg.method.name: cfg.pretrain.epochs for cfg in runs}
+    assert (per_image["mixmim"] > per_image["simmim"]) == (epochs["mixmim"] <= epochs["simmim"])
+    assert all(r["kind"] == "flops" and r["train_images"] > 0 for r in records.values())
+
+
+def test_gpu_hours_budget_needs_a_measurement(tmp_path):
+    exp = get_experiment("smoke", "debug")
+    with pytest.raises(BudgetError, match="mixmim-bench bench"):
+        apply_budget(exp.runs[:1], Budget("gpu-hours", 1), tmp_path)
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "cpu.jsonl").write_text(
+        '{"method": "mixmim", "backbone": "mixmim_tiny_32", "images_per_s": 100.0}\n')
+    records = apply_budget(exp.runs[:1], Budget("gpu-hours", 0.01), tmp_path)
+    assert exp.runs[0].pretrain.epochs == int(0.01 * 3600 * 100 / records[exp.runs[0].name]["train_images"])
