@@ -1,0 +1,63 @@
+"""From a ``LaunchConfig`` to a submitit executor for Slurm.
+
+One task per GPU (``tasks_per_node = gpus_per_node``) for multi-node DDP; with no GPUs no GPU flag is
+passed at all (some clusters reject ``--gpus-per-node=0``). ``slurm_extra`` holds extra sbatch options
+(``{"mail-type": "END"}`` becomes ``#SBATCH --mail-type=END``).
+"""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import submitit
+
+if TYPE_CHECKING:  # slurm/ depends on mixmim.rundir only; the config type is for readers and checkers
+    from mixmim.config import LaunchConfig
+
+# A job whose dependency can never be met (an earlier stage failed) is cancelled instead of pending forever.
+DEFAULT_SBATCH_EXTRA = {"kill-on-invalid-dep": "yes"}
+
+
+def executor_parameters(launch_cfg: LaunchConfig, job_name: str) -> dict[str, Any]:
+    """``AutoExecutor.update_parameters`` keyword arguments for ``launch_cfg``; empty fields are left out."""
+    gpus = launch_cfg.gpus_per_node
+    params: dict[str, Any] = {
+        "name": job_name,
+        "timeout_min": launch_cfg.time_min,
+        "nodes": launch_cfg.nodes,
+        "tasks_per_node": max(1, gpus),
+        "cpus_per_task": launch_cfg.cpus_per_task,
+    }
+    if gpus > 0:
+        params["gpus_per_node"] = gpus
+    if launch_cfg.mem_gb > 0:
+        params["mem_gb"] = launch_cfg.mem_gb
+    for field in ("partition", "account", "qos", "constraint"):
+        value = getattr(launch_cfg, field)
+        if value:
+            params[f"slurm_{field}"] = value
+    params["slurm_additional_parameters"] = {**DEFAULT_SBATCH_EXTRA, **dict(launch_cfg.slurm_extra)}
+    return params
+
+
+def make_slurm_executor(launch_cfg: LaunchConfig, folder: Path, job_name: str) -> submitit.AutoExecutor:
+    """A Slurm executor writing its scripts, pickles and logs to ``folder`` (made readable by the jobs).
+
+    Raises:
+        RuntimeError: from submitit when ``srun`` is not on PATH (not on a Slurm cluster).
+    """
+    make_job_folder(folder)
+    executor = submitit.AutoExecutor(folder=folder, cluster="slurm", slurm_max_num_timeout=launch_cfg.max_num_timeout)
+    executor.update_parameters(**executor_parameters(launch_cfg, job_name))
+    return executor
+
+
+def make_job_folder(folder: Path) -> None:
+    """Create submitit's job folder, readable and searchable by everyone (the job's user may differ)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    readable = stat.S_IRWXU | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH  # 0o755
+    mode = folder.stat().st_mode
+    if mode & readable != readable:
+        folder.chmod(mode | readable)

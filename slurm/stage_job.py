@@ -1,0 +1,69 @@
+"""One stage of one run as a callable job, the same object for every executor.
+
+On Slurm it is a ``submitit.helpers.Checkpointable``: when the job is preempted or reaches its time limit,
+submitit calls ``checkpoint()``, which returns a ``DelayedSubmission`` of the job itself; submitit then
+requeues it, and the requeued job calls the stage again, which resumes from its own last checkpoint
+(stages checkpoint themselves; this wrapper holds no training state).
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from pathlib import Path
+from typing import Any
+
+import submitit
+
+from mixmim import rundir
+from slurm.distributed import export_distributed_env, in_submitit_job
+from slurm.records import write_error_record
+from slurm.spec import StageSpec
+
+logger = logging.getLogger(__name__)
+
+
+class StageJob(submitit.helpers.Checkpointable):
+    """Calls ``stage.fn(stage.cfg, run_dir)`` unless the stage is done; returns the stage's metrics."""
+
+    def __init__(self, run_name: str, run_dir: Path, stage: StageSpec) -> None:
+        self.run_name = run_name
+        self.run_dir = Path(run_dir)
+        self.stage = stage
+
+    def __call__(self) -> dict[str, Any]:
+        if rundir.is_done(self.run_dir, self.stage.name):
+            logger.info("%s/%s is done: nothing to run", self.run_name, self.stage.name)
+            result = rundir.read_result(self.run_dir, self.stage.name) or {}
+            return result.get("metrics", result)
+        if in_submitit_job():
+            _log_to_stderr()
+            env = export_distributed_env()
+            logger.info("%s/%s: starting in %s with %s", self.run_name, self.stage.name, self.run_dir, env)
+        try:
+            return self.stage.fn(self.stage.cfg, self.run_dir)
+        except Exception:
+            if in_submitit_job():
+                _record_job_failure(self.run_dir, self.stage.name, traceback.format_exc())
+            raise
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
+        """Requeue this very job after preemption or a timeout: the stage resumes from its checkpoint."""
+        logger.warning("%s/%s preempted or timed out: requeueing it", self.run_name, self.stage.name)
+        return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"StageJob({self.run_name}/{self.stage.name})"
+
+
+def _record_job_failure(run_dir: Path, stage: str, trace: str) -> None:
+    """Write ``error.json`` for the failed Slurm task of rank 0 (its log is submitit's stderr file)."""
+    env = submitit.JobEnvironment()
+    if env.global_rank == 0:
+        write_error_record(run_dir, stage, env.job_id, trace, env.paths.stderr)
+
+
+def _log_to_stderr() -> None:
+    """Show the stage's INFO logs in the job's log when nothing configured logging."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
