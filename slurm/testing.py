@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,3 +106,23 @@ def mark_order(cfg: OrderConfig, run_dir: Path) -> dict[str, Any]:
         f.write(cfg.stage + "\n")
     rundir.write_result(run_dir, cfg.stage, {"status": "done", "metrics": {}})
     return {}
+
+
+START_HINT = 'start it with: eval "$(scripts/slurm-cluster start)"'
+
+
+def cluster_unavailable_reason() -> str | None:
+    """Why the local Slurm cluster cannot be used, or None when ``sinfo`` sees an idle/busy node."""
+    missing = [command for command in ("sinfo", "srun", "sbatch", "sacct") if shutil.which(command) is None]
+    if missing:
+        return f"Slurm commands not found ({', '.join(missing)}); {START_HINT}"
+    conf = os.environ.get("SLURM_CONF", "")
+    if not conf or not Path(conf).is_file():
+        return f"SLURM_CONF is unset or not a file ({conf!r}); {START_HINT}"
+    try:
+        states = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=20, check=True)
+    except (subprocess.SubprocessError, OSError) as error:
+        return f"the Slurm controller of {conf} does not answer ({error}); {START_HINT}"
+    if not {"idle", "mix", "alloc"} & set(states.stdout.split()):
+        return f"no usable node in the cluster of {conf} (sinfo: {states.stdout.strip()!r})"
+    return None

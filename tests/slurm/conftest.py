@@ -3,33 +3,14 @@
 from __future__ import annotations
 
 import os
-import shutil
 import stat
-import subprocess
 from pathlib import Path
 
 import pytest
 import submitit
 from submitit.slurm.slurm import SlurmInfoWatcher
 
-START_HINT = 'start it with: eval "$(scripts/slurm-cluster start)"'
-
-
-def cluster_unavailable_reason() -> str | None:
-    """Why the local Slurm cluster cannot be used, or None when ``sinfo`` sees an idle/busy node."""
-    missing = [command for command in ("sinfo", "srun", "sbatch", "sacct") if shutil.which(command) is None]
-    if missing:
-        return f"Slurm commands not found ({', '.join(missing)}); {START_HINT}"
-    conf = os.environ.get("SLURM_CONF", "")
-    if not conf or not Path(conf).is_file():
-        return f"SLURM_CONF is unset or not a file ({conf!r}); {START_HINT}"
-    try:
-        states = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=20, check=True)
-    except (subprocess.SubprocessError, OSError) as error:
-        return f"the Slurm controller of {conf} does not answer ({error}); {START_HINT}"
-    if not {"idle", "mix", "alloc"} & set(states.stdout.split()):
-        return f"no usable node in the cluster of {conf} (sinfo: {states.stdout.strip()!r})"
-    return None
+from slurm.testing import cluster_unavailable_reason  # noqa: E402
 
 
 @pytest.fixture(scope="session")

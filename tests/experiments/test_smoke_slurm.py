@@ -1,0 +1,31 @@
+"""The smoke experiment's debug variant on the real local Slurm cluster: chained stages as job arrays."""
+
+import pytest
+
+from experiments.launching import experiment_dir, launch_experiment
+from experiments.registry import get_experiment
+from mixmim.rundir import is_done
+from slurm.testing import cluster_unavailable_reason
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_smoke_debug_on_slurm(tmp_path):
+    reason = cluster_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    exp = get_experiment("smoke", "debug")
+    launch_cfg = exp.runs[0].launch
+    launch_cfg.executor = "slurm"
+    launch_cfg.cpus_per_task = 1
+    launch_cfg.time_min = 30
+    report = launch_experiment(exp, tmp_path, launch_cfg)
+    assert report.ok and report.jobs, report.summary()
+    report.wait(timeout_s=900)
+    root = experiment_dir(tmp_path, exp)
+    for cfg in exp.runs:
+        for stage in cfg.stages:
+            assert is_done(root / cfg.name, stage), f"{cfg.name}/{stage}"
+    # a second launch submits nothing: every stage is done
+    again = launch_experiment(exp, tmp_path, launch_cfg)
+    assert not again.jobs and all(s.outcome == "skipped" for s in again.stages)
