@@ -34,7 +34,7 @@ def run_pretrain(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     if is_done(run_dir, "pretrain"):  # skip before building anything (a tokenizer may be needed otherwise)
         return read_result(run_dir, "pretrain") or {}
     method = build_method(cfg, run_dir=Path(run_dir))
-    dataset = build_dataset(cfg.data, "train", pretrain_transform(method.encoder.img_size))
+    dataset = build_dataset(cfg.data, "train", pretrain_transform(method.encoder.img_size, cfg.data.crop_min_scale))
     return pretrain(method, dataset, cfg, run_dir)
 
 

@@ -127,6 +127,7 @@ class LinearProbeConfig:
     lr_scale_base: int = 256
     weight_decay: float = 0.0
     optimizer: str = "lars"  # lars | sgd
+    crop_min_scale: float = 0.08  # RandomResizedCrop scale floor (MAE: 0.08); small images want milder crops
     precision: str = "auto"
 
 
@@ -153,6 +154,12 @@ class CocoConfig:
     layer_decay: float = 0.7
     drop_path: float = 0.1
     img_size: int = 1024
+    # Added for mixmim.transfer (docs/coco.md): batch_size is images per step over all GPUs, lr = blr * batch / 64.
+    attention: str = "window_global"  # hierarchical stages 3-4 at img_size: window_global | global | window
+    heads: str = "standard"  # standard | compact (narrow heads, few proposals: built-in CPU runs)
+    weight_decay: float = 0.1
+    warmup_steps: int = 250
+    precision: str = "auto"  # auto (AMP bf16/fp16 on GPU, fp32 on CPU) | fp32 | bf16 | fp16
 
 
 @dataclass

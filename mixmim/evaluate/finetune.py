@@ -1,0 +1,109 @@
+"""The ``finetune`` stage: end-to-end fine-tuning with the official MixMIM recipe (official-mixmim.md).
+
+Recipe (``FinetuneConfig`` defaults, from ``exp/base_600ep``; the official ``main_finetune.py`` order):
+
+1. The backbone with drop path ``drop_path`` (0.1), encoder weights from ``cfg.init``
+   (:mod:`mixmim.evaluate.weights`; position embeddings and relative-position tables interpolated), then a
+   new head, ``trunc_normal(std=2e-5)`` weight and zero bias (official: weight re-initialised after loading).
+2. AdamW (default betas, weight decay 0.05) over layer-wise lr-decay groups (0.7, official layer ids, head
+   and final norm at 0.7 while ``official_head_decay``; :mod:`mixmim.evaluate.layer_decay`).
+3. ``lr = blr * effective_batch / 256`` (blr 5e-4) with linear warmup then half-cosine to ``min_lr`` per
+   iteration; AMP (bf16/fp16) on GPU, fp32 on CPU.
+4. timm transforms (RandAugment ``rand-m9-mstd0.5-inc1``, random erasing 0.25), Mixup 0.8 / CutMix 1.0 /
+   label smoothing 0.1 with ``SoftTargetCrossEntropy`` (:mod:`mixmim.data.mixup`).
+5. Validation top-1/top-5 (resize + center crop, bicubic) after every epoch; ``metrics.top1`` is the last
+   epoch's, ``best_top1`` the best over epochs (the official log's "max accuracy").
+
+Known difference: official fine-tuning also decays the relative-position bias tables (its
+``no_weight_decay()`` is empty); the engine's groups skip every name the backbone lists in ``no_weight_decay()``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mixmim.config import RunConfig, to_dict
+from mixmim.data import build_dataset, build_mixup, eval_transform, finetune_criterion, finetune_transform
+from mixmim.engine.distributed import barrier, default_device, init_distributed
+from mixmim.engine.optim import build_adamw
+from mixmim.engine.recipe import make_recipe
+from mixmim.engine.rng import seed_everything
+from mixmim.evaluate.layer_decay import finetune_param_groups
+from mixmim.evaluate.results import finished_result, manifest_fields, recipe_fields, write_stage_result
+from mixmim.evaluate.train_loop import ClassifierTraining, TrainSpec
+from mixmim.evaluate.weights import build_eval_backbone
+
+logger = logging.getLogger(__name__)
+
+STAGE = "finetune"
+
+
+def run_finetune(
+    cfg: RunConfig, run_dir: str | Path, *, device: torch.device | None = None, log_every: int = 10
+) -> dict[str, Any]:
+    """The ``finetune`` stage (``cfg.finetune``): skipped when its ``result.json`` exists, resumed from
+    ``finetune/checkpoint-last.pth`` when present.
+
+    Raises:
+        mixmim.evaluate.weights.InitWeightsError: ``cfg.init`` names no usable checkpoint.
+        ValueError: Mixup/CutMix with an odd per-process batch, or a dataset too small for one step.
+
+    Returns:
+        The result as written to ``result.json`` (``metrics``: ``top1``, ``top5``, ``best_top1``, ...).
+    """
+    done = finished_result(run_dir, STAGE)
+    if done is not None:
+        return done
+    ft = cfg.finetune
+    env = init_distributed()
+    device = device or default_device(env)
+    seed_everything(cfg.seed)
+    backbone, source = build_eval_backbone(cfg, run_dir, num_classes=0, drop_path=ft.drop_path)
+    train_set = build_dataset(cfg.data, "train", finetune_transform(backbone.img_size, ft))
+    val_set = build_dataset(cfg.data, "val", eval_transform(backbone.img_size))
+    num_classes = len(train_set.classes)
+    backbone.reset_classifier(num_classes)  # trunc-normal std 2e-5, zero bias
+    backbone.to(device)
+    recipe = make_recipe(ft, env.world_size, device, len(train_set))
+    mixup = build_mixup(ft, num_classes)
+    if mixup is not None and recipe.batch_size % 2:
+        raise ValueError(f"finetune.batch_size={recipe.batch_size}: Mixup/CutMix pair images, use an even batch")
+    spec = TrainSpec(
+        stage=STAGE,
+        model=backbone,
+        trainable=backbone,
+        optimizer=build_adamw(finetune_param_groups(backbone, ft)),  # official: AdamW default betas
+        criterion=finetune_criterion(ft),
+        train_set=train_set,
+        val_set=val_set,
+        recipe=recipe,
+        eval_batch_size=ft.batch_size,
+        mixup=mixup,
+        config=to_dict(ft),
+        checkpoint_every=ft.checkpoint_every,
+    )
+    summary = ClassifierTraining(spec, cfg, run_dir, env, device, log_every).run()
+    result: dict[str, Any] = {"stage": STAGE}
+    if env.is_main:
+        fields = manifest_fields(cfg, recipe_fields(recipe), train_set, summary["wall_time_s"], device)
+        extra = {
+            **source.describe(),
+            "steps": summary["steps"],
+            "epochs": summary["epochs_done"],
+            "epochs_planned": recipe.epochs,
+            "images_per_s": summary["images_per_s"],
+            "num_classes": num_classes,
+            "layer_decay": ft.layer_decay,
+            "official_head_decay": ft.official_head_decay,
+            "drop_path": ft.drop_path,
+            "mixup": ft.mixup,
+            "cutmix": ft.cutmix,
+            "smoothing": ft.smoothing,
+        }
+        result = write_stage_result(run_dir, cfg, STAGE, summary["metrics"], fields, extra)
+    barrier()
+    return result

@@ -1,0 +1,151 @@
+"""The ``linprobe`` stage: linear probing with MAE's protocol (``main_linprobe.py``).
+
+- The encoder (``cfg.init``) is frozen (no gradients) and stays in eval mode; features are its pooled
+  final-stage tokens (``forward_head(pre_logits=True)``).
+- The head is ``BatchNorm1d(C, affine=False, eps=1e-6)`` then ``Linear(C, classes)`` with a
+  ``trunc_normal(std=0.01)`` weight and zero bias; only the head trains.
+- Optimiser ``linprobe.optimizer``: LARS (timm's ``Lars``, momentum 0.9, trust coefficient 0.001; the
+  trust ratio and weight decay apply to 2-D weights only, as MAE's LARS) or SGD (momentum 0.9), no weight
+  decay on 1-D parameters. ``lr = blr * effective_batch / 256`` (blr 0.1), linear warmup then half-cosine
+  per iteration; cross-entropy without label smoothing.
+- Augmentation: RandomResizedCrop (area 0.08-1, bicubic) + horizontal flip only; evaluation resize + center
+  crop. Because the crops are random every epoch, the encoder runs on every batch (features are not cached).
+
+timm's ``Lars`` equals MAE's LARS for the protocol's weight decay 0 (up to ``eps=1e-8`` in the trust ratio);
+with weight decay it divides by ``|g| + wd |w|`` where MAE divides by ``|g + wd w|``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from timm.layers import trunc_normal_
+from timm.optim import Lars
+from torch import nn
+
+from mixmim.backbones import Backbone
+from mixmim.config import LinearProbeConfig, RunConfig, to_dict
+from mixmim.data import build_dataset, eval_transform, pretrain_transform
+from mixmim.engine.distributed import barrier, default_device, init_distributed
+from mixmim.engine.recipe import make_recipe
+from mixmim.engine.rng import seed_everything
+from mixmim.evaluate.features import pooled_features
+from mixmim.evaluate.results import finished_result, manifest_fields, recipe_fields, write_stage_result
+from mixmim.evaluate.train_loop import ClassifierTraining, TrainSpec
+from mixmim.evaluate.weights import build_eval_backbone
+
+logger = logging.getLogger(__name__)
+
+STAGE = "linprobe"
+OPTIMIZERS = ("lars", "sgd")
+MOMENTUM = 0.9
+LARS_TRUST_COEFF = 0.001
+
+
+class LinearProbeHead(nn.Sequential):
+    """``BatchNorm1d(dim, affine=False, eps=1e-6)`` + ``Linear(dim, num_classes)``: [B, dim] -> [B, classes]."""
+
+    def __init__(self, dim: int, num_classes: int) -> None:
+        super().__init__(nn.BatchNorm1d(dim, affine=False, eps=1e-6), nn.Linear(dim, num_classes))
+        trunc_normal_(self[1].weight, std=0.01)
+        nn.init.zeros_(self[1].bias)
+
+
+class ProbeModel(nn.Module):
+    """A frozen encoder (always in eval mode, no gradients) and a trainable :class:`LinearProbeHead`."""
+
+    def __init__(self, encoder: Backbone, num_classes: int) -> None:
+        super().__init__()
+        self.encoder = encoder.requires_grad_(False)
+        self.head = LinearProbeHead(encoder.num_features, num_classes)
+
+    def train(self, mode: bool = True) -> ProbeModel:
+        super().train(mode)
+        self.encoder.eval()  # frozen: dropout/drop path off and norms fixed even while the head trains
+        return self
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] -> logits [B, classes]."""
+        with torch.no_grad():
+            features = pooled_features(self.encoder, images)  # [B, C]
+        return self.head(features.float())
+
+
+def build_probe_optimizer(head: nn.Module, cfg: LinearProbeConfig) -> torch.optim.Optimizer:
+    """LARS or SGD (``cfg.optimizer``) over the head: 2-D weights decayed (and LARS-adapted), 1-D not.
+
+    Raises:
+        ValueError: an unknown optimizer name.
+    """
+    if cfg.optimizer not in OPTIMIZERS:
+        raise ValueError(f"linprobe.optimizer must be one of {OPTIMIZERS}, got {cfg.optimizer!r}")
+    matrices = [p for p in head.parameters() if p.ndim > 1]
+    vectors = [p for p in head.parameters() if p.ndim <= 1]
+    groups: list[dict[str, Any]] = [
+        {"params": matrices, "weight_decay": cfg.weight_decay, "lr_scale": 1.0},
+        {"params": vectors, "weight_decay": 0.0, "lr_scale": 1.0},
+    ]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=0.0, momentum=MOMENTUM)
+    groups[0]["always_adapt"], groups[1]["always_adapt"] = True, False  # MAE: trust ratio for ndim > 1 only
+    return Lars(groups, lr=0.0, momentum=MOMENTUM, trust_coeff=LARS_TRUST_COEFF)
+
+
+def run_linprobe(
+    cfg: RunConfig, run_dir: str | Path, *, device: torch.device | None = None, log_every: int = 10
+) -> dict[str, Any]:
+    """The ``linprobe`` stage (``cfg.linprobe``): skipped when its ``result.json`` exists, resumed from
+    ``linprobe/checkpoint-last.pth`` (which holds the head only) when present.
+
+    Raises:
+        mixmim.evaluate.weights.InitWeightsError: ``cfg.init`` names no usable checkpoint.
+
+    Returns:
+        The result as written to ``result.json`` (``metrics``: ``top1``, ``top5``, ``best_top1``, ...).
+    """
+    done = finished_result(run_dir, STAGE)
+    if done is not None:
+        return done
+    lp = cfg.linprobe
+    env = init_distributed()
+    device = device or default_device(env)
+    seed_everything(cfg.seed)  # the random-init control is the same encoder in every stage
+    encoder, source = build_eval_backbone(cfg, run_dir, num_classes=0)
+    size = encoder.img_size
+    train_set = build_dataset(cfg.data, "train", pretrain_transform(size, crop_min_scale=cfg.linprobe.crop_min_scale))
+    val_set = build_dataset(cfg.data, "val", eval_transform(size))
+    num_classes = len(train_set.classes)
+    model = ProbeModel(encoder, num_classes).to(device)
+    recipe = make_recipe(lp, env.world_size, device, len(train_set))
+    spec = TrainSpec(
+        stage=STAGE,
+        model=model,
+        trainable=model.head,
+        optimizer=build_probe_optimizer(model.head, lp),
+        criterion=nn.CrossEntropyLoss(),
+        train_set=train_set,
+        val_set=val_set,
+        recipe=recipe,
+        eval_batch_size=lp.batch_size,
+        config=to_dict(lp),
+    )
+    summary = ClassifierTraining(spec, cfg, run_dir, env, device, log_every).run()
+    result: dict[str, Any] = {"stage": STAGE}
+    if env.is_main:
+        fields = manifest_fields(cfg, recipe_fields(recipe), train_set, summary["wall_time_s"], device)
+        extra = {
+            **source.describe(),
+            "steps": summary["steps"],
+            "epochs": summary["epochs_done"],
+            "epochs_planned": recipe.epochs,
+            "images_per_s": summary["images_per_s"],
+            "num_classes": num_classes,
+            "optimizer": lp.optimizer,
+            "weight_decay": lp.weight_decay,
+        }
+        result = write_stage_result(run_dir, cfg, STAGE, summary["metrics"], fields, extra)
+    barrier()
+    return result
