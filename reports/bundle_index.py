@@ -1,0 +1,122 @@
+"""The review bundle's README: what each file is, which command produced it, and the state of every run."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+from tabulate import tabulate
+
+from mixmim.rundir import MANIFEST_FILE
+
+MAX_LISTED_SKIPPED = 50
+_TABLE_FILES = {
+    "tables.md": "the experiment's tables, markdown (paste into a README or an issue)",
+    "tables.tex": "the tables as LaTeX table environments (\\input into a paper)",
+    "tables_standalone.tex": "a document around tables.tex: `pdflatex tables_standalone.tex` checks it compiles",
+    "tables.csv": "the tables, tidy: one line per cell with mean, std, n, paper value, source, delta, noise "
+    "floor, drift and notes",
+    "tables.html": "the tables as an HTML fragment",
+    "results.csv": "every run / stage / metric read from the run directories, with status (done, missing, "
+    "failed) and the reason; only status 'done' rows enter the tables",
+}
+_RUN_FILES = [
+    ("runs/<run>/config.yaml", "the run's fully resolved configuration"),
+    ("runs/<run>/manifest.json", "run identity, git commit, versions, hardware, per-stage recipe"),
+    ("runs/<run>/<stage>/result.json", "the stage's final metrics and the recipe it actually used"),
+    ("runs/<run>/<stage>/metrics.jsonl", "one JSON line per logged step or epoch (loss curves)"),
+    ("runs/<run>/**/*.log, *.out, *.err", "logs written by the stage or the launcher"),
+]
+
+
+def _plot_description(name: str) -> str:
+    stem = Path(name).stem
+    if stem.endswith("_vs_budget"):
+        return "metric against pre-training epochs (left) and GPU-hours (right), per row of the table"
+    if stem.endswith("_ablation"):
+        return "metric against the ablated value (mean ± std over seeds; x: paper value)"
+    if stem.endswith("_loss"):
+        return "pre-training loss per step, mean over seeds per method / backbone / setting"
+    return "plot"
+
+
+def _text(value: object) -> str:
+    """Table text of a value; missing (None, NaN, <NA>) as '-'."""
+    return "-" if value is None or pd.isna(value) else str(value)
+
+
+def _runs_table(results: pd.DataFrame) -> str:
+    """One line per run: identity, stages done, and what is missing or failed (with reasons)."""
+    lines = []
+    for run, group in results.groupby("run", sort=True, dropna=False):
+        first = group.iloc[0]
+        done = sorted(group.loc[group["status"] == "done", "stage"].dropna().unique())
+        problems = group[group["status"] != "done"].drop_duplicates(["stage", "reason"])
+        text = "; ".join(
+            f"{r.stage if isinstance(r.stage, str) else 'run'}: {r.status} ({r.reason})" for r in problems.itertuples()
+        )
+        identity = [_text(first[c]) for c in ("method", "backbone", "setting", "seed")]
+        lines.append([run, *identity, ", ".join(done), text])
+    headers = ["run", "method", "backbone", "setting", "seed", "stages done", "not counted"]
+    return tabulate(lines, headers=headers, tablefmt="github", disable_numparse=True, missingval="-")
+
+
+def _commits(exp_dir: Path, runs: Sequence[str]) -> list[str]:
+    """Distinct git commits (with a '-dirty' mark) recorded by the runs' manifests."""
+    commits = set()
+    for run in runs:
+        try:
+            git = json.loads((exp_dir / str(run) / MANIFEST_FILE).read_text(encoding="utf-8")).get("git") or {}
+        except (OSError, ValueError, AttributeError):
+            continue
+        if git.get("commit"):
+            commits.add(str(git["commit"]) + ("-dirty" if git.get("dirty") else ""))
+    return sorted(commits)
+
+
+def write_index(
+    bundle: Path,
+    exp_dir: Path,
+    results: pd.DataFrame,
+    files: Sequence[Path],
+    run_files: Sequence[Path],
+    skipped: Sequence[str],
+    command: str,
+) -> Path:
+    """Write ``<bundle>/README.md`` and return its path."""
+    runs = sorted(results["run"].dropna().unique())
+    run_status = results.groupby("run")["status"].agg(lambda s: "done" if (s == "done").all() else "incomplete")
+    experiment = exp_dir.name
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    rows = []
+    for path in files:
+        rel = path.relative_to(bundle).as_posix()
+        what = _TABLE_FILES.get(rel) or (_plot_description(rel) if rel.startswith("plots/") else "")
+        if rel.startswith("references/"):
+            what = "reference numbers, recipes and noise floors, each with its source (from reports/references)"
+        rows.append([f"`{rel}`", what, f"`{command}`"])
+    for pattern, what in _RUN_FILES:
+        rows.append([f"`{pattern}`", what, f"`mixmim-bench run {experiment}` (copied from {exp_dir})"])
+    commits = _commits(exp_dir, runs)
+    sections = [
+        f"# Review bundle: {experiment}",
+        f"Generated {now} by `{command}` from `{exp_dir}`. The zip beside this folder holds the same files.",
+        f"Runs: {len(runs)} ({int((run_status == 'done').sum())} complete, "
+        f"{int((run_status != 'done').sum())} with missing or failed stages); {len(run_files)} run files copied. "
+        f"Git commits of the runs: {', '.join(f'`{c}`' for c in commits) or 'not recorded'}.",
+        "## Files\n\n" + tabulate(rows, headers=["file", "what it is", "produced by"], tablefmt="github"),
+        "## Runs\n\n" + (_runs_table(results) if len(results) else "No run directories found."),
+    ]
+    if skipped:
+        listed = "\n".join(f"- `{s}`" for s in skipped[:MAX_LISTED_SKIPPED])
+        more = len(skipped) - MAX_LISTED_SKIPPED
+        sections.append(
+            "## Not copied\n\nCheckpoints, TensorBoard folders and other files stay in the run "
+            "directories:\n\n" + listed + (f"\n- ... and {more} more" if more > 0 else "")
+        )
+    path = bundle / "README.md"
+    path.write_text("\n\n".join(sections) + "\n", encoding="utf-8")
+    return path

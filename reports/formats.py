@@ -1,0 +1,137 @@
+"""Cell text for each output format: the same numbers, each format's symbols and escaping.
+
+A cell reads ``mean ± std (n)`` (``(n/expected)`` when runs are missing), ``†`` when the runs drift from
+the reference recipe, and ``[k]`` for its footnotes. A missing number or reference reads ``missing``;
+a column without a reference has no paper column at all.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from reports.cells import Cell
+
+MISSING = "missing"
+
+
+def _latex_escape(text: str) -> str:
+    """Escape LaTeX specials and map the few non-ASCII symbols the report uses; the result is ASCII."""
+    specials = {
+        "\\": r"\textbackslash{}",
+        "&": r"\&",
+        "%": r"\%",
+        "$": r"\$",
+        "#": r"\#",
+        "_": r"\_",
+        "{": r"\{",
+        "}": r"\}",
+        "~": r"\textasciitilde{}",
+        "^": r"\textasciicircum{}",
+        "<": r"\textless{}",
+        ">": r"\textgreater{}",
+    }
+    symbols = {
+        "±": r"$\pm$",
+        "—": "---",
+        "–": "--",
+        "−": "-",
+        "Δ": r"$\Delta$",
+        "†": r"$^\dagger$",
+        "≈": r"$\approx$",
+        "×": r"$\times$",
+        "…": "...",
+        "’": "'",
+        "“": "``",
+        "”": "''",
+    }
+    out = []
+    for ch in text:
+        if ch in specials:
+            out.append(specials[ch])
+        elif ch in symbols:
+            out.append(symbols[ch])
+        elif ord(ch) < 128:
+            out.append(ch)
+        else:
+            out.append("?")
+    return "".join(out)
+
+
+def _markdown_escape(text: str) -> str:
+    return text.replace("|", r"\|")
+
+
+def _markdown_marks(notes: list[int], dagger: bool) -> str:
+    return ("†" if dagger else "") + (f" [{', '.join(map(str, notes))}]" if notes else "")
+
+
+def _latex_marks(notes: list[int], dagger: bool) -> str:
+    marks = ([r"\dagger"] if dagger else []) + [str(n) for n in notes]
+    return f"$^{{{','.join(marks)}}}$" if marks else ""
+
+
+def _html_marks(notes: list[int], dagger: bool) -> str:
+    marks = (["&dagger;"] if dagger else []) + [str(n) for n in notes]
+    return f"<sup>{','.join(marks)}</sup>" if marks else ""
+
+
+@dataclass(frozen=True)
+class Style:
+    """How one format escapes text and writes the marks (drift dagger, footnote numbers) after a cell."""
+
+    name: str
+    escape: Callable[[str], str]
+    marks: Callable[[list[int], bool], str]
+
+    def text(self, raw: str) -> str:
+        return self.escape(raw)
+
+
+STYLES = {
+    "markdown": Style("markdown", _markdown_escape, _markdown_marks),
+    "latex": Style("latex", _latex_escape, _latex_marks),
+    "html": Style("html", html.escape, _html_marks),
+}
+
+
+def fmt_number(value: float, digits: int) -> str:
+    return f"{value:.{digits}f}"
+
+
+def value_text(cell: Cell) -> str:
+    """``84.10 ± 0.12 (3)``, ``84.10 (1)``, ``84.10 ± 0.12 (2/3)`` or ``missing (0/3)`` (plain text)."""
+    count = f"({cell.n})" if cell.n == cell.n_expected else f"({cell.n}/{cell.n_expected})"
+    if cell.mean is None:
+        return MISSING if cell.n_expected == 0 else f"{MISSING} {count}"
+    text = fmt_number(cell.mean, cell.digits)
+    if cell.std is not None:
+        text += f" ± {fmt_number(cell.std, cell.digits)}"
+    return f"{text} {count}"
+
+
+def paper_text(cell: Cell) -> str:
+    """The reference as printed (``85.1``, ``83.57 ± 0.08``) or ``missing``."""
+    ref = cell.reference
+    if ref is None or ref.value is None:
+        return MISSING
+    text = f"{ref.value:.1f}" if float(ref.value).is_integer() else f"{ref.value:g}"
+    return text + (f" ± {ref.std:g}" if ref.std is not None else "")
+
+
+def delta_text(cell: Cell) -> str:
+    """``+0.30 (floor 0.1)``; ``—`` when either side is missing."""
+    if cell.delta is None:
+        return "—"
+    text = f"{cell.delta:+.{cell.digits}f}"
+    return text + (f" (floor {cell.floor.value:g})" if cell.floor is not None else "")
+
+
+def render_value(cell: Cell, style: Style) -> str:
+    """The reproduced cell in a format: value, drift marker, footnote marks."""
+    return style.text(value_text(cell)) + style.marks(cell.notes, bool(cell.drift))
+
+
+def render_label(text: str, notes: list[int], style: Style) -> str:
+    return style.text(text) + style.marks(notes, False)

@@ -1,0 +1,108 @@
+"""The one entry the CLI calls: ``mixmim-bench report EXP`` -> :func:`report_experiment`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from reports.bundle import build_bundle
+from reports.references import References, load_references
+from reports.render import FORMATS, build_tables, format_tables
+from reports.results import read_results
+from reports.spec import TableSpec
+
+DEFAULT_OUTPUT_NAME = "_report"  # default output folder inside the experiment folder (not read as a run)
+
+
+class ReportError(ValueError):
+    """The report cannot be made (no experiment folder, output placed where runs are read)."""
+
+
+@dataclass
+class ReportResult:
+    """What a report produced.
+
+    Attributes:
+        markdown: the tables in markdown (what ``mixmim-bench report`` and ``run`` print).
+        tables: format -> text for every requested format.
+        bundle_dir: the new review-bundle folder (``<out_dir>/<experiment>-report-NNN``).
+        zip_path: the zip of that folder.
+        files: every file written (bundle contents and the zip).
+        results: the results DataFrame the tables were built from.
+    """
+
+    markdown: str
+    tables: dict[str, str]
+    bundle_dir: Path
+    zip_path: Path
+    files: list[Path] = field(default_factory=list)
+    results: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+def default_output_dir(exp_dir: str | Path) -> Path:
+    """``<exp_dir>/_report``: next to the runs, skipped by the results reader."""
+    return Path(exp_dir) / DEFAULT_OUTPUT_NAME
+
+
+def _check_output(exp_dir: Path, out_dir: Path) -> None:
+    """An output folder inside the experiment must start with '_' or '.', or it would be read as a run."""
+    try:
+        rel = out_dir.resolve().relative_to(exp_dir.resolve())
+    except ValueError:
+        return
+    if not rel.parts or not rel.parts[0].startswith(("_", ".")):
+        raise ReportError(
+            f"output folder {out_dir} is inside the experiment folder {exp_dir} and would be read "
+            f"as a run; use a name starting with '_' (e.g. {default_output_dir(exp_dir)})"
+        )
+
+
+def report_experiment(
+    exp_dir: str | Path,
+    specs: Sequence[TableSpec],
+    out_dir: str | Path | None = None,
+    formats: Sequence[str] = FORMATS,
+    *,
+    references: References | None = None,
+    command: str | None = None,
+) -> ReportResult:
+    """Read an experiment's runs, render its tables, and write a new versioned review bundle.
+
+    Args:
+        exp_dir: ``<output>/<experiment>`` with one folder per run.
+        specs: the experiment's table specs.
+        out_dir: where bundles go (default ``<exp_dir>/_report``); an existing bundle is never overwritten,
+            each call writes ``<experiment>-report-NNN/`` with the next free NNN, and its zip.
+        formats: formats returned in ``ReportResult.tables`` (the bundle always holds all of them).
+        references: reference data; default every ``reports/references/*.yaml``.
+        command: the command line to record in the bundle README (the CLI passes its own).
+
+    Raises:
+        ReportError: ``exp_dir`` is not a folder, or ``out_dir`` would be read as a run.
+    """
+    exp_dir = Path(exp_dir)
+    if not exp_dir.is_dir():
+        raise ReportError(f"no experiment folder {exp_dir} (run `mixmim-bench run {exp_dir.name}` first)")
+    out_dir = Path(out_dir) if out_dir is not None else default_output_dir(exp_dir)
+    _check_output(exp_dir, out_dir)
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise ReportError(f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
+    refs = references if references is not None else load_references()
+    results = read_results(exp_dir)
+    tables = build_tables(results, specs, refs)
+    texts = {fmt: format_tables(tables, fmt) for fmt in dict.fromkeys([*formats, "markdown"])}
+    bundle = build_bundle(exp_dir, specs, refs, out_dir, command=command, results=results, tables=tables)
+    zip_path = bundle.parent / f"{bundle.name}.zip"
+    files = sorted(p for p in bundle.rglob("*") if p.is_file()) + [zip_path]
+    return ReportResult(
+        markdown=texts["markdown"],
+        tables={f: texts[f] for f in formats},
+        bundle_dir=bundle,
+        zip_path=zip_path,
+        files=files,
+        results=results,
+    )
