@@ -2,7 +2,7 @@
 
 - epochs: every run pre-trains N epochs.
 - flops: ``epochs = F / (3 x forward FLOPs per image x training images)`` (fvcore convention; training
-  counted as 3x forward, as the benchmark does). Forward FLOPs are counted on the ``meta`` device.
+  counted as 3x forward, as the benchmark does).
 - gpu-hours: ``epochs = H x 3600 x measured images/s per GPU / training images``. The throughput comes
   from the benchmark store (``<output>/bench/*.jsonl``, written by ``mixmim-bench bench``) or from earlier
   runs' ``pretrain/result.json``; with neither, the conversion fails and names the command to measure it.
@@ -55,17 +55,19 @@ def training_images(cfg: RunConfig) -> int:
 
 
 def forward_flops_per_image(cfg: RunConfig) -> float:
-    """fvcore-convention FLOPs of one pre-training forward per image (method incl. decoder), on ``meta``."""
+    """fvcore-convention FLOPs of one pre-training forward per image (method incl. decoder).
+
+    Counted on real CPU tensors at batch 2 (group masks need concrete values, so the ``meta`` device
+    does not do); no gradients are kept.
+    """
     import torch
 
     from baselines import build_method
     from mixmim.flops import count_flops
 
-    with torch.device("meta"):
-        method = build_method(cfg)
-        size = method.encoder.img_size
-        images = torch.empty(2, 3, size, size)
-    return count_flops(method, images) / 2
+    method = build_method(cfg).eval()
+    size = method.encoder.img_size
+    return count_flops(method, torch.zeros(2, 3, size, size)) / 2
 
 
 def measured_images_per_s(cfg: RunConfig, output: Path) -> tuple[float, str]:

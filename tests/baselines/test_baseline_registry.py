@@ -1,0 +1,83 @@
+"""The registry: every method by name, the source recipes as valid overrides, build_method from a RunConfig."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+from baseline_helpers import BACKBONES, METHOD_NAMES, small_config
+
+from baselines import METHODS, build_method, method_defaults
+from baselines.beit import BEiT
+from baselines.mae import MAE
+from baselines.simmim import SimMIM
+from mixmim.config import RunConfig, apply_overrides
+from mixmim.flops import count_flops
+from mixmim.method import MixMIM
+
+CLASSES = {"mixmim": MixMIM, "mae": MAE, "simmim": SimMIM, "beit": BEiT}
+
+
+def test_registry_names():
+    assert set(METHODS) == {"mixmim", "mae", "simmim", "beit"}
+    with pytest.raises(KeyError, match="registered: mixmim, mae, simmim, beit"):
+        method_defaults("data2vec")
+    with pytest.raises(KeyError, match="unknown method"):
+        build_method(apply_overrides(RunConfig(), {"method.name": "data2vec"}))
+
+
+@pytest.mark.parametrize("name", METHOD_NAMES)
+def test_defaults_are_valid_overrides(name):
+    defaults = method_defaults(name)
+    cfg = apply_overrides(RunConfig(), defaults)  # unknown keys or bad types would raise ConfigError
+    assert cfg.method.name == name
+    for key in ("method.mask_ratio", "pretrain.blr", "pretrain.betas", "pretrain.lr_scale_base",
+                "pretrain.warmup_epochs"):
+        assert key in defaults, f"{name} lacks {key}"
+    assert CLASSES[name].lr_scale_base == cfg.pretrain.lr_scale_base  # the engine uses the method's
+
+
+def test_source_recipes():
+    mae, simmim, beit = method_defaults("mae"), method_defaults("simmim"), method_defaults("beit")
+    assert (mae["pretrain.blr"], mae["pretrain.betas"], mae["method.mask_ratio"], mae["pretrain.lr_scale_base"]) \
+        == (1.5e-4, (0.9, 0.95), 0.75, 256)
+    assert (simmim["pretrain.lr_scale_base"], simmim["method.mask_ratio"], simmim["method.mask_unit"],
+            simmim["pretrain.betas"]) == (512, 0.6, 32, (0.9, 0.999))
+    assert beit["method.mask_strategy"] == "block" and round(196 * beit["method.mask_ratio"]) == 75
+    assert beit["pretrain.blr"] * 2048 / beit["pretrain.lr_scale_base"] == pytest.approx(1.5e-3)
+    mixmim = method_defaults("mixmim")
+    assert (mixmim["method.mask_ratio"], mixmim["pretrain.blr"], mixmim["pretrain.betas"]) \
+        == (0.5, 1.5e-4, (0.9, 0.95))
+
+
+@pytest.mark.parametrize("name", METHOD_NAMES)
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_build_method(name, backbone, codebooks):
+    cfg = apply_overrides(small_config(name, backbone, codebooks[backbone] if name == "beit" else None),
+                          {"seed": 7})
+    method = build_method(cfg)
+    assert type(method) is CLASSES[name]
+    assert method.encoder.num_classes == 0 and method.encoder.img_size == 32
+    assert torch.equal(method.generator.get_state(), torch.Generator().manual_seed(7).get_state())
+
+
+def test_ignored_options_are_reported(caplog):
+    cfg = apply_overrides(small_config("simmim", "vit_tiny_patch4_32"), {"method.mix_embedding": True})
+    with caplog.at_level(logging.INFO, logger="baselines.registry"):
+        build_method(cfg)
+    assert "simmim ignores method.mix_embedding" in caplog.text
+
+
+@pytest.mark.parametrize("name", ["mae", "simmim", "beit"])
+def test_vit_methods_count_flops_on_meta(name, codebooks):
+    """Budgets count FLOPs on the meta device: the ViT baselines keep their mask bookkeeping on the CPU."""
+    with torch.device("meta"):
+        method = build_method(small_config(name, "vit_tiny_patch4_32", codebooks["vit_tiny_patch4_32"]))
+        images = torch.empty(2, 3, 32, 32)
+    flops = count_flops(method, images)
+    assert flops > 0
+    if name == "mae":  # token dropping: the encoder sees a quarter of the tokens
+        with torch.device("meta"):
+            simmim = build_method(small_config("simmim", "vit_tiny_patch4_32"))
+        assert flops < 0.5 * count_flops(simmim, images)
