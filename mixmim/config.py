@@ -104,6 +104,7 @@ class FinetuneConfig:
     weight_decay: float = 0.05
     layer_decay: float = 0.7
     official_head_decay: bool = True  # head and final norm get layer id L (lr scale 0.7), as official
+    official_quirks: bool = True  # weight-decay the relative-position tables, as the official fine-tuning
     drop_path: float = 0.1
     smoothing: float = 0.1
     mixup: float = 0.8

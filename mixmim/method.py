@@ -42,7 +42,10 @@ class PretrainMethod(nn.Module):
         self.generator.manual_seed(seed)
 
     def no_weight_decay(self) -> set[str]:
-        return {f"encoder.{n}" for n in self.encoder.no_weight_decay()}
+        """Tokens and embeddings of the method itself (the engine adds each submodule's own list); decayed
+        anyway under ``official_quirks``, as the official code decays ``mask_token``."""
+        return {n for n, _ in self.named_parameters()
+                if n.rsplit(".", 1)[-1] in ("mask_token", "input_mask_token") or n.startswith("mix_embeds.")}
 
 
 class MixMIM(PretrainMethod):

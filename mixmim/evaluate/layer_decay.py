@@ -20,8 +20,8 @@ from mixmim.engine.optim import ParamGroup, layer_decay_param_groups
 
 def finetune_param_groups(model: Backbone, cfg: FinetuneConfig) -> list[ParamGroup]:
     """AdamW groups for fine-tuning ``model``: weight decay ``cfg.weight_decay`` (not for 1-D parameters and
-    ``no_weight_decay()`` names), lr scale ``cfg.layer_decay ** (L + 1 - id)``, head quirk per
-    ``cfg.official_head_decay``. Each group carries ``lr_scale``, ``layer_id`` and ``param_names``."""
-    return layer_decay_param_groups(
-        model, cfg.weight_decay, cfg.layer_decay, official_head_decay=cfg.official_head_decay
-    )
+    ``no_weight_decay()`` names; with ``official_quirks=False`` not for the relative-position tables either),
+    lr scale ``cfg.layer_decay ** (L + 1 - id)``, head quirk per ``cfg.official_head_decay``. Each group
+    carries ``lr_scale``, ``layer_id`` and ``param_names``."""
+    return layer_decay_param_groups(model, cfg.weight_decay, cfg.layer_decay,
+                                    official_head_decay=cfg.official_head_decay, official_quirks=cfg.official_quirks)

@@ -89,6 +89,10 @@ def test_mixmim_base_weight_decay_membership(mixmim_base):
     decay = {n for g in groups if g["weight_decay"] == 0.05 for n in g["param_names"]}
     no_decay = {n for g in groups if g["weight_decay"] == 0.0 for n in g["param_names"]}
     params = dict(mixmim_base.named_parameters())
-    assert all(params[n].ndim == 1 for n in no_decay if not n.endswith("relative_position_bias_table"))
-    assert {"head.weight", "layers.2.blocks.5.attn.qkv.weight", "layers.0.downsample.reduction.weight"} <= decay
+    assert all(params[n].ndim == 1 for n in no_decay)  # official: only 1-D parameters skip weight decay
+    assert {"head.weight", "layers.2.blocks.5.attn.qkv.weight", "layers.0.downsample.reduction.weight",
+            "layers.1.blocks.0.attn.relative_position_bias_table"} <= decay
     assert {"head.bias", "norm.weight", "patch_embed.norm.bias"} <= no_decay
+    clean = finetune_param_groups(mixmim_base, FinetuneConfig(weight_decay=0.05, official_quirks=False))
+    clean_no_decay = {n for g in clean if g["weight_decay"] == 0.0 for n in g["param_names"]}
+    assert "layers.1.blocks.0.attn.relative_position_bias_table" in clean_no_decay

@@ -1,0 +1,39 @@
+"""``build_dataset``: one entry point for the built-in digits and ImageFolder datasets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from torch.utils.data import Dataset
+
+from mixmim.config import DataConfig
+from mixmim.data.digits import DIGITS_ROOT, DigitsDataset
+from mixmim.data.folder import SPLITS, ImageFolderDataset
+
+DATASETS = ("digits", "folder")
+
+
+def build_dataset(cfg: DataConfig, split: str, transform: Callable[..., Any] | None = None) -> Dataset:
+    """The ``split`` (``train`` | ``val``) of the dataset ``cfg.dataset`` with ``transform`` applied.
+
+    ``cfg.max_train_images`` limits the train split to a fixed random subset. Samples are
+    ``(image, label, corrupt)``; the dataset has ``classes``, ``targets``, ``data_root`` and ``fingerprint()``.
+
+    Raises:
+        ValueError: unknown dataset, split or ``on_corrupt`` value.
+        mixmim.data.folder.DatasetLayoutError: a missing or empty ``cfg.root`` (the message names it).
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    max_images = cfg.max_train_images if split == "train" else 0
+    if cfg.dataset == "digits":
+        return DigitsDataset(split, transform=transform, size=cfg.digits_size, max_images=max_images)
+    if cfg.dataset == "folder":
+        return ImageFolderDataset(cfg.root, split, transform, on_corrupt=cfg.on_corrupt, max_images=max_images)
+    raise ValueError(f"data.dataset must be one of {DATASETS}, got {cfg.dataset!r}")
+
+
+def dataset_root(cfg: DataConfig) -> str:
+    """What the manifest records as the data root (the built-in dataset has a pseudo-path)."""
+    return cfg.root if cfg.dataset == "folder" else DIGITS_ROOT

@@ -1,0 +1,109 @@
+"""Image transforms: pre-training, fine-tuning (timm) and evaluation, as the official recipes.
+
+- Pre-training (MAE/MixMIM): ``RandomResizedCrop(img, scale=(0.2, 1), bicubic)`` + horizontal flip +
+  ImageNet normalisation. No colour augmentation.
+- Fine-tuning (MAE/MixMIM, through timm's ``create_transform``): RandomResizedCrop (timm's default scale
+  0.08-1), flip, RandAugment ``rand-m9-mstd0.5-inc1``, normalisation, random erasing 0.25 (pixel mode,
+  one box). Mixup/CutMix is applied per batch: :mod:`mixmim.data.mixup`.
+- Evaluation: resize the short side to ``floor(img / 0.875)`` (256 for 224 px) and center-crop ``img``,
+  bicubic.
+
+The built-in digits (32 px) use the same pre-training crop (``data.crop_min_scale=0.2``); see
+:mod:`mixmim.data.digits` for the measurement (milder crops were not reliably better).
+
+All random transforms draw from torch's global generator (torchvision) and Python's ``random`` (timm's
+RandAugment), so a checkpoint that restores those states restores the augmentation stream exactly
+(``num_workers=0``; with workers, each worker is seeded from the DataLoader's generator).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from PIL import Image, ImageOps
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transform
+from torchvision import transforms as T
+
+from mixmim.config import FinetuneConfig
+
+EVAL_CROP_PCT = 0.875  # 224 / 256
+
+Transform = Callable[..., torch.Tensor]
+
+
+def pretrain_transform(img_size: int, crop_min_scale: float = 0.2, hflip: float = 0.5) -> Transform:
+    """Official pre-training augmentation: random resized crop (area ``crop_min_scale``-1), flip, normalise.
+
+    Args:
+        img_size: output side in px.
+        crop_min_scale: lower bound of the crop's area fraction (official 0.2; ``data.crop_min_scale``).
+        hflip: probability of a horizontal flip.
+
+    Returns:
+        PIL image -> normalised tensor ``[3, img_size, img_size]``.
+    """
+    return T.Compose(
+        [
+            T.RandomResizedCrop(img_size, scale=(crop_min_scale, 1.0), interpolation=T.InterpolationMode.BICUBIC),
+            T.RandomHorizontalFlip(hflip),
+            T.ToTensor(),
+            T.Normalize(IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD),
+        ]
+    )
+
+
+def finetune_transform(img_size: int, cfg: FinetuneConfig) -> Transform:
+    """Official fine-tuning augmentation through timm: RandAugment ``cfg.randaug``, random erasing ``cfg.reprob``.
+
+    Returns:
+        PIL image -> normalised tensor ``[3, img_size, img_size]``.
+    """
+    transform = create_transform(
+        input_size=img_size,
+        is_training=True,
+        color_jitter=None,
+        auto_augment=cfg.randaug or None,
+        interpolation="bicubic",
+        re_prob=cfg.reprob,
+        re_mode="pixel",
+        re_count=1,
+        mean=IMAGENET_DEFAULT_MEAN,
+        std=IMAGENET_DEFAULT_STD,
+    )
+    return _with_zero_bit_posterize(transform)
+
+
+def posterize_keep_bits(img: Image.Image, bits_to_keep: int, **_) -> Image.Image:
+    """timm's posterize op, with 0 bits giving a black image as Pillow < 13 did (Pillow 13 rejects 0 bits,
+    which ``rand-m9-mstd0.5-inc1`` asks for when the magnitude noise reaches the top level)."""
+    if bits_to_keep >= 8:
+        return img
+    if bits_to_keep <= 0:
+        return Image.new(img.mode, img.size)
+    return ImageOps.posterize(img, bits_to_keep)
+
+
+def _with_zero_bit_posterize(transform: Transform) -> Transform:
+    """Swap the posterize function of this transform's RandAugment ops only (no global patch of timm)."""
+    for step in getattr(transform, "transforms", []):
+        for op in getattr(step, "ops", []):
+            if getattr(op, "name", "").startswith("Posterize"):
+                op.aug_fn = posterize_keep_bits
+    return transform
+
+
+def eval_transform(img_size: int, crop_pct: float = EVAL_CROP_PCT) -> Transform:
+    """Evaluation: resize the short side to ``floor(img_size / crop_pct)``, center-crop ``img_size``, bicubic.
+
+    Returns:
+        PIL image -> normalised tensor ``[3, img_size, img_size]``.
+    """
+    return create_transform(
+        input_size=img_size,
+        is_training=False,
+        interpolation="bicubic",
+        crop_pct=crop_pct,
+        mean=IMAGENET_DEFAULT_MEAN,
+        std=IMAGENET_DEFAULT_STD,
+    )

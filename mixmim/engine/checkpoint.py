@@ -1,0 +1,168 @@
+"""Training checkpoints: atomic writes, what they hold, and how a run resumes from them.
+
+A checkpoint is written to a temporary file in the same folder, flushed, fsync'ed and renamed over the
+target (``os.replace`` is atomic on POSIX), so ``checkpoint-last.pth`` is always a complete file: a run
+killed mid-write leaves the previous checkpoint and a stray ``.checkpoint-*.tmp`` (removed on resume by
+:func:`remove_partial_checkpoints`).
+
+Contents of a training checkpoint (:func:`training_checkpoint`), all loadable with ``weights_only=True``:
+``model`` (state dict of the unwrapped module), ``optimizer``, ``scaler``, ``position`` (:class:`TrainPosition`
+as a dict), ``rng`` (one :func:`mixmim.engine.rng.capture_rng_state` per rank, rank order), ``sampler`` (seed,
+epoch, start), ``counters`` (running totals the stage reports: losses, wall time, images, events), ``config``
+(the stage's config as a plain dict) and ``format``.
+
+Every load uses ``weights_only=True``. Checkpoints of other code (official MixMIM ``{'model': ...}``, with
+``argparse.Namespace`` args) may need ``weights_only=False``; :func:`load_encoder_state` takes
+``trusted=True`` for those, and only for files the user supplied.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+LAST = "checkpoint-last.pth"
+ENCODER = "encoder.pth"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class TrainPosition:
+    """Where training stands: ``epoch`` (0-based, current), ``step_in_epoch`` (micro-batches of that epoch
+    already consumed), ``global_step`` (optimizer steps done)."""
+
+    epoch: int = 0
+    step_in_epoch: int = 0
+    global_step: int = 0
+
+
+def epoch_checkpoint_name(epochs_done: int) -> str:
+    """``checkpoint-<epochs done>.pth``: the periodic checkpoint kept after ``epochs_done`` epochs."""
+    return f"checkpoint-{epochs_done}.pth"
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file next to ``path``, fsync, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)  # make the rename itself durable
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return path
+
+
+def remove_partial_checkpoints(folder: str | Path) -> list[Path]:
+    """Delete temporary files left by a write that was killed; return them."""
+    stray = sorted(Path(folder).glob(".checkpoint-*.tmp"))
+    for path in stray:
+        path.unlink(missing_ok=True)
+        logger.info("removed partial checkpoint %s", path)
+    return stray
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint written by this engine (``weights_only=True``)."""
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside a ``DistributedDataParallel`` (or ``torch.compile``) wrapper."""
+    while True:
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def training_checkpoint(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    position: TrainPosition,
+    rng: list[dict[str, Any]],
+    sampler: dict[str, int],
+    counters: dict[str, float],
+    config: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Everything a run needs to continue at the exact next batch (see the module docstring)."""
+    return {
+        "format": FORMAT_VERSION,
+        "model": unwrap(model).state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict(),
+        "position": asdict(position),
+        "rng": rng,
+        "sampler": dict(sampler),
+        "counters": dict(counters),
+        "config": config or {},
+    }
+
+
+def restore_training_checkpoint(
+    ckpt: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler
+) -> TrainPosition:
+    """Load model, optimizer and scaler states from ``ckpt`` in place; return the saved position.
+
+    RNG states are restored separately (:func:`mixmim.engine.rng.restore_rng_state` with ``ckpt['rng'][rank]``),
+    at the moment the data loader is about to draw the next batch.
+    """
+    if ckpt.get("format") != FORMAT_VERSION:
+        raise ValueError(
+            f"checkpoint format {ckpt.get('format')!r} is not {FORMAT_VERSION}: written by another version"
+        )
+    unwrap(model).load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scaler.load_state_dict(ckpt["scaler"])
+    return TrainPosition(**ckpt["position"])
+
+
+def encoder_state_dict(model: nn.Module, prefix: str = "encoder.") -> dict[str, torch.Tensor]:
+    """The ``prefix`` sub-state-dict of ``model`` with the prefix stripped (the backbone's own keys)."""
+    state = unwrap(model).state_dict()
+    return {k[len(prefix) :]: v.detach().cpu() for k, v in state.items() if k.startswith(prefix)}
+
+
+def save_encoder(model: nn.Module, path: str | Path, meta: dict[str, Any] | None = None) -> Path:
+    """Write ``{'model': encoder state dict, 'meta': meta}`` atomically (the official checkpoint shape)."""
+    state = encoder_state_dict(model)
+    if not state:
+        raise ValueError(f"{type(unwrap(model)).__name__} has no 'encoder.' parameters to export")
+    return atomic_torch_save({"model": state, "meta": meta or {}}, path)
+
+
+def load_encoder_state(path: str | Path, trusted: bool = False) -> dict[str, torch.Tensor]:
+    """The backbone state dict in ``path``: this engine's ``encoder.pth``, a training checkpoint (its
+    ``encoder.`` keys), an official ``{'model': ...}`` checkpoint, or a bare state dict.
+
+    Args:
+        trusted: load with ``weights_only=False`` (needed by checkpoints that pickle other objects, e.g.
+            the official ``args`` namespace). Only for files you trust.
+    """
+    ckpt = torch.load(path, map_location="cpu", weights_only=not trusted)
+    state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else ckpt
+    if any(k.startswith("encoder.") for k in state):
+        state = {k[len("encoder.") :]: v for k, v in state.items() if k.startswith("encoder.")}
+    return state

@@ -1,0 +1,103 @@
+"""Distributed setup from torchrun or Slurm environment variables, and small collective helpers.
+
+The process group is initialised only when the world size is above 1 (``WORLD_SIZE`` from torchrun, else
+``SLURM_NTASKS`` with ``SLURM_PROCID``/``SLURM_LOCALID``); a single process never touches
+``torch.distributed``. Under Slurm without ``MASTER_ADDR`` the first host of the job is used
+(``scontrol show hostnames``) and ``MASTER_PORT`` defaults to a port derived from the job id.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    """Where this process sits: ``rank`` of ``world_size`` processes, ``local_rank`` on its node."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def env_from_variables(environ: dict[str, str] | None = None) -> DistEnv:
+    """The rank layout described by torchrun's (preferred) or Slurm's environment variables."""
+    env = os.environ if environ is None else environ
+    if "WORLD_SIZE" in env:
+        return DistEnv(int(env.get("RANK", 0)), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", 0)))
+    if "SLURM_NTASKS" in env and "SLURM_PROCID" in env:
+        return DistEnv(int(env["SLURM_PROCID"]), int(env["SLURM_NTASKS"]), int(env.get("SLURM_LOCALID", 0)))
+    return DistEnv()
+
+
+def _slurm_master_addr() -> str:
+    nodes = os.environ.get("SLURM_JOB_NODELIST", "")
+    try:
+        out = subprocess.run(["scontrol", "show", "hostnames", nodes], capture_output=True, text=True, check=True)
+        return out.stdout.split()[0]
+    except (OSError, subprocess.CalledProcessError, IndexError):
+        raise RuntimeError(
+            f"cannot find the master node of Slurm job nodes '{nodes}': set MASTER_ADDR and MASTER_PORT"
+        ) from None
+
+
+def init_distributed() -> DistEnv:
+    """Initialise the default process group when the world size is above 1 (NCCL on GPU, else Gloo)."""
+    env = env_from_variables()
+    if not env.distributed or dist.is_initialized():
+        return env
+    if "WORLD_SIZE" not in os.environ:  # Slurm: export what torch's env:// init reads
+        os.environ.setdefault("MASTER_ADDR", _slurm_master_addr())
+        os.environ.setdefault("MASTER_PORT", str(20000 + int(os.environ.get("SLURM_JOB_ID", 0)) % 20000))
+        os.environ.update(RANK=str(env.rank), WORLD_SIZE=str(env.world_size), LOCAL_RANK=str(env.local_rank))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(env.local_rank)
+    dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    logger.info("process group initialised: rank %d of %d", env.rank, env.world_size)
+    return env
+
+
+def default_device(env: DistEnv) -> torch.device:
+    """``cuda:<local_rank>`` when CUDA is available, else the CPU."""
+    return torch.device("cuda", env.local_rank) if torch.cuda.is_available() else torch.device("cpu")
+
+
+def all_reduce_sum(value: float, device: torch.device) -> float:
+    """Sum of ``value`` over all ranks (``value`` itself when not distributed)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(tensor)
+    return float(tensor.item())
+
+
+def gather_to_main(obj: Any) -> list[Any]:
+    """``[obj of rank 0, obj of rank 1, ...]`` on rank 0 (``[obj]`` when not distributed; ``[]`` elsewhere)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return [obj]
+    gathered: list[Any] = [None] * dist.get_world_size() if dist.get_rank() == 0 else []
+    dist.gather_object(obj, gathered if dist.get_rank() == 0 else None, dst=0)
+    return gathered
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op when not distributed)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()

@@ -1,0 +1,34 @@
+"""Fixtures for the engine tests: one torch thread, and one finished tiny pre-training run per module."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from standin_method import TinyMaskedAutoencoder
+from tiny_run import IMG, tiny_config, tiny_dataset
+
+from mixmim.engine import pretrain
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one thread for a module: the tiny models here run faster so (and steadier on a shared machine).
+
+    Opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def finished_run(one_thread, tmp_path_factory) -> tuple[Path, dict[str, Any]]:
+    """``(run_dir, result)`` of one complete tiny pre-training (shared by a module's tests)."""
+    run_dir = tmp_path_factory.mktemp("run")
+    cfg = tiny_config()
+    torch.manual_seed(0)
+    result = pretrain(TinyMaskedAutoencoder(img_size=IMG), tiny_dataset(cfg), cfg, run_dir, log_every=2)
+    return run_dir, result

@@ -1,0 +1,176 @@
+"""Parameter groups (weight decay membership, the official quirks, layer decay), lr formula, recipe."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from mixmim.backbones import create_backbone
+from mixmim.config import PretrainConfig
+from mixmim.engine.optim import (
+    absolute_lr,
+    build_adamw,
+    effective_batch_size,
+    layer_decay_param_groups,
+    no_weight_decay_names,
+    pretrain_param_groups,
+    set_lr,
+)
+from mixmim.engine.recipe import make_recipe
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+DEPTH = 4
+
+
+class FakeBlock(nn.Module):
+    def __init__(self, dim: int = 8) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = nn.Module()
+        self.attn.qkv = nn.Linear(dim, 3 * dim)
+        self.attn.relative_position_bias_table = nn.Parameter(torch.zeros(9, 2))  # 2-D
+
+
+class FakeBackbone(nn.Module):
+    """The backbone interface: ``num_layers``, ``layer_id``, ``no_weight_decay`` (MixMIM-style ids)."""
+
+    num_layers = DEPTH
+
+    def __init__(self, head_id: int = DEPTH) -> None:
+        super().__init__()
+        self.patch_embed = nn.Conv2d(3, 8, 2, 2)
+        self.absolute_pos_embed = nn.Parameter(torch.zeros(1, 16, 8), requires_grad=False)  # fixed sin-cos
+        self.blocks = nn.ModuleList(FakeBlock() for _ in range(DEPTH))
+        self.norm = nn.LayerNorm(8)
+        self.head = nn.Linear(8, 10)
+        self.head_id = head_id
+
+    def layer_id(self, name: str) -> int:
+        if name.startswith(("patch_embed", "absolute_pos_embed")):
+            return 0
+        if name.startswith("blocks."):
+            return int(name.split(".")[1]) + 1
+        return self.head_id  # norm and head: MixMIM's official id (num_layers)
+
+    def no_weight_decay(self) -> set[str]:
+        return {"absolute_pos_embed", "relative_position_bias_table"}  # keyword form covers every block
+
+
+class FakeMethod(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = FakeBackbone()
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, 8))  # [1, 1, C]
+        self.decoder_pred = nn.Linear(8, 12)
+
+    def no_weight_decay(self) -> set[str]:
+        return {"mask_token"}
+
+
+def names_by_decay(groups) -> tuple[set[str], set[str]]:
+    decay = {n for g in groups if g["weight_decay"] > 0 for n in g["param_names"]}
+    no_decay = {n for g in groups if g["weight_decay"] == 0 for n in g["param_names"]}
+    return decay, no_decay
+
+
+def test_effective_batch_and_lr_formula():
+    assert effective_batch_size(128, 16, 1) == 2048  # official MixMIM-B pre-training
+    assert absolute_lr(1.5e-4, 2048, 256) == pytest.approx(1.2e-3)
+    assert absolute_lr(5e-4, effective_batch_size(128, 8, 1), 256) == pytest.approx(2e-3)  # fine-tuning
+    assert absolute_lr(1e-4, 2048, 512) == pytest.approx(4e-4)  # SimMIM scales by batch / 512
+    assert absolute_lr(1.5e-4, 2048, 256, lr=3e-3) == 3e-3  # an absolute lr wins
+    assert effective_batch_size(64, 4, 8) == 2048
+
+
+def test_recipe_counts_steps_per_process():
+    cfg = PretrainConfig(epochs=10, warmup_epochs=2, batch_size=8, accum_iter=2, blr=1e-3)
+    recipe = make_recipe(cfg, world_size=4, device=torch.device("cpu"), num_images=1000)
+    # 250 images per rank -> 31 batches -> 30 micro-batches (whole accumulation groups) -> 15 steps
+    assert (recipe.iters_per_epoch, recipe.steps_per_epoch, recipe.total_steps, recipe.warmup_steps) == (
+        30,
+        15,
+        150,
+        30,
+    )
+    assert recipe.effective_batch == 64 and recipe.lr == pytest.approx(1e-3 * 64 / 256)
+    assert recipe.precision == "fp32"
+    assert make_recipe(cfg, 1, torch.device("cpu"), 1000, lr_scale_base=512).lr == pytest.approx(1e-3 * 16 / 512)
+    with pytest.raises(ValueError, match="batch"):
+        make_recipe(cfg, 1, torch.device("cpu"), 10)
+
+
+def test_pretrain_groups_official_quirk_decays_mask_token_and_tables():
+    model = FakeMethod()
+    groups = pretrain_param_groups(model, 0.05, official_quirks=True)
+    decay, no_decay = names_by_decay(groups)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert decay | no_decay == trainable and not decay & no_decay
+    assert "encoder.absolute_pos_embed" not in trainable  # frozen: in no group
+    assert "mask_token" in decay
+    assert {f"encoder.blocks.{i}.attn.relative_position_bias_table" for i in range(DEPTH)} <= decay
+    assert no_decay == {
+        n for n, p in model.named_parameters() if p.requires_grad and (p.ndim == 1 or n.endswith(".bias"))
+    }
+    assert all(g["lr_scale"] == 1.0 for g in groups)
+
+
+def test_pretrain_groups_without_quirk_skip_no_weight_decay_names():
+    model = FakeMethod()
+    decay, no_decay = names_by_decay(pretrain_param_groups(model, 0.05, official_quirks=False))
+    assert "mask_token" in no_decay
+    assert {f"encoder.blocks.{i}.attn.relative_position_bias_table" for i in range(DEPTH)} <= no_decay
+    assert "encoder.patch_embed.weight" in decay and "decoder_pred.weight" in decay
+
+
+def test_no_weight_decay_names_collects_submodules():
+    names = no_weight_decay_names(FakeMethod())
+    assert "mask_token" in names and "encoder.absolute_pos_embed" in names
+    assert "encoder.blocks.3.attn.relative_position_bias_table" in names
+    assert "encoder.blocks.3.attn.qkv.weight" not in names
+
+
+def scales_by_name(groups) -> dict[str, float]:
+    return {n: g["lr_scale"] for g in groups for n in g["param_names"]}
+
+
+@pytest.mark.parametrize("official", [True, False])
+def test_layer_decay_scales(official):
+    groups = layer_decay_param_groups(FakeBackbone(), 0.05, 0.7, official_head_decay=official)
+    scales = scales_by_name(groups)
+    # scale = 0.7 ** (num_layers + 1 - layer_id); num_layers + 1 = 5
+    assert scales["patch_embed.weight"] == pytest.approx(0.7**5)
+    for i in range(DEPTH):
+        assert scales[f"blocks.{i}.attn.qkv.weight"] == pytest.approx(0.7 ** (DEPTH - i))
+    head = 0.7 if official else 1.0  # the official quirk: head and final norm at id num_layers
+    for name in ("head.weight", "head.bias", "norm.weight", "norm.bias"):
+        assert scales[name] == pytest.approx(head)
+    decay, no_decay = names_by_decay(groups)
+    assert "blocks.0.attn.relative_position_bias_table" in no_decay and "norm.weight" in no_decay
+    assert "head.weight" in decay and "blocks.2.attn.qkv.weight" in decay
+    assert [g["layer_id"] for g in groups] == sorted(g["layer_id"] for g in groups)
+
+
+def test_layer_decay_on_the_real_backbones():
+    mixmim = create_backbone("mixmim_tiny_32", num_classes=10)
+    official = scales_by_name(layer_decay_param_groups(mixmim, 0.05, 0.7))
+    plain = scales_by_name(layer_decay_param_groups(mixmim, 0.05, 0.7, official_head_decay=False))
+    assert official["head.weight"] == pytest.approx(0.7) and plain["head.weight"] == 1.0
+    assert official["patch_embed.proj.weight"] == pytest.approx(0.7 ** (mixmim.num_layers + 1))
+    vit = create_backbone("vit_tiny_patch4_32", num_classes=10)  # MAE's table: head at 1.0 either way
+    assert scales_by_name(layer_decay_param_groups(vit, 0.05, 0.75))["head.weight"] == 1.0
+
+
+def test_out_of_range_layer_id_fails():
+    with pytest.raises(ValueError, match="outside"):
+        layer_decay_param_groups(FakeBackbone(head_id=DEPTH + 2), 0.05, 0.7)
+
+
+def test_set_lr_applies_group_scales():
+    groups = layer_decay_param_groups(FakeBackbone(), 0.05, 0.5)
+    optimizer = build_adamw(groups, betas=(0.9, 0.95))
+    set_lr(optimizer, 2.0)
+    for group in optimizer.param_groups:
+        assert group["lr"] == pytest.approx(2.0 * group["lr_scale"])
+        assert group["betas"] == (0.9, 0.95)

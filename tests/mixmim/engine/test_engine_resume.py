@@ -1,0 +1,97 @@
+"""The resume guarantee: a run killed by SIGKILL (mid-step, or mid-checkpoint-write) resumes from its last
+complete checkpoint and ends with bitwise the same weights, optimizer state and loss as an uninterrupted run.
+
+Each run is a real process (``run_tiny_pretrain.py``): 3 epochs x 5 optimizer steps of 2 accumulated
+micro-batches, ``checkpoint-last.pth`` every 2 steps and every epoch.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import mixmim
+from mixmim.engine.checkpoint import load_checkpoint
+from mixmim.rundir import read_jsonl, read_result
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SCRIPT = Path(__file__).with_name("run_tiny_pretrain.py")
+REPO = Path(mixmim.__file__).resolve().parent.parent
+TOTAL_STEPS = 15
+
+
+def start(run_dir: Path, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "SLURM_NTASKS", "SLURM_PROCID"):
+        env.pop(name, None)  # a single process, even inside a Slurm job
+    return subprocess.Popen([sys.executable, str(SCRIPT), str(run_dir), *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+
+
+def finish(process: subprocess.Popen, expect: int = 0) -> str:
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == expect, output[-3000:]
+    return output
+
+
+def logged_steps(run_dir: Path) -> list[int]:
+    return [r["step"] for r in read_jsonl(run_dir / "pretrain" / "metrics.jsonl") if "loss" in r]
+
+
+def kill_after_step(process: subprocess.Popen, run_dir: Path, step: int) -> None:
+    """SIGKILL ``process`` as soon as it has logged ``step`` (it is then inside a later step)."""
+    deadline = time.monotonic() + 240
+    while not (logged_steps(run_dir) and logged_steps(run_dir)[-1] >= step):
+        assert process.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+
+
+def assert_bitwise_equal(a: dict, b: dict) -> None:
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    for index, state in a["optimizer"]["state"].items():
+        for name, value in state.items():
+            assert torch.equal(value, b["optimizer"]["state"][index][name]), (index, name)
+    assert a["position"] == b["position"]
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_is_bitwise_identical(tmp_path):
+    straight, mid_step, mid_write = tmp_path / "straight", tmp_path / "mid_step", tmp_path / "mid_write"
+    runs = [start(straight), start(mid_step, "--step-delay", "0.1"), start(mid_write, "--kill-in-checkpoint", "5")]
+    kill_after_step(runs[1], mid_step, 6)
+    finish(runs[0])
+    finish(runs[2], expect=-signal.SIGKILL)
+
+    # The kills really happened part-way: mid_step within epoch 1, mid_write while writing a "last" file.
+    assert runs[1].returncode == -signal.SIGKILL and logged_steps(mid_step)[-1] < TOTAL_STEPS
+    partial = list((mid_write / "pretrain").glob(".checkpoint-last-*.tmp"))
+    assert len(partial) == 1 and partial[0].stat().st_size > 0
+    last = load_checkpoint(mid_write / "pretrain" / "checkpoint-last.pth")  # the previous one, complete
+    assert last["position"] == {"epoch": 0, "step_in_epoch": 8, "global_step": 4}
+    assert read_result(mid_step, "pretrain") is None and read_result(mid_write, "pretrain") is None
+
+    resumed = [start(mid_step), start(mid_write)]
+    outputs = [finish(p) for p in resumed]
+    assert all("resumed from" in out for out in outputs)
+    assert not list((mid_write / "pretrain").glob(".checkpoint-*.tmp"))
+
+    reference = load_checkpoint(straight / "pretrain" / "checkpoint-last.pth")
+    assert reference["position"]["global_step"] == TOTAL_STEPS
+    for run_dir in (mid_step, mid_write):
+        assert_bitwise_equal(reference, load_checkpoint(run_dir / "pretrain" / "checkpoint-last.pth"))
+        assert (
+            read_result(run_dir, "pretrain")["metrics"]["loss"] == read_result(straight, "pretrain")["metrics"]["loss"]
+        )
+        assert logged_steps(run_dir) == list(range(1, TOTAL_STEPS + 1))  # no step logged twice
+        assert (run_dir / "pretrain" / "checkpoint-1.pth").is_file()
