@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.budget import Budget, apply_budget
-from experiments.spec import Experiment
+from experiments.spec import Experiment, normalize_stages
 from experiments.stages import STAGES
 from mixmim.config import LaunchConfig, RunConfig, apply_overrides, to_yaml
 from mixmim.rundir import CONFIG_FILE, atomic_write_text, update_manifest
@@ -29,7 +29,7 @@ def experiment_dir(output: Path, exp: Experiment) -> Path:
 def apply_to_runs(exp: Experiment, overrides: list[str]) -> Experiment:
     """Apply ``--set key=value`` overrides to every run (type-checked; unknown keys fail)."""
     if overrides:
-        exp.runs = [_keep_name(apply_overrides(cfg, overrides), cfg) for cfg in exp.runs]
+        exp.runs = [normalize_stages(_keep_name(apply_overrides(cfg, overrides), cfg)) for cfg in exp.runs]
     return exp
 
 

@@ -55,12 +55,18 @@ def make_run(experiment: str, method: str, backbone: str, stages: Iterable[str],
     cfg = RunConfig(experiment=experiment, seed=seed, stages=list(stages), init=init, setting=setting)
     cfg.model.backbone = backbone
     cfg.method.name = method
-    if method == "random":
+    cfg = apply_overrides(cfg, method_defaults(method))
+    cfg = normalize_stages(apply_overrides(cfg, dict(overrides or {})))
+    cfg.name = run_name(method, backbone, setting, seed)
+    return cfg
+
+
+def normalize_stages(cfg: RunConfig) -> RunConfig:
+    """Stages that follow from the method: the random-init control has no pre-training (``init=random``);
+    BEiT with the offline k-means tokenizer fits it first. Applied again after ``--set`` overrides."""
+    if cfg.method.name == "random":
         cfg.init = "random"
         cfg.stages = [s for s in cfg.stages if s not in ("tokenizer", "pretrain")]
-    cfg = apply_overrides(cfg, method_defaults(method))
-    cfg = apply_overrides(cfg, dict(overrides or {}))
-    if cfg.method.name == "beit" and "pretrain" in cfg.stages and cfg.method.tokenizer == "kmeans":
+    elif cfg.method.name == "beit" and "pretrain" in cfg.stages and cfg.method.tokenizer == "kmeans":
         cfg.stages = ["tokenizer", *[s for s in cfg.stages if s != "tokenizer"]]
-    cfg.name = run_name(method, backbone, setting, seed)
     return cfg

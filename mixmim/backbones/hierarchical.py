@@ -69,30 +69,37 @@ class MixMIMStage(nn.Module):
 
     def __init__(self, dim: int, depth: int, num_heads: int, window: int, drop_path: Sequence[float],
                  downsample: bool, mlp_ratio: float = 4.0, qkv_bias: bool = True, drop: float = 0.0,
-                 attn_impl: str | None = None):
+                 attn_impl: str | None = None, block_windows: Sequence[int] | None = None):
         super().__init__()
         self.window = window
+        windows = list(block_windows) if block_windows is not None else [window] * depth  # per block
         self.blocks = nn.ModuleList(
-            MixMIMBlock(dim, num_heads, window, mlp_ratio, qkv_bias, drop, drop_path[i], attn_impl)
+            MixMIMBlock(dim, num_heads, windows[i], mlp_ratio, qkv_bias, drop, drop_path[i], attn_impl)
             for i in range(depth)
         )
         self.downsample = PatchMerging(dim) if downsample else None
         self.grad_checkpointing = False
 
-    def group_mask(self, groups: torch.Tensor | None, h: int, w: int) -> WindowGroupMask | None:
-        """Window-partitioned mask of this stage from a group map [G, Hg, Wg] (or None)."""
+    def group_mask(self, groups: torch.Tensor | None, h: int, w: int,
+                   window: int | None = None) -> WindowGroupMask | None:
+        """Window-partitioned mask of this stage (for blocks of ``window``, default the stage's) from a
+        group map [G, Hg, Wg] (or None)."""
         if groups is None:
             return None
+        window = window or self.window
         g = upsample_groups(groups, (h, w))
-        pad_h, pad_w = (-h) % self.window, (-w) % self.window
+        pad_h, pad_w = (-h) % window, (-w) % window
         if pad_h or pad_w:  # padded tokens are excluded from every group
             g = F.pad(g, (0, pad_w, 0, pad_h), value=-1)
-        return WindowGroupMask.from_groups(g, self.window)
+        return WindowGroupMask.from_groups(g, window)
 
     def forward_blocks(self, x: torch.Tensor, groups: torch.Tensor | None = None) -> torch.Tensor:
-        """[B, H, W, C] through every block (same group mask for all of them)."""
-        mask = self.group_mask(groups, *x.shape[1:3])
+        """[B, H, W, C] through every block (one group mask per distinct block window)."""
+        masks = {}
         for block in self.blocks:
+            if block.window not in masks:
+                masks[block.window] = self.group_mask(groups, *x.shape[1:3], window=block.window)
+            mask = masks[block.window]
             if self.grad_checkpointing and x.requires_grad:
                 x = checkpoint(block, x, mask, use_reentrant=False)
             else:
@@ -106,6 +113,12 @@ class MixMIMTransformer(Backbone):
     Windows are clamped to the stage resolution at ``img_size`` (official rule: a window as large as
     the stage becomes global attention), so MixMIM-B at 224 px has 14x14 windows in stages 1-2 and
     global attention in stages 3-4.
+
+    ``global_blocks`` (flat block indexes over all stages, as ViTDet's ``window_block_indexes``; default
+    none) makes those blocks attend over their whole stage at ``img_size``: their window is the stage
+    resolution at ``img_size`` instead of ``window_size[i]``. Used by detection (``mixmim.transfer``) for
+    ViTDet-style layouts: windows plus a few global blocks. Inputs larger than ``img_size`` are split into
+    windows of that size.
     """
 
     def __init__(self, img_size: int = 224, patch_size: int = 4, in_chans: int = 3, num_classes: int = 1000,
@@ -113,7 +126,8 @@ class MixMIMTransformer(Backbone):
                  num_heads: Sequence[int] = (4, 8, 16, 32), window_size: Sequence[int] = (14, 14, 14, 7),
                  mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_rate: float = 0.0,
                  drop_path_rate: float = 0.0, attn_impl: str | None = None, use_checkpoint: bool = False,
-                 qk_scale: float | None = None, patch_norm: bool = True, **_ignored):
+                 qk_scale: float | None = None, patch_norm: bool = True, global_blocks: Sequence[int] = (),
+                 **_ignored):
         super().__init__()
         if qk_scale is not None or not patch_norm:
             raise ValueError("qk_scale must be None and patch_norm True (the official models' only values)")
@@ -132,12 +146,17 @@ class MixMIMTransformer(Backbone):
         self.pos_drop = nn.Dropout(drop_rate)
         dpr = [drop_path_rate * i / max(self.num_layers - 1, 1) for i in range(self.num_layers)]  # linspace
         self.layers = nn.ModuleList()
+        self.global_blocks = tuple(sorted(global_blocks))
         for i in range(n):
             resolution = min(self.grid_size[0] // 2**i, self.grid_size[1] // 2**i)
+            window = min(window_size[i], resolution)
+            whole = max(-(-self.grid_size[0] // 2**i), -(-self.grid_size[1] // 2**i))  # ceil: merging pads
+            first = sum(depths[:i])
+            block_windows = [whole if first + j in self.global_blocks else window for j in range(depths[i])]
             self.layers.append(MixMIMStage(
-                self.stage_dims[i], depths[i], num_heads[i], min(window_size[i], resolution),
+                self.stage_dims[i], depths[i], num_heads[i], window,
                 dpr[sum(depths[:i]):sum(depths[: i + 1])], downsample=i < n - 1, mlp_ratio=mlp_ratio,
-                qkv_bias=qkv_bias, drop=drop_rate, attn_impl=attn_impl))
+                qkv_bias=qkv_bias, drop=drop_rate, attn_impl=attn_impl, block_windows=block_windows))
         self.norm = nn.LayerNorm(self.num_features)
         self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
         self.apply(self._init_weights)
@@ -162,7 +181,9 @@ class MixMIMTransformer(Backbone):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.patch_embed(x)  # [B, L, C0]
 
-    def forward_tokens(self, tokens, groups=None, group_embeds=None, keep=None, mask_attention=True):
+    def forward_tokens(self, tokens, groups=None, group_embeds=None, keep=None, mask_attention=True,
+                       return_prefix=False):
+        """See :meth:`Backbone.forward_tokens` (no prefix tokens: ``return_prefix`` changes nothing)."""
         if keep is not None:
             raise ValueError("the hierarchical backbone cannot drop tokens; exclude them with a negative group id")
         b, length, c = tokens.shape
@@ -224,6 +245,7 @@ class MixMIMTransformer(Backbone):
         return self.num_layers
 
     def no_weight_decay(self) -> set[str]:
-        names = {"absolute_pos_embed"}
-        names.update(n for n, _ in self.named_parameters() if n.endswith("relative_position_bias_table"))
-        return names
+        return {"absolute_pos_embed"}  # frozen anyway; the official fine-tune model lists nothing
+
+    def no_weight_decay_keywords(self) -> set[str]:
+        return {"relative_position_bias_table"}  # decayed by the official code (quirk), as timm's Swin would not

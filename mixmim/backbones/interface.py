@@ -26,6 +26,8 @@ class Backbone(nn.Module):
         num_layers: transformer blocks in all stages (for layer-wise lr decay).
         num_classes: classes of the head (0: no head).
         supports_token_drop: whether ``forward_tokens(keep=...)`` is supported (plain ViT only).
+        num_prefix_tokens: leading non-patch tokens (the ViT's cls token: 1; hierarchical: 0) that
+            ``forward_tokens(..., return_prefix=True)`` keeps at the start of its output.
     """
 
     img_size: int
@@ -37,6 +39,7 @@ class Backbone(nn.Module):
     num_layers: int
     num_classes: int
     supports_token_drop: bool = False
+    num_prefix_tokens: int = 0
 
     @property
     def out_grid_size(self) -> tuple[int, int]:
@@ -54,6 +57,7 @@ class Backbone(nn.Module):
         group_embeds: Sequence[torch.Tensor] | None = None,
         keep: torch.Tensor | None = None,
         mask_attention: bool = True,
+        return_prefix: bool = False,
     ) -> torch.Tensor:
         """Position embedding, every stage, final norm: [B, L, C0] -> [B, L_out, C_last].
 
@@ -65,6 +69,8 @@ class Backbone(nn.Module):
             keep: [B, L_keep] token indices to keep after the position embedding (token dropping).
             mask_attention: False uses ``groups`` only to index ``group_embeds`` (mix embedding without
                 masked self-attention).
+            return_prefix: also return the ``num_prefix_tokens`` leading tokens (MAE's decoder takes the
+                cls token): [B, num_prefix_tokens + L_out, C_last]. No effect on a backbone without them.
         """
         raise NotImplementedError
 
@@ -88,7 +94,12 @@ class Backbone(nn.Module):
         raise NotImplementedError
 
     def no_weight_decay(self) -> set[str]:
-        """Names of parameters that should not be weight-decayed (position embeddings, bias tables)."""
+        """Parameters the *official* fine-tuning code does not weight-decay (beyond 1-D ones and biases)."""
+        return set()
+
+    def no_weight_decay_keywords(self) -> set[str]:
+        """Name endings that a clean recipe would not decay either, though the official code does (MixMIM's
+        relative-position tables). Honoured only with ``official_quirks=False``."""
         return set()
 
     def reset_classifier(self, num_classes: int) -> None:

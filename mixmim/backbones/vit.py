@@ -27,6 +27,7 @@ class PlainViT(Backbone):
     """ViT with MAE's constructor names (``embed_dim``, ``depth``, ``num_heads``). ``num_classes=0``: no head."""
 
     supports_token_drop = True
+    num_prefix_tokens = 1
 
     def __init__(self, img_size: int = 224, patch_size: int = 16, in_chans: int = 3, num_classes: int = 1000,
                  embed_dim: int = 768, depth: int = 12, num_heads: int = 12, mlp_ratio: float = 4.0,
@@ -72,7 +73,8 @@ class PlainViT(Backbone):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.patch_embed(x)  # [B, L, D]
 
-    def forward_tokens(self, tokens, groups=None, group_embeds=None, keep=None, mask_attention=True, grid=None):
+    def forward_tokens(self, tokens, groups=None, group_embeds=None, keep=None, mask_attention=True, grid=None,
+                       return_prefix=False):
         """See :meth:`Backbone.forward_tokens`; ``grid`` (H, W) is needed only off the default size."""
         b, length, d = tokens.shape
         x = tokens + self._patch_pos(grid or self.grid_size, length)  # [B, L, D]
@@ -94,7 +96,8 @@ class PlainViT(Backbone):
         x = torch.cat([cls, x], dim=1)
         for block in self.blocks:
             x = block(x, attn_mask=attn_mask)
-        return self.norm(x)[:, 1:]  # [B, L_out, D]: patch tokens only
+        x = self.norm(x)  # [B, 1 + L_out, D]
+        return x if return_prefix else x[:, 1:]  # patch tokens only unless the cls token is asked for
 
     def _patch_pos(self, grid: tuple[int, int], length: int) -> torch.Tensor:
         """[1, L, D] patch position embedding for a token grid (bicubic resize off the default size)."""
