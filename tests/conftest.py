@@ -2,10 +2,12 @@
 
 import os
 
-import pytest
-import torch
-
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: see experiments/cli.py
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
