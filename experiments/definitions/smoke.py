@@ -18,13 +18,16 @@ LABELS = {"mixmim": "MixMIM", "mae": "MAE", "simmim": "SimMIM", "beit": "BEiT", 
 COMMON = {
     "model.backbone": "mixmim_tiny_32",
     "data.dataset": "digits",
-    "method.decoder_dim": 64, "method.decoder_depth": 1, "method.decoder_heads": 2, "method.vocab_size": 64,
+    "method.decoder_dim": 128, "method.decoder_depth": 2, "method.decoder_heads": 4, "method.vocab_size": 64,
     "method.mask_unit": 8,  # 8-px cells: a 4x4 mask grid at 32 px for every method (SimMIM defaults to 32 px)
-    "pretrain.epochs": 12, "pretrain.warmup_epochs": 1, "pretrain.batch_size": 128, "pretrain.lr": 2e-3,
+    "pretrain.epochs": 12, "pretrain.warmup_epochs": 1, "pretrain.batch_size": 64, "pretrain.lr": 1.5e-3,
     "pretrain.checkpoint_every": 100,
-    "linprobe.epochs": 15, "linprobe.warmup_epochs": 1, "linprobe.batch_size": 256, "linprobe.lr": 0.5,
+    # The probe: SGD and milder crops (32-px digits lose the digit under MAE's 8% crops; LARS barely moves
+    # at these batch sizes). Measured: MixMIM 81.3 vs random 78.0 top-1 (kNN 79.3 vs 71.0).
+    "linprobe.epochs": 5, "linprobe.warmup_epochs": 1, "linprobe.batch_size": 128, "linprobe.lr": 0.1,
+    "linprobe.optimizer": "sgd", "linprobe.crop_min_scale": 0.5,
     "knn.k": 20,
-    "finetune.epochs": 4, "finetune.warmup_epochs": 1, "finetune.batch_size": 128, "finetune.lr": 2e-3,
+    "finetune.epochs": 2, "finetune.warmup_epochs": 1, "finetune.batch_size": 128, "finetune.lr": 2e-3,
     "finetune.mixup": 0.0, "finetune.cutmix": 0.0, "finetune.smoothing": 0.1, "finetune.randaug": "",
     "finetune.reprob": 0.0, "finetune.layer_decay": 0.75, "finetune.drop_path": 0.0,
 }
