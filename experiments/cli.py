@@ -125,12 +125,17 @@ def cmd_run(args) -> int:
 def cmd_status(args) -> int:
     from experiments.launching import experiment_dir
     from experiments.stages import STAGES
+    from mixmim.config import load_yaml
     from slurm import RunSpec, StageSpec, status
 
     exp = _experiment(args)
     root = experiment_dir(Path(args.output), exp)
-    specs = [RunSpec(run_dir=root / cfg.name, name=cfg.name,
-                     stages=[StageSpec(name=s, fn=STAGES[s], cfg=cfg) for s in cfg.stages]) for cfg in exp.runs]
+    specs = []
+    for cfg in exp.runs:
+        launched = root / cfg.name / "config.yaml"  # what was actually launched (with its --set overrides)
+        cfg = load_yaml(launched) if launched.is_file() else cfg
+        specs.append(RunSpec(run_dir=root / cfg.name, name=cfg.name,
+                             stages=[StageSpec(name=s, fn=STAGES[s], cfg=cfg) for s in cfg.stages]))
     rows = [{"run": s.run, "stage": s.stage, "state": s.state, "log": str(s.log_path or "")} for s in status(specs)]
     print(tabulate(rows, headers="keys", tablefmt="github"))
     return 1 if any(r["state"] == "failed" for r in rows) else 0

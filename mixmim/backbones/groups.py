@@ -9,10 +9,14 @@ from); MAE on the hierarchical backbone uses {0: visible, -1: masked}.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+MAX_BUCKETS = 4  # few buckets keep the op count low (each bucket is one batched attention call)
+MAX_PLAN_COST = 0.85  # use the sorted path only if it needs at most this fraction of the dense scores
 
 
 def upsample_groups(groups: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -53,10 +57,25 @@ class WindowGroupMask:
     Attributes:
         allowed: [G, nW, 1, N, N] bool, True where query i may attend to key j (G = 1 or B).
         empty_rows: [G, nW, 1, N, 1] bool where a query has no allowed key, or None if there are none.
+        groups: [G, nW, N] the group id of every token, window-partitioned (None when built by hand).
     """
 
     allowed: torch.Tensor
     empty_rows: torch.Tensor | None
+    groups: torch.Tensor | None = None
+    _plan: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def segment_plan(self, max_buckets: int = MAX_BUCKETS, max_cost: float = MAX_PLAN_COST) -> SegmentPlan | None:
+        """The token sort of the ``grouped`` attention (cached: one per stage, shared by its blocks).
+
+        None when there is no group map or sorting would not cut the attention work below ``max_cost`` of
+        the dense masked attention (then the dense path is the faster one).
+        """
+        key = (max_buckets, max_cost)
+        if key not in self._plan:
+            plan = None if self.groups is None else plan_segments(self.groups.flatten(0, 1), max_buckets)
+            self._plan[key] = plan if plan is not None and plan.cost <= max_cost else None
+        return self._plan[key]
 
     @classmethod
     def from_groups(cls, groups: torch.Tensor, window: int) -> WindowGroupMask:
@@ -66,4 +85,110 @@ class WindowGroupMask:
         has_any = allowed.any(-1, keepdim=True)  # [G, nW, N, 1]
         # One host sync per stage (not per block) to know whether zeroing is needed at all.
         empty = None if bool(has_any.all()) else (~has_any)[:, :, None]
-        return cls(allowed=allowed[:, :, None], empty_rows=empty)
+        return cls(allowed=allowed[:, :, None], empty_rows=empty, groups=g)
+
+
+# --- Sorting tokens by group: the masked attention as dense attention on disjoint segments -----------------
+#
+# Token i attends to token j only if both are in the same window and the same group, so the masked attention
+# of a window is exactly a dense attention inside each (window, group) *segment* of its tokens. Gathering the
+# segments' tokens and running one dense attention per segment skips every masked score: with two groups of
+# equal size in a window, half the attention FLOPs and memory. Segments have different lengths; they are
+# packed into a few *buckets* of one padded length each (padded keys are masked, padded queries dropped).
+
+
+@dataclass(frozen=True)
+class SegmentBucket:
+    """``num_segments`` segments padded to ``length`` tokens.
+
+    Attributes:
+        tokens: [S * L] long, index of every slot into the flattened token axis (windows x tokens); a padded
+            slot repeats its segment's first token (same group, so nothing leaks through it).
+        positions: [S, L] long, each slot's position inside its window, -1 for padded slots.
+    """
+
+    num_segments: int
+    length: int
+    tokens: torch.Tensor
+    positions: torch.Tensor
+
+
+@dataclass(frozen=True)
+class SegmentPlan:
+    """How to sort the tokens of ``windows`` windows of ``window_tokens`` tokens into buckets.
+
+    Attributes:
+        buckets: ascending by length; their slots concatenated form the sorted token sequence.
+        inverse: [windows * window_tokens] long, each token's slot in the concatenated buckets, or the total
+            slot count (one past the end: a zero row) for excluded tokens.
+        cost: padded attention scores / dense scores (windows x N x N), the work relative to the dense path.
+    """
+
+    windows: int
+    window_tokens: int
+    buckets: tuple[SegmentBucket, ...]
+    inverse: torch.Tensor
+    cost: float
+    cache: dict = field(default_factory=dict, repr=False, compare=False, hash=False)
+
+
+def bucket_lengths(lengths: np.ndarray, max_buckets: int) -> list[int]:
+    """Padded lengths (ascending) of at most ``max_buckets`` buckets that minimise sum(S_b * L_b^2).
+
+    Dynamic programming over the distinct segment lengths; fewer buckets are taken when they cost at most
+    5% more (each bucket is one more attention call).
+    """
+    values, counts = np.unique(lengths, return_counts=True)
+    d = len(values)
+    before = np.concatenate([[0], np.cumsum(counts)])  # segments shorter than values[i]: before[i]
+    square = values.astype(np.float64) ** 2
+    best = np.full((max_buckets + 1, d + 1), np.inf)  # best[k, j]: values[:j] in k buckets
+    choice = np.zeros((max_buckets + 1, d + 1), dtype=np.int64)
+    best[0, 0] = 0.0
+    for k in range(1, max_buckets + 1):
+        for j in range(1, d + 1):  # the last bucket covers values[i:j], padded to values[j - 1]
+            costs = best[k - 1, :j] + (before[j] - before[:j]) * square[j - 1]
+            choice[k, j] = int(np.argmin(costs))
+            best[k, j] = costs[choice[k, j]]
+    totals = best[1:, d]
+    k = int(np.flatnonzero(totals <= totals.min() * 1.05)[0]) + 1
+    ends, j = [], d
+    while j > 0:
+        ends.append(int(values[j - 1]))
+        j, k = int(choice[k, j]), k - 1
+    return ends[::-1]
+
+
+def plan_segments(window_groups: torch.Tensor, max_buckets: int = MAX_BUCKETS) -> SegmentPlan | None:
+    """Sort the tokens of every window by group: window_groups [nW, N] (negative: excluded) -> plan.
+
+    Returns None when no token belongs to a group. Segments keep their tokens in window order.
+    """
+    g = window_groups.detach().cpu().numpy().astype(np.int64)
+    nw, n = g.shape
+    kept = np.flatnonzero(g.ravel() >= 0)  # flat token indices of grouped tokens
+    if kept.size == 0:
+        return None
+    segment_key = (kept // n) * (g.max() + 1) + g.ravel()[kept]  # (window, group) -> one id
+    order = np.argsort(segment_key, kind="stable")
+    sorted_tokens = kept[order]
+    _, starts, lengths = np.unique(segment_key[order], return_index=True, return_counts=True)
+    inverse = np.full(nw * n, -1, dtype=np.int64)
+    buckets, offset, low = [], 0, 0
+    for length in bucket_lengths(lengths, max_buckets):
+        members = np.flatnonzero((lengths > low) & (lengths <= length))
+        low = length
+        slot = np.arange(length)
+        real = slot[None, :] < lengths[members, None]  # [S, L]
+        source = starts[members, None] + np.where(real, slot[None, :], 0)  # pads: the segment's first token
+        tokens = sorted_tokens[source]  # [S, L]
+        inverse[tokens[real]] = offset + np.flatnonzero(real.ravel())
+        offset += tokens.size
+        buckets.append(SegmentBucket(len(members), length, torch.from_numpy(tokens.ravel()),
+                                     torch.from_numpy(np.where(real, tokens % n, -1))))
+    inverse[inverse < 0] = offset  # excluded tokens read the zero row after the last slot
+    cost = sum(b.num_segments * b.length**2 for b in buckets) / (nw * n * n)
+    device = window_groups.device
+    buckets = tuple(SegmentBucket(b.num_segments, b.length, b.tokens.to(device), b.positions.to(device))
+                    for b in buckets)
+    return SegmentPlan(nw, n, buckets, torch.from_numpy(inverse).to(device), cost)

@@ -1,0 +1,322 @@
+"""``mixmim-bench bench``: training-step throughput, memory, FLOPs and MFU of every method on one backbone.
+
+For each method x attention implementation x AdamW variant, :func:`mixmim.engine.benchmark.benchmark_step`
+times full training steps; the rows are printed as a table and written to the results store
+``<output>/bench/<timestamp>-<device>.jsonl`` (a new file per invocation, rewritten atomically after every
+row, never overwriting an earlier file), where the report and the ``gpu-hours`` budget conversion read the
+measured throughput. Within a method the rows of the default path come first.
+
+Ratios in the table (same method, batch and precision, measured in the same invocation):
+
+- ``x_official``: images/s over the row with the official attention formulation and the same optimizer
+  (what the attention implementation alone gains);
+- ``x_release``: images/s over the official attention with torch's default AdamW (``--optimizer default``),
+  i.e. the step as the official code runs it, when that row was measured;
+- ``cost_vs_ref``: ms/step over the reference method's (``--ref-method``, SimMIM by default) with the same
+  attention and optimizer.
+
+``--data PATH`` also measures the pre-training data pipeline (decode + augmentation of
+``<PATH>/train``), to show whether loading or compute bounds a run. ``--repeats R`` interleaves R rounds of
+all variants and keeps each variant's median round (fairer ratios on shared machines).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import gc
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from tabulate import tabulate
+
+from mixmim.config import ConfigError
+from mixmim.rundir import atomic_write_text
+
+if TYPE_CHECKING:
+    from mixmim.engine.benchmark import StepStats
+
+log = logging.getLogger(__name__)
+
+# The engine (and the models) are imported when the command runs, so that building the CLI parser stays cheap.
+ATTENTION_CHOICES = ("grouped", "sdpa", "official")  # mixmim.backbones.attention.ATTENTION_IMPLS
+OPTIMIZER_CHOICES = ("fused", "foreach", "single", "default")  # mixmim.engine.benchmark.OPTIMIZERS
+BENCH_DIR = "bench"
+DEFAULT_BACKBONE = "mixmim_base"
+REFERENCE_IMPL = "official"
+TABLE_COLUMNS = {  # row key -> table header
+    "method": "method", "attention": "attention", "optimizer": "optimizer", "batch_size": "batch",
+    "ms_per_step": "ms/step", "cpu_ms_per_step": "cpu ms/step", "images_per_s": "img/s",
+    "peak_memory_mib": "peak MiB", "forward_gflops_per_image": "fwd GFLOPs/img", "achieved_tflops": "TFLOP/s",
+    "mfu": "MFU", "x_official": "x official", "x_release": "x release", "cost_vs_ref": "cost vs ref",
+}
+
+
+def _csv(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``bench`` sub-command's options."""
+    parser.add_argument("--methods", type=_csv, default=None,
+                        help="comma-separated methods (default: every registered method, else mixmim)")
+    parser.add_argument("--backbone", default=DEFAULT_BACKBONE, help=f"backbone name (default {DEFAULT_BACKBONE})")
+    parser.add_argument("--img-size", type=int, default=0, help="px (default: the backbone's)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override for every method after its source recipe, e.g. method.mask_unit=8")
+    parser.add_argument("--batch-size", type=int, default=0, help="per device (default: 128 on cuda, 8 on cpu)")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                        help="auto: bf16 on cuda, fp32 on cpu")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps (the median is reported)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    parser.add_argument("--repeats", type=int, default=1, help="interleaved rounds of all variants")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the method")
+    parser.add_argument("--grad-checkpointing", action="store_true",
+                        help="activation checkpointing in the encoder (memory for L/H)")
+    parser.add_argument("--attention", type=_csv, default=None,
+                        help=f"attention implementations, comma-separated, of {ATTENTION_CHOICES} "
+                             f"(default: the package default, then {REFERENCE_IMPL})")
+    parser.add_argument("--optimizer", type=_csv, default=["fused"],
+                        help=f"AdamW variants, comma-separated, of {OPTIMIZER_CHOICES} (default: fused; "
+                             "'default' is torch's own choice, as the official code gets)")
+    parser.add_argument("--ref-method", default="simmim", help="cost_vs_ref divides by this method's ms/step")
+    parser.add_argument("--peak-tflops", type=float, default=None,
+                        help="the device's dense peak for MFU (default: a table of NVIDIA GPUs)")
+    parser.add_argument("--threads", type=int, default=0, help="CPU intra-op threads (0: torch's default)")
+    parser.add_argument("--keep-heap", action="store_true",
+                        help="CPU: glibc keeps freed memory (no page faults on every large tensor); for all rows")
+    parser.add_argument("--data", default=None, help="ImageFolder root: also time decode + augmentation")
+    parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="data loader workers")
+    parser.add_argument("--data-batches", type=int, default=20, help="timed batches of the data benchmark")
+    parser.add_argument("--data-batch-size", type=int, default=64, help="images per batch of the data benchmark")
+    parser.add_argument("--output", default="outputs", help="outputs root; rows go to <output>/bench/")
+
+
+def default_methods() -> list[str]:
+    """Every registered method when the baselines package provides ``build_method``, else MixMIM only."""
+    try:
+        import baselines
+    except ImportError:
+        return ["mixmim"]
+    return list(baselines.METHODS) if hasattr(baselines, "build_method") else ["mixmim"]
+
+
+@contextlib.contextmanager
+def method_builder(backbone: str, img_size: int, overrides: list[str] | None = None) -> Iterator[Any]:
+    """A function ``name -> method`` (the source recipe of each method on ``backbone``, then ``overrides``).
+
+    BEiT gets a random k-means codebook of its vocabulary size (the step cost does not depend on its
+    values). Without the baselines package only ``mixmim`` can be built (overrides are then ignored).
+    """
+    with tempfile.TemporaryDirectory(prefix="mixmim-bench-") as tmp:
+
+        def build(name: str) -> torch.nn.Module:
+            try:
+                from baselines import build_method, method_defaults
+            except ImportError:
+                build_method = None
+            if build_method is None:
+                if name != "mixmim":
+                    raise KeyError(f"method '{name}' needs the baselines package; only 'mixmim' is available")
+                from mixmim.backbones import create_backbone
+                from mixmim.method import MixMIM
+
+                return MixMIM(create_backbone(backbone, num_classes=0, img_size=img_size))
+            from mixmim.config import RunConfig, apply_overrides
+
+            recipe = {**method_defaults(name), "model.backbone": backbone, "model.img_size": img_size}
+            if name == "beit":
+                recipe.update({"method.tokenizer": "kmeans", "method.tokenizer_path": _random_codebook(tmp)})
+            return build_method(apply_overrides(apply_overrides(RunConfig(), recipe), list(overrides or [])))
+
+        yield build
+
+
+def _random_codebook(folder: str, vocab_size: int = 8192, cell_resolution: int = 4) -> str:
+    """Write a random k-means codebook (BEiT's default vocabulary) and return its path."""
+    from baselines.tokenizers.kmeans import KMeansTokenizer
+
+    path = Path(folder) / "kmeans.pt"
+    if not path.exists():
+        centroids = torch.randn(vocab_size, cell_resolution**2 * 3, generator=torch.Generator().manual_seed(0))
+        KMeansTokenizer(centroids, cell_resolution).save(path)
+    return str(path)
+
+
+def new_store_path(output: str | Path, device: str) -> Path:
+    """A fresh ``<output>/bench/<timestamp>-<device>[-k].jsonl``, created empty (exclusive)."""
+    folder = Path(output) / BENCH_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for k in range(1000):
+        path = folder / f"{stamp}-{device}{'' if k == 0 else f'-{k}'}.jsonl"
+        try:
+            with open(path, "x", encoding="utf-8"):
+                return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free file name for {stamp} in {folder}")
+
+
+def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Rewrite the store file with every row so far (atomic: readers never see half a file)."""
+    atomic_write_text(path, "".join(json.dumps(row, default=str) + "\n" for row in rows))
+
+
+def _resolve(args: argparse.Namespace) -> tuple[torch.device, str, int]:
+    """Device, precision and batch size with the defaults filled in."""
+    name = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda but no CUDA device is available")
+    precision = args.precision if args.precision != "auto" else ("bf16" if name == "cuda" else "fp32")
+    return torch.device(name), precision, args.batch_size or (128 if name == "cuda" else 8)
+
+
+def _validate(args: argparse.Namespace, methods: list[str], attention: list[str]) -> None:
+    from mixmim.backbones.attention import ATTENTION_IMPLS
+    from mixmim.engine.benchmark import OPTIMIZERS
+
+    bad = [a for a in attention if a not in ATTENTION_IMPLS] + [o for o in args.optimizer if o not in OPTIMIZERS]
+    if bad:
+        raise ConfigError(f"unknown --attention/--optimizer value(s) {bad}: attention one of {ATTENTION_IMPLS}, "
+                          f"optimizer one of {OPTIMIZERS}")
+    if not methods:
+        raise ConfigError("--methods is empty")
+
+
+def _release_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the OS (glibc), so RSS deltas start clean."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def _median_round(rounds: list[StepStats]) -> tuple[StepStats, list[float]]:
+    """The round with the median throughput, and every round's ms/step."""
+    ordered = sorted(rounds, key=lambda s: s.ms_per_step)
+    return ordered[(len(ordered) - 1) // 2], [s.ms_per_step for s in rounds]
+
+
+def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Benchmark every method x attention x optimizer; print the table, store and return the rows."""
+    from mixmim.backbones.attention import get_attention_impl
+    from mixmim.engine.benchmark import attention_impl, benchmark_step, keep_freed_memory, method_flops
+
+    device, precision, batch = _resolve(args)
+    methods = args.methods or default_methods()
+    attention = args.attention or list(dict.fromkeys([get_attention_impl(), REFERENCE_IMPL]))
+    _validate(args, methods, attention)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    keep_heap = bool(args.keep_heap and device.type == "cpu" and keep_freed_memory())
+    variants = [(a, o) for a in attention for o in args.optimizer]
+    store = new_store_path(args.output, device.type)
+    rows: list[dict[str, Any]] = []
+    with method_builder(args.backbone, args.img_size, args.overrides) as build:
+        for name in methods:
+            method = build(name).to(device)
+            if args.grad_checkpointing and hasattr(method.encoder, "set_grad_checkpointing"):
+                method.encoder.set_grad_checkpointing(True)
+            img_size = method.encoder.img_size
+            flops = method_flops(method, img_size, device)
+            rounds: dict[tuple[str, str], list[StepStats]] = {v: [] for v in variants}
+            for _ in range(max(args.repeats, 1)):
+                for impl, opt in variants:
+                    _release_memory()
+                    with attention_impl(impl):
+                        rounds[(impl, opt)].append(benchmark_step(
+                            method, batch, img_size, precision, device, args.steps, args.warmup,
+                            compile=args.compile, optimizer=opt, peak_tflops=args.peak_tflops,
+                            forward_flops=flops))
+            for (impl, _), stats in rounds.items():
+                best, all_ms = _median_round(stats)
+                rows.append({**_row(name, args, impl, best, all_ms), "keep_heap": keep_heap})
+            del method
+            _release_memory()
+            rows = add_ratios(rows, args.ref_method)
+            write_rows(store, rows)
+    if args.data:
+        rows.append(_data_row(args, precision))
+        write_rows(store, rows)
+    print_tables(rows)
+    print(f"\nrows written to {store}")
+    return rows
+
+
+def _row(method: str, args: argparse.Namespace, impl: str, stats: StepStats, all_ms: list[float]) -> dict[str, Any]:
+    """One store row: what was measured and how."""
+    from mixmim.backbones.attention import get_attention_impl
+
+    default = impl == get_attention_impl() and stats.optimizer == "adamw-fused"
+    return {"kind": "step", "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "method": method,
+            "backbone": args.backbone, "attention": impl, "default_path": default,
+            "grad_checkpointing": bool(args.grad_checkpointing), **stats.as_row(),
+            "repeats_ms_per_step": all_ms, "torch": torch.__version__}
+
+
+def add_ratios(rows: list[dict[str, Any]], ref_method: str) -> list[dict[str, Any]]:
+    """Fill ``x_official``, ``x_release`` and ``cost_vs_ref`` (see the module docstring); default path first."""
+    steps = [r for r in rows if r.get("kind") == "step"]
+
+    def find(method: str, attention: str, optimizer: str) -> dict[str, Any] | None:
+        return next((r for r in steps if (r["method"], r["attention"], r["optimizer"]) ==
+                     (method, attention, optimizer)), None)
+
+    for r in steps:
+        same = find(r["method"], REFERENCE_IMPL, r["optimizer"])
+        release = find(r["method"], REFERENCE_IMPL, "adamw-default")
+        ref = find(ref_method, r["attention"], r["optimizer"])
+        r["x_official"] = r["images_per_s"] / same["images_per_s"] if same else None
+        r["x_release"] = r["images_per_s"] / release["images_per_s"] if release else None
+        r["cost_vs_ref"] = r["ms_per_step"] / ref["ms_per_step"] if ref else None
+    order = {m: i for i, m in enumerate(dict.fromkeys(r["method"] for r in steps))}
+    steps.sort(key=lambda r: (order[r["method"]], not r["default_path"]))
+    return steps + [r for r in rows if r.get("kind") != "step"]
+
+
+def _data_row(args: argparse.Namespace, precision: str) -> dict[str, Any]:
+    """Decode + pre-training augmentation throughput of ``<args.data>/train``."""
+    from mixmim.data import ImageFolderDataset, pretrain_transform
+    from mixmim.engine.benchmark import benchmark_data
+
+    img_size = args.img_size or 224
+    dataset = ImageFolderDataset(args.data, "train", transform=None)
+    stats = benchmark_data(dataset, pretrain_transform(img_size), args.workers, args.data_batches,
+                           batch_size=args.data_batch_size)
+    return {"kind": "data", "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "data": str(args.data),
+            "img_size": img_size, "transform": "pretrain", **vars(stats)}
+
+
+def print_tables(rows: list[dict[str, Any]]) -> None:
+    """The step table (and the data table when measured), in GitHub markdown."""
+    steps = [r for r in rows if r.get("kind") == "step"]
+    if steps:
+        first = steps[0]
+        print(f"\n{first['backbone']} @ {first['img_size']} px, {first['precision']}, {first['device_name']} "
+              f"({first['threads']} threads), median of {first['steps']} steps after {first['warmup']} warm-up")
+        table = [{h: _fmt(r.get(k)) for k, h in TABLE_COLUMNS.items()} for r in steps]
+        print(tabulate(table, headers="keys", tablefmt="github", disable_numparse=True))
+    data = [r for r in rows if r.get("kind") == "data"]
+    if data:
+        print()
+        cols = ["data", "workers", "batch_size", "images_per_s", "images_per_s_per_worker"]
+        print(tabulate([{c: _fmt(r[c]) for c in cols} for r in data], headers="keys", tablefmt="github",
+                       disable_numparse=True))
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
+    return str(value)
+

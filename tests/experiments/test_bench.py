@@ -1,0 +1,85 @@
+"""``mixmim-bench bench``: rows, ratios, the results store and the budget conversion reading it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from experiments.bench import add_ratios
+from experiments.budget import measured_images_per_s
+from experiments.cli import main
+from mixmim.config import RunConfig, apply_overrides
+
+TINY = ["--backbone", "mixmim_tiny_32", "--batch-size", "4", "--steps", "1", "--warmup", "1",
+        "--set", "method.mask_unit=8", "--set", "method.decoder_dim=32", "--set", "method.decoder_depth=1",
+        "--set", "method.decoder_heads=1", "--threads", "1"]
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def _rows(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_bench_writes_rows_with_ratios_and_the_budget_reads_them(tmp_path, capsys):
+    assert main(["bench", "--methods", "mixmim,simmim", *TINY, "--output", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "x official" in out and "grouped" in out
+    files = list((tmp_path / "bench").glob("*.jsonl"))
+    assert len(files) == 1
+    rows = _rows(files[0])
+    assert [(r["method"], r["attention"]) for r in rows] == [
+        ("mixmim", "grouped"), ("mixmim", "official"), ("simmim", "grouped"), ("simmim", "official")]
+    assert rows[0]["default_path"] and not rows[1]["default_path"]
+    assert rows[1]["x_official"] == 1.0 and rows[2]["cost_vs_ref"] == 1.0
+    assert all(r["images_per_s"] > 0 and r["forward_gflops_per_image"] > 0 for r in rows)
+    cfg = apply_overrides(RunConfig(), {"model.backbone": "mixmim_tiny_32"})
+    per_s, source = measured_images_per_s(cfg, tmp_path)
+    assert per_s == rows[0]["images_per_s"] and str(files[0]) in source  # the default path's row
+
+    assert main(["bench", "--methods", "mixmim", "--attention", "official", *TINY, "--output", str(tmp_path)]) == 0
+    assert len(list((tmp_path / "bench").glob("*.jsonl"))) == 2  # a new file, the first one untouched
+    assert _rows(files[0]) == rows
+
+
+def test_bench_measures_the_data_pipeline(tmp_path, capsys):
+    folder = tmp_path / "data" / "train" / "a"
+    folder.mkdir(parents=True)
+    for i in range(6):
+        Image.new("RGB", (40, 36), color=(i * 30, 10, 10)).save(folder / f"{i}.png")
+    args = ["bench", "--methods", "mixmim", "--attention", "grouped", *TINY, "--data", str(tmp_path / "data"),
+            "--workers", "0", "--data-batches", "2", "--data-batch-size", "2", "--output", str(tmp_path)]
+    assert main(args) == 0
+    rows = _rows(next((tmp_path / "bench").glob("*.jsonl")))
+    data = [r for r in rows if r["kind"] == "data"]
+    assert len(data) == 1 and data[0]["images_per_s"] > 0 and data[0]["workers"] == 0
+    assert "images_per_s_per_worker" in capsys.readouterr().out
+
+
+def test_bench_rejects_unknown_choices(tmp_path, capsys):
+    assert main(["bench", "--attention", "fast", *TINY, "--output", str(tmp_path)]) == 2
+    assert "attention" in capsys.readouterr().err
+
+
+def test_ratios_against_the_official_formulation_and_the_release():
+    def row(method, attention, optimizer, ips):
+        return {"kind": "step", "method": method, "attention": attention, "optimizer": optimizer,
+                "images_per_s": ips, "ms_per_step": 1000 / ips, "default_path": attention == "grouped"
+                and optimizer == "adamw-fused"}
+
+    rows = add_ratios([row("mixmim", "official", "adamw-default", 10.0), row("mixmim", "official", "adamw-fused", 12.0),
+                       row("mixmim", "grouped", "adamw-fused", 15.0), row("simmim", "grouped", "adamw-fused", 20.0)],
+                      "simmim")
+    first = rows[0]
+    assert (first["attention"], first["optimizer"]) == ("grouped", "adamw-fused")
+    assert first["x_official"] == pytest.approx(1.25) and first["x_release"] == pytest.approx(1.5)
+    assert first["cost_vs_ref"] == pytest.approx(20.0 / 15.0)
+    assert rows[-1]["method"] == "simmim" and rows[-1]["x_official"] is None
