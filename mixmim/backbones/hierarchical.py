@@ -223,13 +223,6 @@ class MixMIMTransformer(Backbone):
         pooled = features.mean(dim=1)  # [B, C]; the official AdaptiveAvgPool1d over tokens
         return pooled if pre_logits else self.head(pooled)
 
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-        if num_classes > 0:
-            trunc_normal_(self.head.weight, std=2e-5)
-            nn.init.zeros_(self.head.bias)
-
     def layer_id(self, name: str) -> int:
         """The official ``get_layer_id_for_mixmim``: embeddings 0, block j of stage i at
         ``sum(depths[:i]) + j + 1``, stage i's downsample at ``sum(depths[:i+1]) + 1``, everything else

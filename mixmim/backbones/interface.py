@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from timm.layers import trunc_normal_
 from torch import nn
 
 
@@ -103,4 +104,10 @@ class Backbone(nn.Module):
         return set()
 
     def reset_classifier(self, num_classes: int) -> None:
-        raise NotImplementedError
+        """A new ``Linear(num_features, num_classes)`` head, initialised as the official fine-tuning does
+        (trunc-normal std 2e-5, zero bias); 0 removes the head."""
+        self.num_classes = num_classes
+        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        if num_classes > 0:
+            trunc_normal_(self.head.weight, std=2e-5)
+            nn.init.zeros_(self.head.bias)

@@ -117,13 +117,6 @@ class PlainViT(Backbone):
         pooled = features.mean(dim=1)
         return pooled if pre_logits else self.head(pooled)
 
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-        if num_classes > 0:
-            trunc_normal_(self.head.weight, std=2e-5)
-            nn.init.zeros_(self.head.bias)
-
     def layer_id(self, name: str) -> int:
         """MAE's ``get_layer_id_for_vit``: embeddings 0, block i at i + 1, the rest (norm, head) at
         ``num_layers + 1`` (lr scale 1.0)."""
