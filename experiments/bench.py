@@ -15,9 +15,9 @@ Ratios in the table (same method, batch and precision, measured in the same invo
 - ``cost_vs_ref``: ms/step over the reference method's (``--ref-method``, SimMIM by default) with the same
   attention and optimizer.
 
-``--data PATH`` also measures the pre-training data pipeline (decode + augmentation of
-``<PATH>/train``), to show whether loading or compute bounds a run. ``--repeats R`` interleaves R rounds of
-all variants and keeps each variant's median round (fairer ratios on shared machines).
+The variants of a method are timed with their steps interleaved (``benchmark_variants``); ``--repeats R``
+runs R such rounds and keeps each variant's median round. ``--data PATH`` also measures the pre-training
+data pipeline (decode + augmentation of ``<PATH>/train``), to show whether loading or compute bounds a run.
 """
 
 from __future__ import annotations
@@ -78,7 +78,8 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available")
     parser.add_argument("--steps", type=int, default=10, help="timed steps (the median is reported)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
-    parser.add_argument("--repeats", type=int, default=1, help="interleaved rounds of all variants")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="rounds of all variants (steps interleaved within a round); the median round is kept")
     parser.add_argument("--compile", action="store_true", help="torch.compile the method")
     parser.add_argument("--grad-checkpointing", action="store_true",
                         help="activation checkpointing in the encoder (memory for L/H)")
@@ -209,7 +210,7 @@ def _median_round(rounds: list[StepStats]) -> tuple[StepStats, list[float]]:
 def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Benchmark every method x attention x optimizer; print the table, store and return the rows."""
     from mixmim.backbones.attention import get_attention_impl
-    from mixmim.engine.benchmark import attention_impl, benchmark_step, keep_freed_memory, method_flops
+    from mixmim.engine.benchmark import benchmark_variants, keep_freed_memory, method_flops
 
     device, precision, batch = _resolve(args)
     methods = args.methods or default_methods()
@@ -230,16 +231,15 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
             flops = method_flops(method, img_size, device)
             rounds: dict[tuple[str, str], list[StepStats]] = {v: [] for v in variants}
             for _ in range(max(args.repeats, 1)):
-                for impl, opt in variants:
-                    _release_memory()
-                    with attention_impl(impl):
-                        rounds[(impl, opt)].append(benchmark_step(
-                            method, batch, img_size, precision, device, args.steps, args.warmup,
-                            compile=args.compile, optimizer=opt, peak_tflops=args.peak_tflops,
-                            forward_flops=flops))
-            for (impl, _), stats in rounds.items():
+                _release_memory()
+                measured = benchmark_variants(method, variants, batch, img_size, precision, device, args.steps,
+                                              args.warmup, compile=args.compile, peak_tflops=args.peak_tflops,
+                                              forward_flops=flops)
+                for variant, stats in zip(variants, measured):
+                    rounds[variant].append(stats)
+            for stats in rounds.values():
                 best, all_ms = _median_round(stats)
-                rows.append({**_row(name, args, impl, best, all_ms), "keep_heap": keep_heap})
+                rows.append({**_row(name, args, best, all_ms), "keep_heap": keep_heap})
             del method
             _release_memory()
             rows = add_ratios(rows, args.ref_method)
@@ -252,13 +252,13 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
-def _row(method: str, args: argparse.Namespace, impl: str, stats: StepStats, all_ms: list[float]) -> dict[str, Any]:
+def _row(method: str, args: argparse.Namespace, stats: StepStats, all_ms: list[float]) -> dict[str, Any]:
     """One store row: what was measured and how."""
     from mixmim.backbones.attention import get_attention_impl
 
-    default = impl == get_attention_impl() and stats.optimizer == "adamw-fused"
+    default = stats.attention == get_attention_impl() and stats.optimizer == "adamw-fused"
     return {"kind": "step", "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "method": method,
-            "backbone": args.backbone, "attention": impl, "default_path": default,
+            "backbone": args.backbone, "default_path": default,
             "grad_checkpointing": bool(args.grad_checkpointing), **stats.as_row(),
             "repeats_ms_per_step": all_ms, "torch": torch.__version__}
 
@@ -278,6 +278,7 @@ def add_ratios(rows: list[dict[str, Any]], ref_method: str) -> list[dict[str, An
         r["x_official"] = r["images_per_s"] / same["images_per_s"] if same else None
         r["x_release"] = r["images_per_s"] / release["images_per_s"] if release else None
         r["cost_vs_ref"] = r["ms_per_step"] / ref["ms_per_step"] if ref else None
+        r["ref_method"] = ref_method if ref else None
     order = {m: i for i, m in enumerate(dict.fromkeys(r["method"] for r in steps))}
     steps.sort(key=lambda r: (order[r["method"]], not r["default_path"]))
     return steps + [r for r in rows if r.get("kind") != "step"]
@@ -302,7 +303,9 @@ def print_tables(rows: list[dict[str, Any]]) -> None:
     if steps:
         first = steps[0]
         print(f"\n{first['backbone']} @ {first['img_size']} px, {first['precision']}, {first['device_name']} "
-              f"({first['threads']} threads), median of {first['steps']} steps after {first['warmup']} warm-up")
+              f"({first['threads']} threads), median of {first['steps']} interleaved steps after {first['warmup']} "
+              f"warm-up; x official/release: img/s over the official attention (same AdamW / torch's default "
+              f"AdamW); cost vs ref: ms/step over {first.get('ref_method') or 'the reference method'}'s")
         table = [{h: _fmt(r.get(k)) for k, h in TABLE_COLUMNS.items()} for r in steps]
         print(tabulate(table, headers="keys", tablefmt="github", disable_numparse=True))
     data = [r for r in rows if r.get("kind") == "data"]

@@ -4,14 +4,16 @@
 ``forward(images) -> {"loss": ...}`` after warm-up and reports the median; :func:`benchmark_data` times
 decode + augmentation. What the numbers mean:
 
-- **Time**: CUDA events around every step on GPU (read after one synchronisation at the end); wall clock
-  (``time.perf_counter``) on CPU, plus the process CPU time (``time.process_time``), which is far less
-  sensitive than wall time to other processes sharing the cores.
-- **Memory**: on CUDA ``torch.cuda.max_memory_allocated`` over the timed steps (absolute: weights,
-  gradients, optimizer state, activations; the allocator's cache is not counted). On CPU the peak resident
-  set size sampled every 5 ms during warm-up and timed steps (``/proc/self/statm``), minus the resident size
-  just before the first step: what training adds to the built model (gradients, optimizer state,
-  activations and the allocator's retained memory), not the weights or the Python runtime.
+- **Time**: CUDA events around every step on GPU; wall clock (``time.perf_counter``) on CPU, plus the
+  process CPU time (``time.process_time``; with one thread it is far less sensitive than wall time to other
+  processes sharing the cores). Several variants (attention implementation x AdamW kind) are timed with
+  their steps interleaved, so a slow phase of a shared machine hits them alike.
+- **Memory**: on CUDA the peak of ``torch.cuda.memory_allocated`` (``max_memory_allocated``) within the
+  variant's steps, counting the weights, its own optimizer state, gradients and activations (the caching
+  allocator's reserve is not counted; other variants' optimizer states are subtracted). On CPU the peak
+  resident set size within one of its steps (``/proc/self/statm`` sampled every 5 ms) minus the size just
+  before that step, plus its optimizer state: what training adds to the built model (gradients,
+  activations, optimizer state), not the weights or the Python runtime.
 - **FLOPs** (:func:`method_flops`): fvcore convention (a multiply-add is one FLOP, ``mixmim.flops``) of one
   forward pass of the method per image, with the masked attention counted in the official dense
   formulation whatever attention implementation runs (model FLOPs, the same numerator for every variant);
@@ -32,7 +34,7 @@ import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -43,10 +45,8 @@ from mixmim.backbones.attention import get_attention_impl, set_attention_impl
 from mixmim.engine.precision import autocast, grad_scaler
 from mixmim.flops import count_flops
 
-# Dense peak TFLOP/s by (device-name pattern, precision): NVIDIA data sheets (H200 / H100 SXM: bf16 989.4,
-# tf32 494.7, fp32 66.9; H100 PCIe: 756 / 378 / 51.2; A100: 312 / 156 / 19.5; L40S: 362.1 / 183 / 91.6;
-# A10(G): 125 / 62.5 / 31.2; V100: fp16 125, fp32 15.7, no bf16). The first matching pattern wins, so the
-# more specific names come first. fp16 dense equals bf16 on these parts.
+# Dense (no sparsity) peak TFLOP/s by device-name pattern and precision, from NVIDIA's data sheets (SXM parts;
+# NVL variants are lower). The first matching pattern wins, so more specific names come first.
 PEAK_TFLOPS: dict[str, dict[str, float]] = {
     "H200": {"bf16": 989.4, "fp16": 989.4, "tf32": 494.7, "fp32": 66.9},
     "H100 PCIe": {"bf16": 756.0, "fp16": 756.0, "tf32": 378.0, "fp32": 51.2},
@@ -65,6 +65,7 @@ _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc mallopt parameters (malloc.h)
 class StepStats:
     """One benchmarked configuration. Times in ms, memory in MiB, FLOPs per image (fvcore convention)."""
 
+    attention: str
     batch_size: int
     img_size: int
     precision: str
@@ -81,7 +82,7 @@ class StepStats:
     cpu_ms_per_step: float | None  # CPU only: median process CPU time per step
     first_step_s: float  # the first warm-up step (includes compilation with compile=True)
     peak_memory_mib: float
-    memory_kind: str  # cuda_max_allocated | cpu_rss_peak_delta
+    memory_kind: str  # cuda_allocated | cpu_rss_step_peak+optimizer_state (module docstring)
     params: int
     forward_gflops_per_image: float
     train_gflops_per_image: float
@@ -182,12 +183,12 @@ def keep_freed_memory() -> bool:
 
 
 class RssSampler:
-    """Peak resident set size of this process, sampled in a thread (Linux ``/proc/self/statm``)."""
+    """Peak resident set size of this process between marks, sampled in a thread (``/proc/self/statm``)."""
 
     def __init__(self, interval_s: float = RSS_SAMPLE_S):
         self.interval_s = interval_s
         self.page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-        self.start = self.peak = self.read()
+        self.peak = self.read()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -198,6 +199,11 @@ class RssSampler:
                 return int(f.read().split()[1]) * self.page
         except OSError:
             return 0
+
+    def mark(self) -> int:
+        """The peak since the previous mark (bytes); starts a new interval at the current size."""
+        peak, self.peak = max(self.peak, self.read()), self.read()
+        return peak
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -210,11 +216,96 @@ class RssSampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, self.read())
 
-    @property
-    def delta_mib(self) -> float:
-        return (self.peak - self.start) / 2**20
+
+@dataclass
+class _Variant:
+    """One (attention implementation, AdamW kind) being timed, and what its steps measured."""
+
+    attention: str
+    optimizer: str
+    ms: list[float] = field(default_factory=list)
+    cpu_ms: list[float] = field(default_factory=list)
+    transient: int = 0  # bytes: the largest growth of memory within one of its steps
+    base: int = 0  # bytes: what stays allocated between its steps (see _memory_mib)
+    first_step_s: float = 0.0
+
+
+def _state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    return sum(t.numel() * t.element_size() for st in optimizer.state.values() for t in st.values()
+               if isinstance(t, torch.Tensor))
+
+
+def benchmark_step(method: nn.Module, batch_size: int, img_size: int, precision: str = "fp32",
+                   device: str | torch.device = "cpu", steps: int = 10, warmup: int = 3, compile: bool = False,
+                   optimizer: str = "fused", peak_tflops: float | None = None, seed: int = 0,
+                   forward_flops: float | None = None) -> StepStats:
+    """Time full training steps of ``method`` with the default attention; see :func:`benchmark_variants`."""
+    return benchmark_variants(method, [(get_attention_impl(), optimizer)], batch_size, img_size, precision,
+                              device, steps, warmup, compile, peak_tflops, seed, forward_flops)[0]
+
+
+def benchmark_variants(method: nn.Module, variants: Sequence[tuple[str, str]], batch_size: int, img_size: int,
+                       precision: str = "fp32", device: str | torch.device = "cpu", steps: int = 10,
+                       warmup: int = 3, compile: bool = False, peak_tflops: float | None = None, seed: int = 0,
+                       forward_flops: float | None = None) -> list[StepStats]:
+    """Time training steps of ``method`` for every (attention impl, AdamW kind), steps interleaved.
+
+    Each variant first runs ``warmup`` untimed steps; then the timed steps go round-robin over the variants
+    (step ``s`` of every variant draws the same mask: the method is reseeded with ``seed + s``), so slow
+    phases of a shared machine hit every variant alike. Time is the median over a variant's steps. The
+    method's generator is left reseeded (a benchmark changes the method's weights and RNG: build a fresh one
+    for training).
+
+    Args:
+        method: ``forward(images [B, 3, H, W]) -> {"loss": ...}``; moved to ``device``.
+        variants: (``ATTENTION_IMPLS`` name, :data:`OPTIMIZERS` name) pairs; one AdamW per kind.
+        precision: ``fp32`` | ``bf16`` | ``fp16`` (autocast; fp16 with a GradScaler, CUDA only).
+        peak_tflops: the device's dense peak for MFU; default: :data:`PEAK_TFLOPS` (CUDA only).
+        forward_flops: FLOPs per image of one forward (default: counted with :func:`method_flops`).
+    """
+    device = torch.device(device)
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("fp16 needs a CUDA device (use fp32 or bf16 on the CPU)")
+    if steps < 1 or warmup < 1:
+        raise ValueError("steps and warmup must be at least 1 (the first step allocates the optimizer state)")
+    method = method.to(device).train()
+    forward_flops = method_flops(method, img_size, device) if forward_flops is None else forward_flops
+    images = torch.randn(batch_size, 3, img_size, img_size, generator=torch.Generator().manual_seed(seed))
+    images = images.to(device)
+    model = torch.compile(method) if compile else method
+    optimizers = {kind: build_optimizer(method, kind, device) for _, kind in variants}
+    runs = [_Variant(impl, kind) for impl, kind in variants]
+    step_fns = {kind: _step_fn(model, opt, images, precision, device) for kind, opt in optimizers.items()}
+    timings: dict[int, list[Any]] = {i: [] for i in range(len(runs))}
+    with RssSampler() as rss:
+        for run in runs:
+            for i in range(warmup):
+                first = time.perf_counter()
+                _timed_step(step_fns[run.optimizer], run.attention, device, rss, method, seed + i)
+                if i == 0:  # includes compilation with compile=True
+                    _synchronize(device)
+                    run.first_step_s = time.perf_counter() - first
+        for s in range(steps):
+            for i, run in enumerate(runs):
+                timing, cpu_ms, transient = _timed_step(step_fns[run.optimizer], run.attention, device, rss,
+                                                        method, seed + warmup + s)
+                timings[i].append(timing)
+                run.cpu_ms.extend([cpu_ms] if cpu_ms is not None else [])
+                run.transient = max(run.transient, transient)
+    _synchronize(device)
+    for i, run in enumerate(runs):
+        run.ms = [_milliseconds(t) for t in timings[i]]
+        others = sum(_state_bytes(o) for kind, o in optimizers.items() if kind != run.optimizer)
+        run.base = (torch.cuda.memory_allocated(device) - others if device.type == "cuda"
+                    else _state_bytes(optimizers[run.optimizer]))
+    return [_stats(method, batch_size, img_size, precision, device, run, compile, warmup, forward_flops,
+                   peak_tflops) for run in runs]
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _step_fn(model: Callable, optimizer: torch.optim.Optimizer, images: torch.Tensor, precision: str,
@@ -233,90 +324,52 @@ def _step_fn(model: Callable, optimizer: torch.optim.Optimizer, images: torch.Te
     return step
 
 
-def _time_steps(step: Callable[[], None], steps: int, device: torch.device) -> tuple[list[float], list[float]]:
-    """Per-step (ms, CPU ms): CUDA events on GPU (CPU ms empty), wall and process time on CPU."""
-    if device.type == "cuda":
-        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
-                  for _ in range(steps)]
-        for start, end in events:
-            start.record()
-            step()
-            end.record()
-        torch.cuda.synchronize(device)
-        return [start.elapsed_time(end) for start, end in events], []
-    wall, cpu = [], []
-    for _ in range(steps):
-        w0, c0 = time.perf_counter(), time.process_time()
-        step()
-        wall.append(1e3 * (time.perf_counter() - w0))
-        cpu.append(1e3 * (time.process_time() - c0))
-    return wall, cpu
-
-
-def benchmark_step(method: nn.Module, batch_size: int, img_size: int, precision: str = "fp32",
-                   device: str | torch.device = "cpu", steps: int = 10, warmup: int = 3, compile: bool = False,
-                   optimizer: str = "fused", peak_tflops: float | None = None, seed: int = 0,
-                   forward_flops: float | None = None) -> StepStats:
-    """Time full training steps of ``method`` on random images; median over ``steps`` after ``warmup``.
-
-    Args:
-        method: ``forward(images [B, 3, H, W]) -> {"loss": ...}``; masks come from its own generator (reseeded
-            with ``seed`` when it has ``reseed``, so two variants see the same masks). Moved to ``device``.
-        precision: ``fp32`` | ``bf16`` | ``fp16`` (autocast; fp16 with a GradScaler, CUDA only).
-        optimizer: see :func:`build_optimizer` (``fused`` by default: the fastest exact AdamW).
-        peak_tflops: the device's dense peak for MFU; default: :data:`PEAK_TFLOPS` (CUDA only).
-        forward_flops: FLOPs per image of one forward (default: counted with :func:`method_flops`).
-    """
-    device = torch.device(device)
-    if precision == "fp16" and device.type != "cuda":
-        raise ValueError("fp16 needs a CUDA device (use fp32 or bf16 on the CPU)")
-    if steps < 1 or warmup < 1:
-        raise ValueError("steps and warmup must be at least 1 (the first step allocates the optimizer state)")
-    method = method.to(device).train()
-    if forward_flops is None:
-        forward_flops = method_flops(method, img_size, device)
+def _timed_step(step: Callable[[], None], impl: str, device: torch.device, rss: RssSampler, method: nn.Module,
+                seed: int) -> tuple[Any, float | None, int]:
+    """One step with attention ``impl``: (ms, or a CUDA event pair read after the final synchronisation;
+    CPU ms or None on CUDA; bytes the step added at its peak). The allocator statistics are host-side, so
+    CUDA needs no synchronisation per step."""
     if hasattr(method, "reseed"):
         method.reseed(seed)
-    images = torch.randn(batch_size, 3, img_size, img_size, generator=torch.Generator().manual_seed(seed))
-    images = images.to(device)
-    opt = build_optimizer(method, optimizer, device)
-    step = _step_fn(torch.compile(method) if compile else method, opt, images, precision, device)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    with RssSampler() as rss:
-        first = time.perf_counter()
-        step()
+    with attention_impl(impl):
         if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        first_step_s = time.perf_counter() - first
-        for _ in range(warmup - 1):
-            step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
             torch.cuda.reset_peak_memory_stats(device)
-        ms, cpu_ms = _time_steps(step, steps, device)
-    memory = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else rss.delta_mib
-    return _stats(method, batch_size, img_size, precision, device, optimizer, compile, warmup, ms, cpu_ms,
-                  first_step_s, memory, forward_flops, peak_tflops)
+            before = torch.cuda.memory_allocated(device)
+            events = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            events[0].record()
+            step()
+            events[1].record()
+            return events, None, torch.cuda.max_memory_allocated(device) - before
+        rss.mark()
+        before = rss.read()
+        w0, c0 = time.perf_counter(), time.process_time()
+        step()
+        wall, cpu = 1e3 * (time.perf_counter() - w0), 1e3 * (time.process_time() - c0)
+        return wall, cpu, rss.mark() - before
 
 
-def _stats(method: nn.Module, batch_size: int, img_size: int, precision: str, device: torch.device,
-           optimizer: str, compiled: bool, warmup: int, ms: Sequence[float], cpu_ms: Sequence[float],
-           first_step_s: float, memory_mib: float, forward_flops: float, peak: float | None) -> StepStats:
-    """Summarise timed steps into a :class:`StepStats` (median time, throughput, FLOPs, MFU)."""
-    median = statistics.median(ms)
+def _milliseconds(timing: Any) -> float:
+    """A CPU time in ms, or the elapsed ms of a recorded CUDA event pair."""
+    return timing[0].elapsed_time(timing[1]) if isinstance(timing, tuple) else timing
+
+
+def _stats(method: nn.Module, batch_size: int, img_size: int, precision: str, device: torch.device, run: _Variant,
+           compiled: bool, warmup: int, forward_flops: float, peak: float | None) -> StepStats:
+    """Summarise a variant's timed steps (median time, throughput, FLOPs, MFU, memory)."""
+    median = statistics.median(run.ms)
     images_per_s = batch_size / (median / 1e3)
     train_flops = 3 * forward_flops
     achieved = 2 * train_flops * images_per_s / 1e12
     peak = peak if peak is not None else peak_tflops_for(device, precision)
     is_cuda = device.type == "cuda"
     return StepStats(
-        batch_size=batch_size, img_size=img_size, precision=precision, device=device.type,
-        device_name=torch.cuda.get_device_name(device) if is_cuda else _cpu_name(),
-        optimizer=f"adamw-{optimizer}", compiled=compiled, steps=len(ms), warmup=warmup,
-        ms_per_step=median, ms_min=min(ms), ms_max=max(ms), images_per_s=images_per_s,
-        cpu_ms_per_step=statistics.median(cpu_ms) if cpu_ms else None, first_step_s=first_step_s,
-        peak_memory_mib=memory_mib, memory_kind="cuda_max_allocated" if is_cuda else "cpu_rss_peak_delta",
+        attention=run.attention, batch_size=batch_size, img_size=img_size, precision=precision,
+        device=device.type, device_name=torch.cuda.get_device_name(device) if is_cuda else _cpu_name(),
+        optimizer=f"adamw-{run.optimizer}", compiled=compiled, steps=len(run.ms), warmup=warmup,
+        ms_per_step=median, ms_min=min(run.ms), ms_max=max(run.ms), images_per_s=images_per_s,
+        cpu_ms_per_step=statistics.median(run.cpu_ms) if run.cpu_ms else None, first_step_s=run.first_step_s,
+        peak_memory_mib=(run.base + run.transient) / 2**20,
+        memory_kind="cuda_allocated" if is_cuda else "cpu_rss_step_peak+optimizer_state",
         params=sum(p.numel() for p in method.parameters()), forward_gflops_per_image=forward_flops / 1e9,
         train_gflops_per_image=train_flops / 1e9, achieved_tflops=achieved, peak_tflops=peak,
         mfu=achieved / peak if peak else None, threads=torch.get_num_threads(),

@@ -13,6 +13,7 @@ from mixmim.engine.benchmark import (
     attention_impl,
     benchmark_data,
     benchmark_step,
+    benchmark_variants,
     build_optimizer,
     method_flops,
     peak_tflops_for,
@@ -30,7 +31,8 @@ def test_benchmark_step_reports_consistent_figures():
     stats = benchmark_step(method, batch_size=4, img_size=32, steps=2, warmup=1, peak_tflops=2.0)
     assert stats.steps == 2 and stats.ms_min <= stats.ms_per_step <= stats.ms_max
     assert stats.images_per_s == pytest.approx(4 / (stats.ms_per_step / 1e3))
-    assert stats.cpu_ms_per_step is not None and stats.memory_kind == "cpu_rss_peak_delta"
+    assert stats.cpu_ms_per_step is not None and stats.memory_kind.startswith("cpu_rss")
+    assert stats.peak_memory_mib > 0 and stats.attention == get_attention_impl()
     assert stats.train_gflops_per_image == pytest.approx(3 * stats.forward_gflops_per_image)
     assert stats.achieved_tflops == pytest.approx(2 * stats.train_gflops_per_image * stats.images_per_s / 1e3)
     assert stats.mfu == pytest.approx(stats.achieved_tflops / 2.0)
@@ -39,6 +41,17 @@ def test_benchmark_step_reports_consistent_figures():
     assert row["params"] == sum(p.numel() for p in method.parameters())
     no_peak = benchmark_step(method, 2, 32, steps=1, warmup=1, forward_flops=1e9, optimizer="default")
     assert no_peak.mfu is None and no_peak.forward_gflops_per_image == 1.0
+
+
+def test_variants_are_interleaved_and_keep_the_default_impl():
+    method = _tiny()
+    before = get_attention_impl()
+    stats = benchmark_variants(method, [("grouped", "fused"), ("official", "fused"), ("official", "single")],
+                               batch_size=2, img_size=32, steps=2, warmup=1, forward_flops=1e9)
+    assert [(s.attention, s.optimizer) for s in stats] == [
+        ("grouped", "adamw-fused"), ("official", "adamw-fused"), ("official", "adamw-single")]
+    assert all(s.steps == 2 and s.ms_per_step > 0 and s.first_step_s > 0 for s in stats)
+    assert get_attention_impl() == before
 
 
 def test_benchmark_step_rejects_fp16_on_cpu_and_no_warmup():
