@@ -172,6 +172,7 @@ def build_method(cfg: RunConfig, run_dir: str | Path | None = None) -> PretrainM
     _warn_ignored_fields(cfg.method)
     encoder = create_backbone(cfg.model.backbone, num_classes=0, img_size=cfg.model.img_size,
                               drop_path_rate=cfg.model.drop_path)
+    encoder.set_grad_checkpointing(cfg.model.grad_checkpointing)
     method = METHODS[name](encoder, cfg.method, Path(run_dir) if run_dir is not None else None)
     method.reseed(cfg.seed)
     return method

@@ -15,6 +15,13 @@ Ratios in the table (same method, batch and precision, measured in the same invo
 - ``cost_vs_ref``: ms/step over the reference method's (``--ref-method``, SimMIM by default) with the same
   attention and optimizer.
 
+``--bound`` adds the cost floor ``bound``: the same step with the window attention replaced by its ``qkv``
+and ``proj`` projections alone (not attention; ``mixmim.backbones.attention``). Its ``x_official`` is the
+most that any attention implementation could gain over the official formulation at that batch and precision.
+
+On the CPU, glibc keeps freed memory for every row (``--no-keep-heap`` to turn it off), as the CPU training
+stages do (``experiments.stages.prepare_process``).
+
 The variants of a method are timed with their steps interleaved (``benchmark_variants``); ``--repeats R``
 runs R such rounds and keeps each variant's median round. ``--data PATH`` also measures the pre-training
 data pipeline (decode + augmentation of ``<PATH>/train``), to show whether loading or compute bounds a run.
@@ -52,6 +59,7 @@ OPTIMIZER_CHOICES = ("fused", "foreach", "single", "default")  # mixmim.engine.b
 BENCH_DIR = "bench"
 DEFAULT_BACKBONE = "mixmim_base"
 REFERENCE_IMPL = "official"
+BOUND_IMPL = "bound"  # mixmim.backbones.attention.BOUND_IMPL: the cost floor, not attention
 TABLE_COLUMNS = {  # row key -> table header
     "method": "method", "attention": "attention", "optimizer": "optimizer", "batch_size": "batch",
     "ms_per_step": "ms/step", "cpu_ms_per_step": "cpu ms/step", "images_per_s": "img/s",
@@ -86,6 +94,10 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--attention", type=_csv, default=None,
                         help=f"attention implementations, comma-separated, of {ATTENTION_CHOICES} "
                              f"(default: the package default, then {REFERENCE_IMPL})")
+    parser.add_argument("--bound", action="store_true",
+                        help="also time the cost floor 'bound' (the window attention replaced by its qkv and proj "
+                             "projections alone): its 'x official' is the most any attention implementation "
+                             "could gain")
     parser.add_argument("--optimizer", type=_csv, default=["fused"],
                         help=f"AdamW variants, comma-separated, of {OPTIMIZER_CHOICES} (default: fused; "
                              "'default' is torch's own choice, as the official code gets)")
@@ -93,8 +105,9 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--peak-tflops", type=float, default=None,
                         help="the device's dense peak for MFU (default: a table of NVIDIA GPUs)")
     parser.add_argument("--threads", type=int, default=0, help="CPU intra-op threads (0: torch's default)")
-    parser.add_argument("--keep-heap", action="store_true",
-                        help="CPU: glibc keeps freed memory (no page faults on every large tensor); for all rows")
+    parser.add_argument("--keep-heap", action=argparse.BooleanOptionalAction, default=True,
+                        help="CPU: glibc keeps freed memory (no page faults on every large tensor), as CPU training "
+                             "stages do; for all rows (default: on)")
     parser.add_argument("--data", default=None, help="ImageFolder root: also time decode + augmentation")
     parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="data loader workers")
     parser.add_argument("--data-batches", type=int, default=20, help="timed batches of the data benchmark")
@@ -186,6 +199,8 @@ def _validate(args: argparse.Namespace, methods: list[str], attention: list[str]
     from mixmim.backbones.attention import ATTENTION_IMPLS
     from mixmim.engine.benchmark import OPTIMIZERS
 
+    if BOUND_IMPL in attention:
+        raise ConfigError(f"'{BOUND_IMPL}' is the cost floor, not an attention implementation: add it with --bound")
     bad = [a for a in attention if a not in ATTENTION_IMPLS] + [o for o in args.optimizer if o not in OPTIMIZERS]
     if bad:
         raise ConfigError(f"unknown --attention/--optimizer value(s) {bad}: attention one of {ATTENTION_IMPLS}, "
@@ -195,7 +210,7 @@ def _validate(args: argparse.Namespace, methods: list[str], attention: list[str]
 
 
 def _release_memory() -> None:
-    """Collect garbage and hand freed heap pages back to the OS (glibc), so RSS deltas start clean."""
+    """Collect garbage and hand freed heap pages back to the OS (glibc), so each method starts clean."""
     gc.collect()
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
@@ -210,7 +225,8 @@ def _median_round(rounds: list[StepStats]) -> tuple[StepStats, list[float]]:
 def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Benchmark every method x attention x optimizer; print the table, store and return the rows."""
     from mixmim.backbones.attention import get_attention_impl
-    from mixmim.engine.benchmark import benchmark_variants, keep_freed_memory, method_flops
+    from mixmim.engine.benchmark import benchmark_variants, method_flops
+    from mixmim.engine.host_memory import keep_freed_memory
 
     device, precision, batch = _resolve(args)
     methods = args.methods or default_methods()
@@ -220,6 +236,8 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
         torch.set_num_threads(args.threads)
     keep_heap = bool(args.keep_heap and device.type == "cpu" and keep_freed_memory())
     variants = [(a, o) for a in attention for o in args.optimizer]
+    if args.bound:
+        variants.append((BOUND_IMPL, args.optimizer[0]))
     store = new_store_path(args.output, device.type)
     rows: list[dict[str, Any]] = []
     with method_builder(args.backbone, args.img_size, args.overrides) as build:
@@ -305,7 +323,9 @@ def print_tables(rows: list[dict[str, Any]]) -> None:
         print(f"\n{first['backbone']} @ {first['img_size']} px, {first['precision']}, {first['device_name']} "
               f"({first['threads']} threads), median of {first['steps']} interleaved steps after {first['warmup']} "
               f"warm-up; x official/release: img/s over the official attention (same AdamW / torch's default "
-              f"AdamW); cost vs ref: ms/step over {first.get('ref_method') or 'the reference method'}'s")
+              f"AdamW); cost vs ref: ms/step over {first.get('ref_method') or 'the reference method'}'s"
+              + ("; bound: no attention, the cost floor" if any(r["attention"] == BOUND_IMPL for r in steps) else "")
+              + ("; glibc keeps freed memory" if first.get("keep_heap") else ""))
         table = [{h: _fmt(r.get(k)) for k, h in TABLE_COLUMNS.items()} for r in steps]
         print(tabulate(table, headers="keys", tablefmt="github", disable_numparse=True))
     data = [r for r in rows if r.get("kind") == "data"]

@@ -1,4 +1,4 @@
-"""The ``mixmim-bench`` command line: list, show, run, status, report, models, bench.
+"""The ``mixmim-bench`` command line: list, show, run, status, report, models, bench, speed.
 
 ``--output`` is the outputs root everywhere: an experiment's runs live in ``<output>/<experiment>/<run>/``
 (``<experiment>-debug`` for the debug variant).
@@ -57,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     from experiments.bench import add_bench_arguments
 
     add_bench_arguments(bench)
+    speed = sub.add_parser("speed", help="the speed table of every benchmark row in <output>/bench")
+    speed.add_argument("--format", dest="formats", action="append", choices=("markdown", "latex", "csv", "html"),
+                       help="formats to print (default markdown)")
+    speed.add_argument("--methods", help="comma-separated methods to show (default: all)")
+    speed.add_argument("--backbones", help="comma-separated backbones to show (default: all)")
+    speed.add_argument("--output", default=DEFAULT_OUTPUT, help="outputs root (default: ./outputs)")
     return parser
 
 
@@ -143,9 +149,15 @@ def cmd_status(args) -> int:
 
 def _render(exp, exp_dir: Path, bundle_dir, formats, command: str) -> str:
     from reports.report import report_experiment
+    from reports.speed import read_speed_rows, speed_table
 
-    result = report_experiment(exp_dir, exp.tables, bundle_dir, formats=formats, command=command)
+    methods = {cfg.method.name for cfg in exp.runs}
+    backbones = {cfg.model.backbone for cfg in exp.runs}
+    speed = speed_table(read_speed_rows(exp_dir.parent / "bench"), methods, backbones)
+    result = report_experiment(exp_dir, exp.tables, bundle_dir, formats=formats, command=command, speed=speed)
     texts = [result.tables.get(fmt, "") for fmt in formats]
+    if result.speed:
+        texts.append(f"Training-step speed (`mixmim-bench bench`, {exp_dir.parent / 'bench'}):\n\n{result.speed}")
     return "\n\n".join(texts) + f"\n\nReview bundle: {result.bundle_dir} ({result.zip_path})"
 
 
@@ -176,8 +188,24 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_speed(args) -> int:
+    from reports.speed import format_speed, read_speed_rows, speed_table
+
+    def names(text):
+        return [n.strip() for n in text.split(",") if n.strip()] if text else None
+
+    bench_dir = Path(args.output) / "bench"
+    table = speed_table(read_speed_rows(bench_dir), names(args.methods), names(args.backbones))
+    if table.empty:
+        print(f"mixmim-bench: error: no benchmark rows in {bench_dir} (run `mixmim-bench bench --output "
+              f"{args.output}` first)", file=sys.stderr)
+        return 1
+    print("\n\n".join(format_speed(table, fmt) for fmt in args.formats or ["markdown"]))
+    return 0
+
+
 COMMANDS = {"list": cmd_list, "show": cmd_show, "run": cmd_run, "status": cmd_status, "report": cmd_report,
-            "models": cmd_models, "bench": cmd_bench}
+            "models": cmd_models, "bench": cmd_bench, "speed": cmd_speed}
 
 
 def main(argv: list[str] | None = None) -> int:

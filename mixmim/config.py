@@ -26,6 +26,7 @@ class ModelConfig:
     backbone: str = "mixmim_tiny_32"
     img_size: int = 0  # 0: the backbone's default resolution
     drop_path: float = 0.0
+    grad_checkpointing: bool = False  # recompute block activations in backward (memory for L/H; exact)
 
 
 @dataclass

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 _aten = torch.ops.aten
 
@@ -28,10 +28,23 @@ def _layer_norm_flops(input_shape, normalized_shape, weight_shape=None, bias_sha
     return 2 * per_element * math.prod(input_shape)
 
 
+def _cpu_attention_flops(query_shape, key_shape, value_shape, *args, **kwargs) -> int:
+    """SDPA's fused CPU kernel, which ``FlopCounterMode`` (torch 2.14) has no formula for: the same count as
+    its CUDA flash kernel (two FLOPs per multiply-add of QK^T and AV, halved with the rest)."""
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def _custom_formulas() -> dict:
+    formulas = {_aten.native_layer_norm: _layer_norm_flops}
+    if hasattr(_aten, "_scaled_dot_product_flash_attention_for_cpu"):
+        formulas[_aten._scaled_dot_product_flash_attention_for_cpu] = _cpu_attention_flops
+    return formulas
+
+
 def count_flops(model: nn.Module, inputs: torch.Tensor | tuple, forward: Callable | None = None) -> float:
     """fvcore-convention FLOPs of one forward pass (for the whole batch in ``inputs``)."""
     inputs = inputs if isinstance(inputs, tuple) else (inputs,)
-    counter = FlopCounterMode(display=False, custom_mapping={_aten.native_layer_norm: _layer_norm_flops})
+    counter = FlopCounterMode(display=False, custom_mapping=_custom_formulas())
     with counter, torch.no_grad():
         (forward or model)(*inputs)
     return counter.get_total_flops() / 2

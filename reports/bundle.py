@@ -4,6 +4,7 @@ Layout of ``<out_dir>/<experiment>-report-NNN/``::
 
     README.md               index: what each file is and which command produced it
     tables.{md,tex,csv,html}, tables_standalone.tex
+    speed.{md,tex,csv,html} training-step speed from the benchmark store (when it has rows for the runs)
     results.csv             every run / stage / metric read, with status and reason
     plots/*.png, *.pdf
     references/*.yaml       the reference data the tables compared against
@@ -29,6 +30,7 @@ from reports.references import References
 from reports.render import EXTENSIONS, FORMATS, build_tables, format_tables, latex_document
 from reports.results import read_curves, read_results
 from reports.spec import TableSpec
+from reports.speed import write_speed_files
 
 COPIED_SUFFIXES = (".yaml", ".yml", ".json", ".jsonl", ".log", ".out", ".err", ".txt", ".csv", ".md")
 SKIPPED_DIRS = ("tb",)
@@ -109,6 +111,7 @@ def build_bundle(
     command: str | None = None,
     results: pd.DataFrame | None = None,
     tables: Sequence[TableData] | None = None,
+    speed: pd.DataFrame | None = None,
 ) -> Path:
     """Write a new, versioned review bundle folder and its zip; return the folder.
 
@@ -119,6 +122,7 @@ def build_bundle(
         out_dir: where bundles go; each call adds ``<experiment>-report-NNN/`` and ``.zip`` beside it.
         command: the command line that produced the bundle (shown in its README).
         results, tables: already read / aggregated data, to avoid reading twice.
+        speed: the speed table (``reports.speed.speed_table``) to include as ``speed.*``, if any.
     """
     exp_dir, out_dir = Path(exp_dir), Path(out_dir)
     if results is None:
@@ -127,6 +131,7 @@ def build_bundle(
         tables = build_tables(results, specs, references)
     bundle = claim_bundle_dir(out_dir, exp_dir.name)
     files = write_tables(tables, bundle)
+    files += write_speed_files(speed if speed is not None else pd.DataFrame(), bundle)
     results_csv = bundle / "results.csv"
     results.to_csv(results_csv, index=False, float_format="%.6g", lineterminator="\n")
     files.append(results_csv)

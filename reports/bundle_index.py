@@ -20,6 +20,11 @@ _TABLE_FILES = {
     "tables.csv": "the tables, tidy: one line per cell with mean, std, n, paper value, source, delta, noise "
     "floor, drift and notes",
     "tables.html": "the tables as an HTML fragment",
+    "speed.md": "training-step speed of the experiment's methods and backbones from the benchmark store "
+    "(`mixmim-bench bench`): img/s, ms/step, memory, FLOPs, MFU, ratios to the official attention",
+    "speed.tex": "the speed table as a LaTeX tabular",
+    "speed.csv": "the speed table, every field of the benchmark rows (device, versions, repeats)",
+    "speed.html": "the speed table as an HTML fragment",
     "results.csv": "every run / stage / metric read from the run directories, with status (done, missing, "
     "failed) and the reason; only status 'done' rows enter the tables",
 }

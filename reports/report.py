@@ -13,6 +13,7 @@ from reports.references import References, load_references
 from reports.render import FORMATS, build_tables, format_tables
 from reports.results import read_results
 from reports.spec import TableSpec
+from reports.speed import format_speed
 
 DEFAULT_OUTPUT_NAME = "_report"  # default output folder inside the experiment folder (not read as a run)
 
@@ -32,6 +33,7 @@ class ReportResult:
         zip_path: the zip of that folder.
         files: every file written (bundle contents and the zip).
         results: the results DataFrame the tables were built from.
+        speed: the speed table in markdown ('' when no benchmark rows were given).
     """
 
     markdown: str
@@ -40,6 +42,7 @@ class ReportResult:
     zip_path: Path
     files: list[Path] = field(default_factory=list)
     results: pd.DataFrame = field(default_factory=pd.DataFrame)
+    speed: str = ""
 
 
 def default_output_dir(exp_dir: str | Path) -> Path:
@@ -68,6 +71,7 @@ def report_experiment(
     *,
     references: References | None = None,
     command: str | None = None,
+    speed: pd.DataFrame | None = None,
 ) -> ReportResult:
     """Read an experiment's runs, render its tables, and write a new versioned review bundle.
 
@@ -79,6 +83,7 @@ def report_experiment(
         formats: formats returned in ``ReportResult.tables`` (the bundle always holds all of them).
         references: reference data; default every ``reports/references/*.yaml``.
         command: the command line to record in the bundle README (the CLI passes its own).
+        speed: the speed table to add to the bundle (``reports.speed.speed_table`` of the benchmark store).
 
     Raises:
         ReportError: ``exp_dir`` is not a folder, or ``out_dir`` would be read as a run.
@@ -95,7 +100,8 @@ def report_experiment(
     results = read_results(exp_dir)
     tables = build_tables(results, specs, refs)
     texts = {fmt: format_tables(tables, fmt) for fmt in dict.fromkeys([*formats, "markdown"])}
-    bundle = build_bundle(exp_dir, specs, refs, out_dir, command=command, results=results, tables=tables)
+    bundle = build_bundle(exp_dir, specs, refs, out_dir, command=command, results=results, tables=tables,
+                          speed=speed)
     zip_path = bundle.parent / f"{bundle.name}.zip"
     files = sorted(p for p in bundle.rglob("*") if p.is_file()) + [zip_path]
     return ReportResult(
@@ -105,4 +111,5 @@ def report_experiment(
         zip_path=zip_path,
         files=files,
         results=results,
+        speed=format_speed(speed) if speed is not None and not speed.empty else "",
     )

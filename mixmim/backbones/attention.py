@@ -15,6 +15,10 @@ Three implementations of the same function, switchable per module (``impl``) or 
   then softmax. Kept as the reference for equivalence tests and for the benchmark's ratio.
 
 A query with no allowed key (possible only with excluded tokens, ``groups.py``) outputs zeros in all three.
+
+``"bound"`` is not attention: it runs the ``qkv`` and ``proj`` projections and passes ``v`` through (no
+scores, no softmax), the cost floor under every implementation. The benchmark times it (``mixmim-bench bench
+--bound``) to show how much any attention implementation could still gain; it is refused everywhere else.
 """
 
 from __future__ import annotations
@@ -27,14 +31,21 @@ from torch import nn
 from mixmim.backbones.groups import SegmentBucket, SegmentPlan, WindowGroupMask
 
 ATTENTION_IMPLS = ("grouped", "sdpa", "official")
+BOUND_IMPL = "bound"  # the benchmark's cost floor (module docstring); never an attention implementation
 _default_impl = "grouped"
 MASKED = -1e30  # the official additive penalty: exp() of it is exactly 0 next to any allowed score
 
 
-def set_attention_impl(impl: str) -> None:
-    """Select the default attention implementation for modules built with ``impl=None``."""
+def set_attention_impl(impl: str, *, allow_bound: bool = False) -> None:
+    """Select the default attention implementation for modules built with ``impl=None``.
+
+    ``allow_bound``: also accept :data:`BOUND_IMPL` (the benchmark's cost floor, which is not attention).
+    """
     global _default_impl
-    if impl not in ATTENTION_IMPLS:
+    if impl == BOUND_IMPL and not allow_bound:
+        raise ValueError(f"'{BOUND_IMPL}' is the benchmark's cost floor, not attention (its output ignores q and "
+                         f"k); train and evaluate with one of {ATTENTION_IMPLS}")
+    if impl not in ATTENTION_IMPLS and impl != BOUND_IMPL:
         raise ValueError(f"unknown attention impl '{impl}'; choose one of {ATTENTION_IMPLS}")
     _default_impl = impl
 
@@ -80,6 +91,8 @@ class WindowAttention(nn.Module):
     def forward(self, x: torch.Tensor, mask: WindowGroupMask | None = None) -> torch.Tensor:
         """x: [B, nW, N, C] windows -> [B, nW, N, C]. ``mask`` broadcasts over the batch (G = 1 or B)."""
         impl = self.impl or _default_impl
+        if impl == BOUND_IMPL:
+            return self._bound(x)
         if impl == "grouped":
             # Under torch.compile the dense path: the sort is host-side and its shapes change every step.
             sortable = mask is not None and not torch.compiler.is_compiling()
@@ -95,6 +108,11 @@ class WindowAttention(nn.Module):
             out = out.masked_fill(mask.empty_rows, 0.0)
         out = out.transpose(2, 3).reshape(b, nw, n, c)
         return self.proj(out)
+
+    def _bound(self, x: torch.Tensor) -> torch.Tensor:
+        """The cost floor: x [B, nW, N, C] -> proj(v) [B, nW, N, C] (q and k computed, then unused)."""
+        v = self.qkv(x).chunk(3, dim=-1)[2]
+        return self.proj(v)
 
     def _sdpa(self, q, k, v, bias: torch.Tensor, mask: WindowGroupMask | None) -> torch.Tensor:
         attn_mask = bias
@@ -145,11 +163,10 @@ class WindowAttention(nn.Module):
         tokens = x.reshape(1, b * nw * n, c) if per_sample else x.reshape(b, nw * n, c)
         slots = torch.cat([bucket.tokens for bucket in plan.buckets])
         qkv = self.qkv(tokens.index_select(1, slots))  # [B', T, 3C]: sorted (and padded) tokens only
-        outs, start = [], 0
-        for i, bucket in enumerate(plan.buckets):
-            size = bucket.num_segments * bucket.length
-            outs.append(self._bucket_attention(qkv[:, start:start + size], bucket, self._bucket_bias(plan, i)))
-            start += size
+        # split, not slices: a slice's backward writes a zero tensor of the whole qkv per bucket
+        chunks = qkv.split([bucket.num_segments * bucket.length for bucket in plan.buckets], dim=1)
+        outs = [self._bucket_attention(chunk, bucket, self._bucket_bias(plan, i))
+                for i, (chunk, bucket) in enumerate(zip(chunks, plan.buckets))]
         outs.append(qkv.new_zeros(qkv.shape[0], 1, c))  # what excluded tokens read: a zero attention output
         out = torch.cat(outs, dim=1).index_select(1, plan.inverse)  # back to window order
         return self.proj(out.reshape(b, nw, n, c))

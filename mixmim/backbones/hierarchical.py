@@ -34,7 +34,11 @@ class PatchMerging(nn.Module):
         h, w = x.shape[1:3]
         if h % 2 or w % 2:
             x = F.pad(x, (0, 0, 0, w % 2, 0, h % 2))
-        x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], dim=-1)
+        b, h, w, c = x.shape
+        # The 2x2 neighbours (dh, dw) in the order (0,0), (1,0), (0,1), (1,1): dw-major, as the official cat of
+        # x[0::2, 0::2], x[1::2, 0::2], x[0::2, 1::2], x[1::2, 1::2]. One permute copy; the four strided slices
+        # cost four zero-filled input-sized gradients in backward.
+        x = x.reshape(b, h // 2, 2, w // 2, 2, c).permute(0, 1, 3, 4, 2, 5).reshape(b, h // 2, w // 2, 4 * c)
         return self.reduction(self.norm(x))
 
 
@@ -59,7 +63,9 @@ class MixMIMBlock(nn.Module):
         if pad_h or pad_w:  # arbitrary input sizes (detection): pad to whole windows, as Swin does
             y = F.pad(y, (0, 0, 0, pad_w, 0, pad_h))
         windows = self.attn(window_partition(y, self.window), mask)  # [B, nW, N, C]
-        y = window_reverse(windows, self.window, h + pad_h, w + pad_w)[:, :h, :w]
+        y = window_reverse(windows, self.window, h + pad_h, w + pad_w)
+        if pad_h or pad_w:  # only then: a slice's backward zero-fills an input-sized gradient
+            y = y[:, :h, :w]
         x = x + self.drop_path(y)
         return x + self.drop_path(self.mlp(self.norm2(x)))
 

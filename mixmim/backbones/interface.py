@@ -103,6 +103,11 @@ class Backbone(nn.Module):
         relative-position tables). Honoured only with ``official_quirks=False``."""
         return set()
 
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Activation checkpointing per block: the blocks' activations are recomputed in backward instead of
+        kept (exact; less memory for the large models, about one more forward of compute)."""
+        raise NotImplementedError
+
     def reset_classifier(self, num_classes: int) -> None:
         """A new ``Linear(num_features, num_classes)`` head, initialised as the official fine-tuning does
         (trunc-normal std 2e-5, zero bias); 0 removes the head."""

@@ -11,9 +11,10 @@ decode + augmentation. What the numbers mean:
 - **Memory**: on CUDA the peak of ``torch.cuda.memory_allocated`` (``max_memory_allocated``) within the
   variant's steps, counting the weights, its own optimizer state, gradients and activations (the caching
   allocator's reserve is not counted; other variants' optimizer states are subtracted). On CPU the peak
-  resident set size within one of its steps (``/proc/self/statm`` sampled every 5 ms) minus the size just
-  before that step, plus its optimizer state: what training adds to the built model (gradients,
-  activations, optimizer state), not the weights or the Python runtime.
+  of glibc's bytes in use (``mallinfo2``, sampled every 5 ms; the resident set size without glibc) within
+  one of its steps minus the value just before that step, plus its optimizer state: what training adds to
+  the built model (gradients, activations, optimizer state), not the weights or the Python runtime. Bytes
+  in use stay right when freed memory is kept (``mixmim.engine.host_memory``); the resident set does not.
 - **FLOPs** (:func:`method_flops`): fvcore convention (a multiply-add is one FLOP, ``mixmim.flops``) of one
   forward pass of the method per image, with the masked attention counted in the official dense
   formulation whatever attention implementation runs (model FLOPs, the same numerator for every variant);
@@ -29,9 +30,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import os
 import statistics
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from mixmim.backbones.attention import get_attention_impl, set_attention_impl
+from mixmim.engine.host_memory import HostMemorySampler
 from mixmim.engine.precision import autocast, grad_scaler
 from mixmim.flops import count_flops
 
@@ -57,8 +57,6 @@ PEAK_TFLOPS: dict[str, dict[str, float]] = {
     "V100": {"fp16": 125.0, "fp32": 15.7},
 }
 OPTIMIZERS = ("fused", "foreach", "single", "default")  # default: what torch.optim.AdamW picks by itself
-RSS_SAMPLE_S = 0.005
-_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc mallopt parameters (malloc.h)
 
 
 @dataclass
@@ -82,7 +80,7 @@ class StepStats:
     cpu_ms_per_step: float | None  # CPU only: median process CPU time per step
     first_step_s: float  # the first warm-up step (includes compilation with compile=True)
     peak_memory_mib: float
-    memory_kind: str  # cuda_allocated | cpu_rss_step_peak+optimizer_state (module docstring)
+    memory_kind: str  # cuda_allocated | cpu_heap_in_use_step_peak+optimizer_state | cpu_rss_... (docstring)
     params: int
     forward_gflops_per_image: float
     train_gflops_per_image: float
@@ -124,9 +122,10 @@ def peak_tflops_for(device: torch.device, precision: str) -> float | None:
 
 @contextlib.contextmanager
 def attention_impl(impl: str) -> Iterator[None]:
-    """Temporarily change the default attention implementation (``mixmim.backbones.attention``)."""
+    """Temporarily change the default attention implementation (``mixmim.backbones.attention``; the
+    benchmark's cost floor ``bound`` included)."""
     previous = get_attention_impl()
-    set_attention_impl(impl)
+    set_attention_impl(impl, allow_bound=True)
     try:
         yield
     finally:
@@ -160,62 +159,6 @@ def build_optimizer(method: nn.Module, kind: str, device: torch.device) -> torch
     params = [p for p in method.parameters() if p.requires_grad]
     options = {"fused": {"fused": True}, "foreach": {"foreach": True}, "single": {"foreach": False}}.get(kind, {})
     return torch.optim.AdamW(params, lr=1e-6, betas=(0.9, 0.95), weight_decay=0.05, **options)
-
-
-def keep_freed_memory() -> bool:
-    """CPU: make glibc keep freed memory for reuse (no ``mmap`` per large block, no trimming).
-
-    By default every tensor above glibc's mmap threshold (at most 32 MiB) is a fresh ``mmap``, so each step
-    page-faults its activations in again (about a million faults per MixMIM-B step at batch 8 on CPU).
-    Exact (same numbers), process-wide and irreversible; the equivalent for a launched job is the environment
-    ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647``. Returns False where it does not apply (no glibc).
-    """
-    import ctypes
-    import platform
-
-    if platform.libc_ver()[0] != "glibc":
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    return bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, ctypes.c_int(2**31 - 1)))
-
-
-class RssSampler:
-    """Peak resident set size of this process between marks, sampled in a thread (``/proc/self/statm``)."""
-
-    def __init__(self, interval_s: float = RSS_SAMPLE_S):
-        self.interval_s = interval_s
-        self.page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-        self.peak = self.read()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def read(self) -> int:
-        """Current resident set size in bytes (0 where /proc is missing)."""
-        try:
-            with open("/proc/self/statm") as f:
-                return int(f.read().split()[1]) * self.page
-        except OSError:
-            return 0
-
-    def mark(self) -> int:
-        """The peak since the previous mark (bytes); starts a new interval at the current size."""
-        peak, self.peak = max(self.peak, self.read()), self.read()
-        return peak
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            self.peak = max(self.peak, self.read())
-
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 @dataclass
@@ -259,7 +202,8 @@ def benchmark_variants(method: nn.Module, variants: Sequence[tuple[str, str]], b
 
     Args:
         method: ``forward(images [B, 3, H, W]) -> {"loss": ...}``; moved to ``device``.
-        variants: (``ATTENTION_IMPLS`` name, :data:`OPTIMIZERS` name) pairs; one AdamW per kind.
+        variants: (``ATTENTION_IMPLS`` name or ``BOUND_IMPL``, :data:`OPTIMIZERS` name) pairs; one AdamW
+            per kind.
         precision: ``fp32`` | ``bf16`` | ``fp16`` (autocast; fp16 with a GradScaler, CUDA only).
         peak_tflops: the device's dense peak for MFU; default: :data:`PEAK_TFLOPS` (CUDA only).
         forward_flops: FLOPs per image of one forward (default: counted with :func:`method_flops`).
@@ -278,17 +222,17 @@ def benchmark_variants(method: nn.Module, variants: Sequence[tuple[str, str]], b
     runs = [_Variant(impl, kind) for impl, kind in variants]
     step_fns = {kind: _step_fn(model, opt, images, precision, device) for kind, opt in optimizers.items()}
     timings: dict[int, list[Any]] = {i: [] for i in range(len(runs))}
-    with RssSampler() as rss:
+    with HostMemorySampler() as host:
         for run in runs:
             for i in range(warmup):
                 first = time.perf_counter()
-                _timed_step(step_fns[run.optimizer], run.attention, device, rss, method, seed + i)
+                _timed_step(step_fns[run.optimizer], run.attention, device, host, method, seed + i)
                 if i == 0:  # includes compilation with compile=True
                     _synchronize(device)
                     run.first_step_s = time.perf_counter() - first
         for s in range(steps):
             for i, run in enumerate(runs):
-                timing, cpu_ms, transient = _timed_step(step_fns[run.optimizer], run.attention, device, rss,
+                timing, cpu_ms, transient = _timed_step(step_fns[run.optimizer], run.attention, device, host,
                                                         method, seed + warmup + s)
                 timings[i].append(timing)
                 run.cpu_ms.extend([cpu_ms] if cpu_ms is not None else [])
@@ -299,8 +243,9 @@ def benchmark_variants(method: nn.Module, variants: Sequence[tuple[str, str]], b
         others = sum(_state_bytes(o) for kind, o in optimizers.items() if kind != run.optimizer)
         run.base = (torch.cuda.memory_allocated(device) - others if device.type == "cuda"
                     else _state_bytes(optimizers[run.optimizer]))
+    memory_kind = "cuda_allocated" if device.type == "cuda" else f"cpu_{host.kind}_step_peak+optimizer_state"
     return [_stats(method, batch_size, img_size, precision, device, run, compile, warmup, forward_flops,
-                   peak_tflops) for run in runs]
+                   peak_tflops, memory_kind) for run in runs]
 
 
 def _synchronize(device: torch.device) -> None:
@@ -324,8 +269,8 @@ def _step_fn(model: Callable, optimizer: torch.optim.Optimizer, images: torch.Te
     return step
 
 
-def _timed_step(step: Callable[[], None], impl: str, device: torch.device, rss: RssSampler, method: nn.Module,
-                seed: int) -> tuple[Any, float | None, int]:
+def _timed_step(step: Callable[[], None], impl: str, device: torch.device, host: HostMemorySampler,
+                method: nn.Module, seed: int) -> tuple[Any, float | None, int]:
     """One step with attention ``impl``: (ms, or a CUDA event pair read after the final synchronisation;
     CPU ms or None on CUDA; bytes the step added at its peak). The allocator statistics are host-side, so
     CUDA needs no synchronisation per step."""
@@ -340,12 +285,12 @@ def _timed_step(step: Callable[[], None], impl: str, device: torch.device, rss: 
             step()
             events[1].record()
             return events, None, torch.cuda.max_memory_allocated(device) - before
-        rss.mark()
-        before = rss.read()
+        host.mark()
+        before = host.read()
         w0, c0 = time.perf_counter(), time.process_time()
         step()
         wall, cpu = 1e3 * (time.perf_counter() - w0), 1e3 * (time.process_time() - c0)
-        return wall, cpu, rss.mark() - before
+        return wall, cpu, host.mark() - before
 
 
 def _milliseconds(timing: Any) -> float:
@@ -354,7 +299,7 @@ def _milliseconds(timing: Any) -> float:
 
 
 def _stats(method: nn.Module, batch_size: int, img_size: int, precision: str, device: torch.device, run: _Variant,
-           compiled: bool, warmup: int, forward_flops: float, peak: float | None) -> StepStats:
+           compiled: bool, warmup: int, forward_flops: float, peak: float | None, memory_kind: str) -> StepStats:
     """Summarise a variant's timed steps (median time, throughput, FLOPs, MFU, memory)."""
     median = statistics.median(run.ms)
     images_per_s = batch_size / (median / 1e3)
@@ -369,7 +314,7 @@ def _stats(method: nn.Module, batch_size: int, img_size: int, precision: str, de
         ms_per_step=median, ms_min=min(run.ms), ms_max=max(run.ms), images_per_s=images_per_s,
         cpu_ms_per_step=statistics.median(run.cpu_ms) if run.cpu_ms else None, first_step_s=run.first_step_s,
         peak_memory_mib=(run.base + run.transient) / 2**20,
-        memory_kind="cuda_allocated" if is_cuda else "cpu_rss_step_peak+optimizer_state",
+        memory_kind=memory_kind,
         params=sum(p.numel() for p in method.parameters()), forward_gflops_per_image=forward_flops / 1e9,
         train_gflops_per_image=train_flops / 1e9, achieved_tflops=achieved, peak_tflops=peak,
         mfu=achieved / peak if peak else None, threads=torch.get_num_threads(),

@@ -144,5 +144,6 @@ def build_eval_backbone(
     model = create_backbone(
         cfg.model.backbone, num_classes=num_classes, img_size=cfg.model.img_size, drop_path_rate=drop_path
     )
+    model.set_grad_checkpointing(cfg.model.grad_checkpointing)
     load_init_weights(model, source)
     return model, source

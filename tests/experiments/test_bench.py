@@ -67,6 +67,36 @@ def test_bench_measures_the_data_pipeline(tmp_path, capsys):
 def test_bench_rejects_unknown_choices(tmp_path, capsys):
     assert main(["bench", "--attention", "fast", *TINY, "--output", str(tmp_path)]) == 2
     assert "attention" in capsys.readouterr().err
+    assert main(["bench", "--attention", "bound", *TINY, "--output", str(tmp_path)]) == 2
+    assert "--bound" in capsys.readouterr().err
+
+
+def test_bench_bound_row_gives_the_ceiling_and_never_feeds_the_budget(tmp_path, capsys):
+    assert main(["bench", "--methods", "mixmim", "--bound", *TINY, "--output", str(tmp_path)]) == 0
+    assert "bound: no attention" in capsys.readouterr().out
+    path = next((tmp_path / "bench").glob("*.jsonl"))
+    rows = _rows(path)
+    assert [r["attention"] for r in rows] == ["grouped", "official", "bound"]
+    bound = rows[-1]
+    assert not bound["default_path"] and bound["x_official"] > 0 and rows[0]["keep_heap"]
+    cfg = apply_overrides(RunConfig(), {"model.backbone": "mixmim_tiny_32"})
+    assert measured_images_per_s(cfg, tmp_path)[0] == rows[0]["images_per_s"]
+
+
+def test_budget_prefers_the_newest_gpu_row_of_the_default_path(tmp_path):
+    def row(device, ips, default=True):
+        return {"kind": "step", "method": "mixmim", "backbone": "mixmim_base", "device": device,
+                "device_name": device.upper(), "images_per_s": ips, "default_path": default}
+
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "20260101-000000-cuda.jsonl").write_text(json.dumps(row("cuda", 900.0)) + "\n")
+    lines = [row("cpu", 2.0, default=False), row("cpu", 1.5), row("cuda", 50.0, default=False)]
+    (tmp_path / "bench" / "20260102-000000-cpu.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    cfg = apply_overrides(RunConfig(), {"model.backbone": "mixmim_base"})
+    per_s, source = measured_images_per_s(cfg, tmp_path)
+    assert per_s == 900.0 and "CUDA" in source
+    (tmp_path / "bench" / "20260101-000000-cuda.jsonl").unlink()
+    assert measured_images_per_s(cfg, tmp_path)[0] == 1.5
 
 
 def test_ratios_against_the_official_formulation_and_the_release():

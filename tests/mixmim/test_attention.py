@@ -65,3 +65,19 @@ def test_window_partition_roundtrip_and_group_upsampling():
     assert upsample_groups(g, (4, 4)).tolist() == [[[0, 0, 1, 1], [0, 0, 1, 1], [1, 1, 0, 0], [1, 1, 0, 0]]]
     with pytest.raises(ValueError, match="does not divide"):
         upsample_groups(g, (5, 5))
+
+
+@pytest.mark.parametrize("size", [(6, 8), (7, 5)])
+def test_patch_merging_equals_the_official_strided_concatenation(size):
+    """One permute instead of the official four strided slices: the same values, in the same order."""
+    import torch.nn.functional as F
+
+    from mixmim.backbones.hierarchical import PatchMerging
+
+    merge = PatchMerging(3)
+    x = torch.randn(2, *size, 3)
+    h, w = size
+    padded = F.pad(x, (0, 0, 0, w % 2, 0, h % 2))
+    official = torch.cat([padded[:, 0::2, 0::2], padded[:, 1::2, 0::2], padded[:, 0::2, 1::2],
+                          padded[:, 1::2, 1::2]], dim=-1)
+    assert torch.equal(merge(x), merge.reduction(merge.norm(official)))

@@ -168,3 +168,16 @@ def test_grouped_bf16_autocast_is_finite():
     assert torch.isfinite(out).all() and torch.isfinite(x.grad).all()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         torch.testing.assert_close(grouped(x, mask).float(), official(x, mask).float(), rtol=0.05, atol=0.05)
+
+
+def test_bound_is_refused_outside_the_benchmark_and_passes_v_through():
+    with pytest.raises(ValueError, match="cost floor"):
+        set_attention_impl("bound")
+    assert get_attention_impl() != "bound"
+    attn = WindowAttention(16, 4, 2, impl="bound")
+    x = torch.randn(2, 4, 16, 16)  # [B, nW, N, C]
+    mask = WindowGroupMask.from_groups(torch.randint(0, 2, (1, 8, 8)), 4)
+    expected = attn.proj(attn.qkv(x)[..., 32:])
+    torch.testing.assert_close(attn(x, mask), expected, rtol=0, atol=0)
+    attn(x.requires_grad_(), mask).sum().backward()
+    assert attn.qkv.weight.grad[:32].abs().sum() == 0  # q and k are not used

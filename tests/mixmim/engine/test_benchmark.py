@@ -31,7 +31,7 @@ def test_benchmark_step_reports_consistent_figures():
     stats = benchmark_step(method, batch_size=4, img_size=32, steps=2, warmup=1, peak_tflops=2.0)
     assert stats.steps == 2 and stats.ms_min <= stats.ms_per_step <= stats.ms_max
     assert stats.images_per_s == pytest.approx(4 / (stats.ms_per_step / 1e3))
-    assert stats.cpu_ms_per_step is not None and stats.memory_kind.startswith("cpu_rss")
+    assert stats.cpu_ms_per_step is not None and stats.memory_kind == "cpu_heap_in_use_step_peak+optimizer_state"
     assert stats.peak_memory_mib > 0 and stats.attention == get_attention_impl()
     assert stats.train_gflops_per_image == pytest.approx(3 * stats.forward_gflops_per_image)
     assert stats.achieved_tflops == pytest.approx(2 * stats.train_gflops_per_image * stats.images_per_s / 1e3)
@@ -51,6 +51,15 @@ def test_variants_are_interleaved_and_keep_the_default_impl():
     assert [(s.attention, s.optimizer) for s in stats] == [
         ("grouped", "adamw-fused"), ("official", "adamw-fused"), ("official", "adamw-single")]
     assert all(s.steps == 2 and s.ms_per_step > 0 and s.first_step_s > 0 for s in stats)
+    assert get_attention_impl() == before
+
+
+def test_bound_variant_is_timed_but_never_becomes_the_default():
+    method = _tiny()
+    before = get_attention_impl()
+    stats = benchmark_variants(method, [("grouped", "fused"), ("bound", "fused")], batch_size=2, img_size=32,
+                               steps=1, warmup=1, forward_flops=1e9)
+    assert [s.attention for s in stats] == ["grouped", "bound"] and stats[1].ms_per_step > 0
     assert get_attention_impl() == before
 
 

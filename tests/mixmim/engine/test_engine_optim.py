@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -174,3 +176,23 @@ def test_set_lr_applies_group_scales():
     for group in optimizer.param_groups:
         assert group["lr"] == pytest.approx(2.0 * group["lr_scale"])
         assert group["betas"] == (0.9, 0.95)
+
+
+def test_adamw_is_fused_on_one_supported_device_and_matches_the_default_update():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.GELU(), torch.nn.Linear(16, 4))
+    reference = copy.deepcopy(model)
+    fused = build_adamw(pretrain_param_groups(model, 0.05), betas=(0.9, 0.95))
+    plain = torch.optim.AdamW(pretrain_param_groups(reference, 0.05), lr=0.0, betas=(0.9, 0.95))
+    assert fused.defaults["fused"] is True and not plain.defaults["fused"]
+    x = torch.randn(8, 16)
+    for _ in range(5):
+        for net, opt in ((model, fused), (reference, plain)):
+            set_lr(opt, 1e-2)
+            net(x).pow(2).mean().backward()
+            opt.step()
+            opt.zero_grad()
+    for a, b in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    integer = {"params": [torch.zeros(3, dtype=torch.long)], "weight_decay": 0.0}
+    assert not build_adamw([integer]).defaults["fused"]  # the fused kernel takes floating tensors only
