@@ -29,7 +29,7 @@ CONFIG_KEY = ["device_name", "backbone", "img_size", "precision", "batch_size", 
 COLUMNS = {  # row field -> column title, in table order
     "device_name": "device", "backbone": "backbone", "img_size": "px", "precision": "precision",
     "batch_size": "batch", "method": "method", "attention": "attention", "optimizer": "optimizer",
-    "images_per_s": "img/s", "ms_per_step": "ms/step", "peak_memory_mib": "peak MiB",
+    "options": "options", "images_per_s": "img/s", "ms_per_step": "ms/step", "peak_memory_mib": "peak MiB",
     "forward_gflops_per_image": "fwd GFLOPs/img", "achieved_tflops": "TFLOP/s", "mfu": "MFU",
     "x_official": "x official", "x_release": "x release", "cost_vs_ref": "cost vs ref",
 }
@@ -80,6 +80,14 @@ def speed_table(rows: pd.DataFrame, methods: Iterable[str] | None = None,
     return table.drop(columns=["_first"]).reset_index(drop=True)
 
 
+OPTION_FLAGS = {"compiled": "compile", "grad_checkpointing": "act-ckpt", "keep_heap": "heap kept"}
+
+
+def _options(row: dict) -> str:
+    """The row's switches that change speed or memory, e.g. ``compile, act-ckpt``."""
+    return ", ".join(name for flag, name in OPTION_FLAGS.items() if row.get(flag) is True)
+
+
 def _cell(field: str, value: object) -> str:
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return "-"
@@ -96,7 +104,8 @@ def format_speed(table: pd.DataFrame, fmt: str = "markdown") -> str:
         return table.to_csv(index=False, float_format="%.6g", lineterminator="\n")
     if table.empty:
         return "No benchmark rows (run `mixmim-bench bench` first)."
-    cells = [[_cell(f, row.get(f)) for f in COLUMNS] for row in table.to_dict("records")]
+    records = [{**row, "options": _options(row)} for row in table.to_dict("records")]
+    cells = [[_cell(f, row.get(f)) for f in COLUMNS] for row in records]
     tablefmt = {"markdown": "github", "latex": "latex_booktabs", "html": "html"}[fmt]
     return tabulate(cells, headers=list(COLUMNS.values()), tablefmt=tablefmt, disable_numparse=True)
 

@@ -214,4 +214,6 @@ def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Te
     if q.is_cuda or (q.dim() == 4 and not needs_bias_grad):  # CPU inference: the flash kernel takes the bias
         return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale)
     attn = (q * scale) @ k.transpose(-2, -1)  # as the official: scale q, then the product
-    return attn.add_(bias).softmax(dim=-1) @ v  # in place: one large allocation less (page faults on CPU)
+    # Out of place: an in-place add of the broadcast bf16 bias ran at half the speed (68 vs 34 ms per five
+    # stage-3 MixMIM-B calls, batch 8, 2 CPU cores); fp32 is the same either way once the heap is kept.
+    return (attn + bias).softmax(dim=-1) @ v

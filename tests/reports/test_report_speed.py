@@ -52,6 +52,9 @@ def test_formats_round_and_mark_missing(tmp_path: Path) -> None:
     markdown = format_speed(table)
     assert "| NVIDIA H200" in markdown and "1200.000" in markdown and "1.260" in markdown
     assert " - " in markdown  # a ratio that was not measured
+    assert "act-ckpt" not in markdown
+    checkpointed = table.assign(grad_checkpointing=True, compiled=True)
+    assert "compile, act-ckpt" in format_speed(checkpointed)
     assert r"\toprule" in format_speed(table, "latex") and "<table>" in format_speed(table, "html")
     csv = format_speed(table, "csv")
     assert csv.splitlines()[0].startswith("kind,") and "20260201-000000-cuda.jsonl" in csv
