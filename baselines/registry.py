@@ -15,6 +15,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from baselines.beit import BEiT
 from baselines.mae import MAE
 from baselines.simmim import SimMIM
@@ -163,6 +165,10 @@ def build_method(cfg: RunConfig, run_dir: str | Path | None = None) -> PretrainM
     """The encoder of ``cfg.model`` (no head) inside the method of ``cfg.method``, its generator seeded with
     ``cfg.seed``. ``run_dir`` is where BEiT finds the k-means codebook of the ``tokenizer`` stage.
 
+    The initial weights are a function of ``cfg.seed`` alone: they are drawn from a global generator seeded
+    with it inside ``torch.random.fork_rng``, which leaves the caller's generator as it was (torch seeds its
+    global generator at random at start-up, so an unseeded build differed from process to process).
+
     Raises:
         KeyError: unknown method name (listing the registered ones).
     """
@@ -170,9 +176,11 @@ def build_method(cfg: RunConfig, run_dir: str | Path | None = None) -> PretrainM
     if name not in METHODS:
         raise KeyError(f"unknown method '{name}'; registered: {', '.join(METHODS)}")
     _warn_ignored_fields(cfg.method)
-    encoder = create_backbone(cfg.model.backbone, num_classes=0, img_size=cfg.model.img_size,
-                              drop_path_rate=cfg.model.drop_path)
-    encoder.set_grad_checkpointing(cfg.model.grad_checkpointing)
-    method = METHODS[name](encoder, cfg.method, Path(run_dir) if run_dir is not None else None)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        encoder = create_backbone(cfg.model.backbone, num_classes=0, img_size=cfg.model.img_size,
+                                  drop_path_rate=cfg.model.drop_path)
+        encoder.set_grad_checkpointing(cfg.model.grad_checkpointing)
+        method = METHODS[name](encoder, cfg.method, Path(run_dir) if run_dir is not None else None)
     method.reseed(cfg.seed)
     return method

@@ -52,9 +52,10 @@ def small_config(name: str, backbone: str, codebook: Path | None = None, **metho
 
 
 def small_method(name: str, backbone: str, codebook: Path | None = None, seed: int = 0, **method: Any):
-    """A small method built through the registry, weights initialised from ``torch.manual_seed(seed)``."""
-    torch.manual_seed(seed)
-    return build_method(small_config(name, backbone, codebook, **method))
+    """A small method built through the registry, weights initialised from ``cfg.seed = seed``."""
+    cfg = small_config(name, backbone, codebook, **method)
+    cfg.seed = seed
+    return build_method(cfg)
 
 
 def train_losses(method: PretrainMethod, images: torch.Tensor, steps: int, lr: float = 1e-3) -> list[float]:

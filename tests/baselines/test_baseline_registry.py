@@ -81,3 +81,18 @@ def test_vit_methods_count_flops_on_meta(name, codebooks):
         with torch.device("meta"):
             simmim = build_method(small_config("simmim", "vit_tiny_patch4_32"))
         assert flops < 0.5 * count_flops(simmim, images)
+
+
+def test_initial_weights_depend_on_the_seed_alone():
+    """torch seeds its global generator at random at start-up: the build must not depend on it."""
+    cfg = apply_overrides(RunConfig(), {"model.backbone": "mixmim_tiny_32", "method.mask_unit": 8,
+                                        "method.decoder_dim": 32, "method.decoder_depth": 1})
+    torch.manual_seed(123)
+    first = build_method(cfg).state_dict()
+    torch.rand(7)  # a different global state
+    before = torch.get_rng_state()
+    second = build_method(cfg).state_dict()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert torch.equal(torch.get_rng_state(), before)  # the caller's stream is left alone
+    other = build_method(apply_overrides(cfg, {"seed": 1})).state_dict()
+    assert not torch.equal(first["encoder.patch_embed.proj.weight"], other["encoder.patch_embed.proj.weight"])
