@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import gc
 import json
 import logging
@@ -211,9 +210,10 @@ def _validate(args: argparse.Namespace, methods: list[str], attention: list[str]
 
 def _release_memory() -> None:
     """Collect garbage and hand freed heap pages back to the OS (glibc), so each method starts clean."""
+    from mixmim.engine.host_memory import trim_heap
+
     gc.collect()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    trim_heap()
 
 
 def _median_round(rounds: list[StepStats]) -> tuple[StepStats, list[float]]:

@@ -48,3 +48,15 @@ def test_sampler_falls_back_to_the_resident_set_without_glibc(monkeypatch):
     assert sampler.kind == "rss"
     if platform.system() == "Linux":
         assert sampler.read() > 0
+
+
+@pytest.mark.skipif(not GLIBC, reason="glibc only")
+def test_trim_hands_kept_memory_back():
+    from mixmim.engine.host_memory import trim_heap
+
+    assert keep_freed_memory()
+    big = torch.ones(64 * MIB // 4)
+    kept = resident_set_size()
+    del big
+    trim_heap()
+    assert resident_set_size() < kept - 32 * MIB
