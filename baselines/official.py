@@ -27,16 +27,21 @@ from baselines.tokenizers.interface import Tokenizer
 from mixmim.backbones.vit import PlainViT
 
 
-def _rel_pos_bias(use_rel_pos_bias: bool, use_shared_rel_pos_bias: bool) -> str:
+def _beit_style_vit(img_size: int, patch_size: int, in_chans: int, embed_dim: int, depth: int, num_heads: int,
+                    mlp_ratio: float, qkv_bias: bool, drop_path_rate: float, init_values: float | None,
+                    use_abs_pos_emb: bool, use_rel_pos_bias: bool, use_shared_rel_pos_bias: bool,
+                    use_mean_pooling: bool = False) -> PlainViT:
+    """The headless ViT of BEiT's (and SimMIM's) ``VisionTransformer`` arguments."""
+    if not qkv_bias:
+        raise ValueError("qkv_bias=False is not supported: every released model has q/v biases (qkv_bias=True)")
     if use_rel_pos_bias and use_shared_rel_pos_bias:
         raise ValueError("use_rel_pos_bias and use_shared_rel_pos_bias are both set; the released models use "
                          "one: shared in pre-training, per block in fine-tuning")
-    return "layer" if use_rel_pos_bias else "shared" if use_shared_rel_pos_bias else "none"
-
-
-def _check_qkv_bias(qkv_bias: bool) -> None:
-    if not qkv_bias:
-        raise ValueError("qkv_bias=False is not supported: every released model has q/v biases (qkv_bias=True)")
+    rel_pos_bias = "layer" if use_rel_pos_bias else "shared" if use_shared_rel_pos_bias else "none"
+    return PlainViT(img_size=img_size, patch_size=patch_size, in_chans=in_chans, num_classes=0, embed_dim=embed_dim,
+                    depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio, drop_path_rate=drop_path_rate,
+                    init_values=init_values or None, use_abs_pos_emb=use_abs_pos_emb, rel_pos_bias=rel_pos_bias,
+                    fc_norm=use_mean_pooling)
 
 
 def mae_from_official_args(img_size: int = 224, patch_size: int = 16, in_chans: int = 3, embed_dim: int = 768,
@@ -69,13 +74,9 @@ def simmim_from_official_args(img_size: int = 224, patch_size: int = 16, in_chan
         raise ValueError(f"model_type={model_type!r}: SimMIM's Swin is a shifted-window architecture that the "
                          "suite's hierarchical backbone (MixMIM's, no shifted windows) does not reproduce; only "
                          "model_type='vit' has a matching model")
-    _check_qkv_bias(qkv_bias)
-    encoder = PlainViT(img_size=img_size, patch_size=patch_size, in_chans=in_chans, num_classes=0,
-                       embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio,
-                       drop_path_rate=drop_path_rate, init_values=init_values or None,
-                       use_abs_pos_emb=use_abs_pos_emb,
-                       rel_pos_bias=_rel_pos_bias(use_rel_pos_bias, use_shared_rel_pos_bias),
-                       fc_norm=use_mean_pooling)
+    encoder = _beit_style_vit(img_size, patch_size, in_chans, embed_dim, depth, num_heads, mlp_ratio, qkv_bias,
+                              drop_path_rate, init_values, use_abs_pos_emb, use_rel_pos_bias,
+                              use_shared_rel_pos_bias, use_mean_pooling)
     return SimMIM(encoder, mask_ratio=mask_ratio, mask_unit=mask_patch_size)
 
 
@@ -91,11 +92,8 @@ def beit_from_official_args(tokenizer: Tokenizer, img_size: int = 224, patch_siz
     if tokenizer.vocab_size != vocab_size:
         raise ValueError(f"the tokenizer has {tokenizer.vocab_size} tokens but vocab_size={vocab_size}; the "
                          "lm_head must match the tokenizer")
-    _check_qkv_bias(qkv_bias)
-    encoder = PlainViT(img_size=img_size, patch_size=patch_size, in_chans=in_chans, num_classes=0,
-                       embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio,
-                       drop_path_rate=drop_path_rate, init_values=init_values or None,
-                       use_abs_pos_emb=use_abs_pos_emb,
-                       rel_pos_bias=_rel_pos_bias(use_rel_pos_bias, use_shared_rel_pos_bias))
+    encoder = _beit_style_vit(img_size, patch_size, in_chans, embed_dim, depth, num_heads, mlp_ratio, qkv_bias,
+                              drop_path_rate, init_values, use_abs_pos_emb, use_rel_pos_bias,
+                              use_shared_rel_pos_bias)
     grid = (img_size // patch_size) ** 2
     return BEiT(encoder, tokenizer, mask_ratio=num_mask_patches / grid)

@@ -275,3 +275,12 @@ def test_simmim_swin_release_is_refused_with_the_reason():
             load_official_checkpoint(model, {"model": swin})
     with pytest.raises(ValueError, match="shifted-window"):
         simmim_from_official_args(model_type="swin")
+
+
+def test_builders_refuse_what_no_release_has():
+    with pytest.raises(ValueError, match="qkv_bias"):
+        simmim_from_official_args(qkv_bias=False)
+    with pytest.raises(ValueError, match="both set"):
+        simmim_from_official_args(use_rel_pos_bias=True)
+    with pytest.raises(ValueError, match="tokenizer has 16 tokens"):
+        beit_from_official_args(_tokenizer())  # vocab_size 8192
