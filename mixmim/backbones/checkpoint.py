@@ -2,7 +2,9 @@
 
 Official MixMIM and MAE files are ``{"model": state_dict, ...}`` with flat keys: encoder keys as the
 backbone's, plus ``mask_token`` and ``decoder_*`` for the pre-training model. Our pre-training methods
-hold ``encoder.*`` and ``decoder.*``; :func:`official_to_method_keys` maps one onto the other.
+hold ``encoder.*`` and ``decoder.*``; :func:`official_to_method_keys` maps one onto the other. SimMIM's and
+BEiT's layouts (``encoder.mask_token``, ``lm_head``, ``q_bias``/``v_bias``, layer scale, relative position
+bias) are mapped in ``mixmim.backbones.official_keys``, against the target model's own keys.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mixmim.backbones.official_keys import beit_blocks_to_timm, place_keys, refuse_swin
+from mixmim.backbones.official_keys import beit_blocks_to_timm, flat_to_method_key, place_keys, refuse_swin
 from mixmim.backbones.pos_embed import resize_pos_embed, resize_rel_pos_table
 from mixmim.backbones.rel_pos_bias import is_cls_rel_pos_table, resize_cls_rel_pos_table
 
@@ -42,13 +44,7 @@ def read_state_dict(path_or_sd: str | Path | dict) -> dict[str, torch.Tensor]:
 def official_to_method_keys(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Official flat pre-training keys -> ours: ``decoder_*``/``mask_token`` under ``decoder.``, the rest
     under ``encoder.`` (already-prefixed keys are kept)."""
-    out = {}
-    for k, v in sd.items():
-        if k.startswith(("encoder.", "decoder.")):
-            out[k] = v
-        else:
-            out[("decoder." if k.startswith(DECODER_PREFIXES) else "encoder.") + k] = v
-    return out
+    return {flat_to_method_key(k): v for k, v in sd.items()}
 
 
 def method_to_official_keys(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

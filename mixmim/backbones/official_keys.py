@@ -36,6 +36,14 @@ _SWIN_MASK = re.compile(r"(^|\.)layers\.\d+\.blocks\.\d+\.attn_mask$")
 _BLOCK = re.compile(r"^(?P<pre>(encoder\.)?)blocks\.(?P<i>\d+)\.(?P<rest>.+)$")
 
 
+def flat_to_method_key(key: str) -> str:
+    """MixMIM's/MAE's flat pre-training key -> ours: ``decoder_*``/``mask_token`` under ``decoder.``, the rest
+    under ``encoder.`` (already-prefixed keys are kept)."""
+    if key.startswith(("encoder.", "decoder.")):
+        return key
+    return ("decoder." if key.startswith(("decoder_", "mask_token")) else "encoder.") + key
+
+
 def refuse_swin(sd: dict[str, torch.Tensor]) -> None:
     """Raise ValueError for a shifted-window Swin checkpoint (its ``attn_mask`` buffers, or SimMIM's
     ``encoder.mask_token`` beside ``encoder.layers.*``)."""
@@ -87,8 +95,6 @@ def place_keys(sd: dict[str, torch.Tensor], target: set[str], method: bool = Tru
             if per_block:
                 out.update({t: v.clone() for t in per_block})
                 continue
-            flat = k.startswith(("decoder_", "mask_token"))
-            found = k if not method or k.startswith(("encoder.", "decoder.")) else (
-                ("decoder." if flat else "encoder.") + k)
+            found = flat_to_method_key(k) if method else k
         out[found] = v
     return out
