@@ -23,6 +23,7 @@ from baselines.simmim import SimMIM
 from baselines.tokenizers.stage import build_tokenizer
 from mixmim.backbones import create_backbone
 from mixmim.backbones.interface import Backbone
+from mixmim.backbones.options import backbone_options
 from mixmim.config import MethodConfig, RunConfig
 from mixmim.method import MixMIM, PretrainMethod
 
@@ -179,7 +180,7 @@ def build_method(cfg: RunConfig, run_dir: str | Path | None = None) -> PretrainM
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         encoder = create_backbone(cfg.model.backbone, num_classes=0, img_size=cfg.model.img_size,
-                                  drop_path_rate=cfg.model.drop_path)
+                                  drop_path_rate=cfg.model.drop_path, **backbone_options(cfg.model))
         encoder.set_grad_checkpointing(cfg.model.grad_checkpointing)
         method = METHODS[name](encoder, cfg.method, Path(run_dir) if run_dir is not None else None)
     method.reseed(cfg.seed)

@@ -27,6 +27,12 @@ class ModelConfig:
     img_size: int = 0  # 0: the backbone's default resolution
     drop_path: float = 0.0
     grad_checkpointing: bool = False  # recompute block activations in backward (memory for L/H; exact)
+    # The baselines' own ViT options (plain ViT only; defaults: the shared ViT; docs/methods.md "switches"):
+    layer_scale: float = 0.0  # layer-scale init (SimMIM/BEiT ViT-B: 0.1); 0: none
+    abs_pos_emb: bool = True  # False: no absolute position embedding (SimMIM/BEiT)
+    rel_pos_bias: str = "none"  # none | shared (SimMIM/BEiT pre-training) | layer (one per block: their fine-tuning)
+    global_pool: str = "avg"  # avg | token (the cls token: MAE's linear probe, BEiT --use_cls)
+    fc_norm: bool = False  # pool, then a LayerNorm, instead of the final norm (MAE/BEiT fine-tuning)
 
 
 @dataclass

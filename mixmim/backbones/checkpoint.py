@@ -2,7 +2,9 @@
 
 Official MixMIM and MAE files are ``{"model": state_dict, ...}`` with flat keys: encoder keys as the
 backbone's, plus ``mask_token`` and ``decoder_*`` for the pre-training model. Our pre-training methods
-hold ``encoder.*`` and ``decoder.*``; :func:`official_to_method_keys` maps one onto the other.
+hold ``encoder.*`` and ``decoder.*``; :func:`official_to_method_keys` maps one onto the other. SimMIM's and
+BEiT's layouts (``encoder.mask_token``, ``lm_head``, ``q_bias``/``v_bias``, layer scale, relative position
+bias) are mapped in ``mixmim.backbones.official_keys``, against the target model's own keys.
 """
 
 from __future__ import annotations
@@ -13,10 +15,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from mixmim.backbones.official_keys import beit_blocks_to_timm, flat_to_method_key, place_keys, refuse_swin
 from mixmim.backbones.pos_embed import resize_pos_embed, resize_rel_pos_table
+from mixmim.backbones.rel_pos_bias import is_cls_rel_pos_table, resize_cls_rel_pos_table
 
 log = logging.getLogger(__name__)
 DECODER_PREFIXES = ("decoder_", "mask_token")
+PRETRAIN_ONLY_PREFIXES = (*DECODER_PREFIXES, "lm_head.")  # not part of an encoder (BEiT's head: lm_head)
 
 
 def read_state_dict(path_or_sd: str | Path | dict) -> dict[str, torch.Tensor]:
@@ -39,13 +44,7 @@ def read_state_dict(path_or_sd: str | Path | dict) -> dict[str, torch.Tensor]:
 def official_to_method_keys(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Official flat pre-training keys -> ours: ``decoder_*``/``mask_token`` under ``decoder.``, the rest
     under ``encoder.`` (already-prefixed keys are kept)."""
-    out = {}
-    for k, v in sd.items():
-        if k.startswith(("encoder.", "decoder.")):
-            out[k] = v
-        else:
-            out[("decoder." if k.startswith(DECODER_PREFIXES) else "encoder.") + k] = v
-    return out
+    return {flat_to_method_key(k): v for k, v in sd.items()}
 
 
 def method_to_official_keys(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -57,7 +56,7 @@ def encoder_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The encoder part of an official or suite pre-training state dict, with flat backbone keys."""
     out = {}
     for k, v in sd.items():
-        if k.startswith("decoder.") or k.startswith(DECODER_PREFIXES):
+        if k.startswith("decoder.") or k.removeprefix("encoder.").startswith(PRETRAIN_ONLY_PREFIXES):
             continue
         out[k.removeprefix("encoder.")] = v
     return out
@@ -71,7 +70,9 @@ def adapt_to_model(sd: dict[str, torch.Tensor], model: nn.Module) -> dict[str, t
     for k, v in sd.items():
         if k not in target or target[k].shape == v.shape:
             continue
-        if k.endswith("relative_position_bias_table"):
+        if k.endswith("relative_position_bias_table") and is_cls_rel_pos_table(v.shape[0]):
+            out[k] = resize_cls_rel_pos_table(v, target[k].shape[0])  # BEiT/SimMIM ViT: 3 cls entries kept
+        elif k.endswith("relative_position_bias_table"):
             out[k] = resize_rel_pos_table(v, target[k].shape[0])
         elif k.endswith("relative_position_index"):
             out[k] = target[k]
@@ -88,19 +89,30 @@ def adapt_to_model(sd: dict[str, torch.Tensor], model: nn.Module) -> dict[str, t
 def load_official_checkpoint(model: nn.Module, path_or_sd, allow_missing_head: bool = True):
     """Load an official (or suite) checkpoint into a backbone or a pre-training method.
 
-    A backbone gets the encoder weights (decoder keys dropped) and may miss only ``head.*``; a
-    pre-training method (anything with an ``encoder`` attribute) loads everything with ``strict=True``.
+    Official layouts: MixMIM, MAE, SimMIM's ViT, BEiT (``mixmim.backbones.official_keys``). A backbone gets
+    the encoder weights (decoder, [MASK] token and ``lm_head`` dropped) and may miss only ``head.*`` (and
+    ``fc_norm.*``, which replaces the final norm in MAE's and BEiT's fine-tuning: the checkpoint's ``norm.*``
+    is then unused, as there); a pre-training method (anything with an ``encoder`` attribute) loads
+    everything with ``strict=True``.
 
     Raises:
+        ValueError: a shifted-window Swin checkpoint (SimMIM's Swin releases), which no suite model matches.
         RuntimeError: keys missing or unexpected beyond the head, listing them.
     """
     sd = read_state_dict(path_or_sd)
+    refuse_swin(sd)
+    sd = beit_blocks_to_timm(sd)
+    target = set(model.state_dict())
     if hasattr(model, "encoder") and isinstance(model.encoder, nn.Module):
-        sd = adapt_to_model(official_to_method_keys(sd), model)
+        sd = adapt_to_model(place_keys(sd, target), model)
         return model.load_state_dict(sd, strict=True)
-    sd = adapt_to_model(encoder_state_dict(sd), model)
+    sd = place_keys(encoder_state_dict(sd), target, method=False)
+    if getattr(model, "fc_norm", None) is not None and "norm.weight" not in target:
+        sd = {k: v for k, v in sd.items() if not k.startswith("norm.")}
+    sd = adapt_to_model(sd, model)
     result = model.load_state_dict(sd, strict=False)
-    missing = [k for k in result.missing_keys if not (allow_missing_head and k.startswith("head."))]
+    head = ("head.", "fc_norm.")
+    missing = [k for k in result.missing_keys if not (allow_missing_head and k.startswith(head))]
     if missing or result.unexpected_keys:
         raise RuntimeError(
             f"checkpoint does not match {type(model).__name__}: missing {missing}, unexpected "

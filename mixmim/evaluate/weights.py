@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from mixmim.backbones import Backbone, create_backbone, load_official_checkpoint, read_state_dict
+from mixmim.backbones.options import backbone_options
 from mixmim.config import RunConfig
 from mixmim.engine.checkpoint import ENCODER
 
@@ -142,7 +143,8 @@ def build_eval_backbone(
     """
     source = resolve_init(cfg.init, run_dir)
     model = create_backbone(
-        cfg.model.backbone, num_classes=num_classes, img_size=cfg.model.img_size, drop_path_rate=drop_path
+        cfg.model.backbone, num_classes=num_classes, img_size=cfg.model.img_size, drop_path_rate=drop_path,
+        **backbone_options(cfg.model),
     )
     model.set_grad_checkpointing(cfg.model.grad_checkpointing)
     load_init_weights(model, source)
