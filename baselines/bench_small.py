@@ -21,7 +21,7 @@ from baselines.registry import METHODS, build_method, method_defaults
 from baselines.tokenizers import KMeansTokenizer
 from mixmim.config import RunConfig, apply_overrides
 
-BACKBONES = ("mixmim_tiny_32", "vit_tiny_patch4_32")
+BACKBONES = ("mixmim_tiny_32", "mixmim_vit_tiny_patch4_32")
 SMALL = {  # the smoke experiment's sizes (experiments/definitions/smoke.py)
     "method.decoder_dim": 64, "method.decoder_depth": 1, "method.decoder_heads": 2, "method.vocab_size": 64,
     "method.mask_unit": 8,

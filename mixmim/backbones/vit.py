@@ -11,36 +11,44 @@ normed *patch* tokens; the head averages them. MAE's fine-tuning instead pools b
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
 
 import torch
 from timm.layers import PatchEmbed, trunc_normal_
+from timm.models._features import feature_take_indices
 from timm.models.vision_transformer import Block
 from torch import nn
 
 from mixmim.backbones.groups import upsample_groups
-from mixmim.backbones.interface import Backbone
+from mixmim.backbones.interface import Backbone, check_global_pool
 from mixmim.backbones.pos_embed import resize_pos_embed, sincos_2d
 
 
 class PlainViT(Backbone):
-    """ViT with MAE's constructor names (``embed_dim``, ``depth``, ``num_heads``). ``num_classes=0``: no head."""
+    """ViT with MAE's constructor names (``embed_dim``, ``depth``, ``num_heads``). ``num_classes=0``: no head.
+
+    timm's contract: ``forward_features`` returns the normed patch tokens as a map [B, D, H/p, W/p] (the cls
+    token is not pooled by our protocol); ``forward_intermediates`` taps blocks, as timm's ViT.
+    """
 
     supports_token_drop = True
     num_prefix_tokens = 1
+    official_frozen_params = ("pos_embed",)
 
     def __init__(self, img_size: int = 224, patch_size: int = 16, in_chans: int = 3, num_classes: int = 1000,
                  embed_dim: int = 768, depth: int = 12, num_heads: int = 12, mlp_ratio: float = 4.0,
-                 drop_path_rate: float = 0.0, **_ignored):
+                 drop_path_rate: float = 0.0, global_pool: str = "avg"):
         super().__init__()
         self.img_size, self.patch_size, self.num_classes = img_size, patch_size, num_classes
+        self.in_chans, self.global_pool = in_chans, check_global_pool(global_pool)
         self.stage_dims, self.strides = (embed_dim,), (patch_size,)
         self.num_features, self.num_layers = embed_dim, depth
         self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim, strict_img_size=False)
         self.grid_size = tuple(self.patch_embed.grid_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         pos = torch.cat([torch.zeros(1, embed_dim), sincos_2d(embed_dim, *self.grid_size)])
-        self.pos_embed = nn.Parameter(pos[None], requires_grad=False)  # [1, 1 + L, D], fixed
+        self.register_buffer("pos_embed", pos[None])  # [1, 1 + L, D], fixed: persistent buffer, MAE's key
         dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # stochastic depth linspace
         norm = partial(nn.LayerNorm, eps=1e-6)
         self.blocks = nn.ModuleList(
@@ -48,6 +56,7 @@ class PlainViT(Backbone):
             for i in range(depth)
         )
         self.norm = norm(embed_dim)
+        self.feature_info = [dict(num_chs=embed_dim, reduction=patch_size, module=f"blocks.{i}") for i in range(depth)]
         self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
         self._init_weights()
 
@@ -113,9 +122,44 @@ class PlainViT(Backbone):
         out = self.forward_tokens(self.embed(x[:, :, : h * self.patch_size, : w * self.patch_size]), grid=(h, w))
         return [out.transpose(1, 2).reshape(x.shape[0], -1, h, w)]
 
-    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        pooled = features.mean(dim=1)
-        return pooled if pre_logits else self.head(pooled)
+    def forward_intermediates(self, x: torch.Tensor, indices: int | Sequence[int] | None = None, norm: bool = False,
+                              stop_early: bool = False, output_fmt: str = "NCHW", intermediates_only: bool = False):
+        """timm's API: the patch tokens after the blocks in ``indices`` (last n if an int, all if None) as maps
+        [B, D, H/p, W/p] (``output_fmt="NLC"``: [B, L, D]), and the final map as ``forward_features``.
+
+        Args:
+            norm: apply the final norm to every tap.
+            stop_early: skip the blocks after the last tap.
+        """
+        if output_fmt not in ("NCHW", "NLC"):
+            raise ValueError(f"output_fmt={output_fmt!r}: the plain ViT gives 'NCHW' or 'NLC'")
+        take, last = feature_take_indices(len(self.blocks), indices)
+        b, h, w = x.shape[0], x.shape[2] // self.patch_size, x.shape[3] // self.patch_size
+        tokens = self.embed(x[:, :, : h * self.patch_size, : w * self.patch_size])  # [B, L, D]
+        x = tokens + self._patch_pos((h, w), tokens.shape[1])
+        x = torch.cat([(self.cls_token + self.pos_embed[:, :1]).expand(b, -1, -1), x], dim=1)
+        taps = []
+        for i, block in enumerate(self.blocks[: last + 1] if stop_early else self.blocks):
+            x = block(x)
+            if i in take:
+                y = (self.norm(x) if norm else x)[:, 1:]  # patch tokens [B, L, D]
+                taps.append(y.transpose(1, 2).reshape(b, -1, h, w) if output_fmt == "NCHW" else y)
+        if intermediates_only:
+            return taps
+        return self.norm(x)[:, 1:].transpose(1, 2).unflatten(2, (h, w)), taps
+
+    def prune_intermediate_layers(self, indices: int | Sequence[int] = 1, prune_norm: bool = False,
+                                  prune_head: bool = True) -> list[int]:
+        """Drop the blocks after the last of ``indices``, the final norm (``prune_norm``) and the head
+        (``reset_classifier(0, "")``). Returns the absolute indices of the kept taps."""
+        take, last = feature_take_indices(len(self.blocks), indices)
+        self.blocks = self.blocks[: last + 1]
+        self.num_layers = len(self.blocks)
+        if prune_norm:
+            self.norm = nn.Identity()
+        if prune_head:
+            self.reset_classifier(0, "")
+        return take
 
     def layer_id(self, name: str) -> int:
         """MAE's ``get_layer_id_for_vit``: embeddings 0, block i at i + 1, the rest (norm, head) at
@@ -127,4 +171,4 @@ class PlainViT(Backbone):
         return self.num_layers + 1
 
     def no_weight_decay(self) -> set[str]:
-        return {"pos_embed", "cls_token"}
+        return {"cls_token"}  # the fixed pos_embed is a buffer

@@ -14,7 +14,7 @@ from baselines.tokenizers import KMeansTokenizer
 from mixmim.config import MethodConfig, RunConfig, apply_overrides
 from mixmim.method import PretrainMethod
 
-BACKBONES = ("mixmim_tiny_32", "vit_tiny_patch4_32")
+BACKBONES = ("mixmim_tiny_32", "mixmim_vit_tiny_patch4_32")
 METHOD_NAMES = tuple(METHODS)
 SMALL_VOCAB = 16
 
@@ -77,7 +77,8 @@ BACKBONE_ATTRIBUTES = frozenset({
     "supports_token_drop", "num_prefix_tokens", "out_grid_size",
 })
 BACKBONE_METHODS = frozenset({
-    "embed", "forward_tokens", "forward_features", "forward_head", "forward_pyramid", "layer_id",
+    "embed", "forward_tokens", "forward_token_features", "forward_features", "forward_head", "forward_pyramid",
+    "layer_id",
     "no_weight_decay",
 })
 
