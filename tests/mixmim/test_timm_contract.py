@@ -39,6 +39,13 @@ def test_names_cannot_be_taken_for_timm_models_and_old_names_warn():
         create_backbone("mixmim_vit_tiny_patch4_32", num_classes=0)  # the current name: no warning
 
 
+def test_old_names_keep_working_in_configs():
+    from mixmim.transfer.recipes import coco_paper_overrides
+
+    with pytest.warns(DeprecationWarning, match="mixmim_vit_base_patch16"):
+        assert coco_paper_overrides("vit_base_patch16")["coco.layer_decay"] == 0.7
+
+
 @pytest.mark.parametrize("name", SMALL)
 def test_strict_kwargs_device_and_dtype(name):
     with pytest.raises(TypeError, match="not_a_model_arg"):

@@ -75,9 +75,9 @@ def summarize(results: dict[str, str]) -> dict[str, dict[str, str]]:
     """nodeid -> outcome, as {model: {test function: outcome}}."""
     out: dict[str, dict[str, str]] = {}
     for nodeid, outcome in results.items():
-        func, _, params = nodeid.split("::")[-1].partition("[")
-        model = next((m for m in backbones.BACKBONES if f"{m}]" in params or f"{m}-" in params), None)
-        if model is not None:
+        func, _, params = nodeid.split("::")[-1].partition("[")  # test_x[1-mixmim_base] or test_x[mixmim_base]
+        model = params.rstrip("]").split("-")[-1]  # the model id comes last (parametrize order)
+        if model in backbones.BACKBONES:
             out.setdefault(model, {})[func] = outcome
     return out
 
@@ -106,7 +106,7 @@ def test_timm_model_tests_pass_on_every_registered_backbone(tmp_path):
         for kind, funcs in REQUIRED.items():
             missing = [f for f in funcs if f not in collected]
             assert not missing, f"{model}: timm's {kind} tests {missing} were not collected"
-    small = [m for m in ("mixmim_tiny_32", "mixmim_small_64", "mixmim_vit_tiny_patch4_32", "mixmim_base")]
-    for model in small:  # the ones under the parameter cap and timm's size limits must really run
+    # the models under the parameter cap and timm's size limits must really run every required test
+    for model in ("mixmim_tiny_32", "mixmim_small_64", "mixmim_vit_tiny_patch4_32", "mixmim_base"):
         ran = {f for f, o in by_model[model].items() if o == "passed"}
         assert {f for funcs in REQUIRED.values() for f in funcs} <= ran, (model, by_model[model])
