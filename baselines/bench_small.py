@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         codebooks = {}
         for backbone in BACKBONES:  # BEiT's visual tokens live on the final grid: 4x4 (hierarchical), 8x8 (ViT)
-            grid = (4, 4) if backbone.startswith("mixmim") else (8, 8)
+            grid = (8, 8) if backbone.startswith("mixmim_vit_") else (4, 4)
             codebooks[backbone] = Path(tmp) / f"{backbone}.pt"
             tokenizer = KMeansTokenizer.fit(smooth_images(256, seed=1), grid, SMALL["method.vocab_size"])
             tokenizer.save(codebooks[backbone])

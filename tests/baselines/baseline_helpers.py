@@ -36,7 +36,7 @@ def fixed_images(n: int = 8, seed: int = 0, size: int = 32) -> torch.Tensor:
 
 def fit_codebook(backbone: str, path: Path) -> Path:
     """A 16-token k-means codebook fitted on :func:`fixed_images` at ``backbone``'s token grid."""
-    grid = (4, 4) if backbone.startswith("mixmim") else (8, 8)
+    grid = (8, 8) if backbone.startswith("mixmim_vit_") else (4, 4)
     KMeansTokenizer.fit(fixed_images(32, seed=1), grid, SMALL_VOCAB, seed=0).save(path)
     return path
 
