@@ -102,6 +102,13 @@ def _checkpoint_filter(state_dict: dict, model: Backbone) -> dict:
     return sd
 
 
+def _local_weights(overlay: dict[str, Any], cfg: Any) -> bool:
+    """Whether a pretrained cfg overlay (or an explicit cfg) names a local file or state dict."""
+    cfg = cfg.to_dict() if hasattr(cfg, "to_dict") else cfg
+    return any(bool(src.get(key)) for src in (overlay, cfg if isinstance(cfg, dict) else {})
+               for key in ("file", "state_dict"))
+
+
 def create_backbone(name: str, pretrained: bool = False, **kwargs: Any) -> Backbone:
     """Build a registered backbone; ``kwargs`` override its constructor arguments (e.g. num_classes).
 
@@ -121,6 +128,10 @@ def create_backbone(name: str, pretrained: bool = False, **kwargs: Any) -> Backb
             raise ValueError(f"img_size={img_size}: the backbones take square inputs; pass one int")
         img_size = int(img_size[0])
     overlay = dict(kwargs.pop("pretrained_cfg_overlay", None) or {})
+    if pretrained and not _local_weights(overlay, kwargs.get("pretrained_cfg")):
+        raise ValueError(f"'{name}' has no weights to download (nothing is fetched): pass a local checkpoint with "
+                         f"timm.create_model('{name}', pretrained=True, pretrained_cfg_overlay=dict(file=PATH)), or "
+                         "load it with mixmim.backbones.load_official_checkpoint(model, PATH)")
     if img_size != spec["img_size"]:
         overlay.update(input_size=(3, img_size, img_size), pool_size=(img_size // final_stride(name),) * 2)
     device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)

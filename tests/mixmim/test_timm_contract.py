@@ -133,3 +133,21 @@ def test_img_size_off_the_default_follows_in_the_cfg():
     assert model.pretrained_cfg["input_size"] == (3, 64, 64) and model.pretrained_cfg["pool_size"] == (8, 8)
     with pytest.raises(ValueError, match="square"):
         create_backbone("mixmim_tiny_32", img_size=(32, 48))
+
+
+def test_local_official_file_loads_resized_and_into_features_only(tmp_path):
+    src = create_backbone("mixmim_tiny_32", num_classes=0)
+    path = tmp_path / "pretrain.pth"
+    torch.save({"model": {**src.state_dict(), "mask_token": torch.zeros(1, 1, 32)}}, path)  # official layout
+    big = timm.create_model("mixmim_tiny_32", img_size=64, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
+    assert big.absolute_pos_embed.shape == (1, 32 * 32, 32)  # the fixed embedding resized, as the official fine-tune
+    assert torch.equal(big.patch_embed.proj.weight, src.patch_embed.proj.weight)
+    feats = timm.create_model("mixmim_tiny_32", features_only=True, pretrained=True,
+                              pretrained_cfg_overlay=dict(file=str(path)))
+    qkv = "layers.1.blocks.0.attn.qkv.weight"
+    assert torch.equal(feats.model.state_dict()[qkv], src.state_dict()[qkv])
+
+
+def test_pretrained_without_a_local_file_names_the_fix():
+    with pytest.raises(ValueError, match="pretrained_cfg_overlay=dict"):
+        timm.create_model("mixmim_base", pretrained=True)
