@@ -21,7 +21,7 @@ from baselines.registry import METHODS, build_method, method_defaults
 from baselines.tokenizers import KMeansTokenizer
 from mixmim.config import RunConfig, apply_overrides
 
-BACKBONES = ("mixmim_tiny_32", "vit_tiny_patch4_32")
+BACKBONES = ("mixmim_tiny_32", "mixmim_vit_tiny_patch4_32")
 SMALL = {  # the smoke experiment's sizes (experiments/definitions/smoke.py)
     "method.decoder_dim": 64, "method.decoder_depth": 1, "method.decoder_heads": 2, "method.vocab_size": 64,
     "method.mask_unit": 8,
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         codebooks = {}
         for backbone in BACKBONES:  # BEiT's visual tokens live on the final grid: 4x4 (hierarchical), 8x8 (ViT)
-            grid = (4, 4) if backbone.startswith("mixmim") else (8, 8)
+            grid = (8, 8) if backbone.startswith("mixmim_vit_") else (4, 4)
             codebooks[backbone] = Path(tmp) / f"{backbone}.pt"
             tokenizer = KMeansTokenizer.fit(smooth_images(256, seed=1), grid, SMALL["method.vocab_size"])
             tokenizer.save(codebooks[backbone])

@@ -61,6 +61,9 @@ def backbone_flops(name: str, img_size: int | None = None, num_classes: int = 10
 
 
 def param_counts(model: nn.Module) -> tuple[int, int]:
-    """(all parameters incl. frozen ones, trainable parameters)."""
-    total = sum(p.numel() for p in model.parameters())
+    """(all parameters incl. frozen ones, trainable parameters). The fixed sin-cos position embeddings, buffers
+    here and frozen parameters in the official code (``Backbone.official_frozen_params``), count as
+    parameters, as in the official counts."""
+    frozen = sum(getattr(m, name).numel() for m in model.modules() for name in getattr(m, "official_frozen_params", ()))
+    total = sum(p.numel() for p in model.parameters()) + frozen
     return total, sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -39,11 +39,11 @@ def imagenet_main(variant: str = "full") -> Experiment:
 def fixed_encoder(variant: str = "full") -> Experiment:
     """Every method on the same backbones with the same schedule (300 pre-training epochs)."""
     runs = []
-    for backbone in ("mixmim_base", "vit_base_patch16"):
+    for backbone in ("mixmim_base", "mixmim_vit_base_patch16"):
         for method in ("mixmim", "mae", "simmim", "beit"):
             overrides, bb = scaled({**IMAGENET_PRETRAIN, **IMAGENET_FINETUNE, **IMAGENET_LINPROBE,
                                     "pretrain.epochs": 300}, variant, backbone)
-            if backbone.startswith("vit") and method == "mixmim":
+            if backbone.startswith("mixmim_vit") and method == "mixmim":
                 overrides.setdefault("method.mask_unit", 32)  # MixMIM's 32-px cells: 2x2 ViT patches
             runs.append(make_run("fixed-encoder", method, bb, ("pretrain", "linprobe", "finetune"),
                                  setting={"encoder": BACKBONE_LABELS[backbone]}, overrides=overrides))

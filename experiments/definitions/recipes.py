@@ -37,10 +37,11 @@ DEBUG: dict[str, Any] = {
 }
 # Small backbones that stand in for the real ones in debug variants (same family, CPU-sized).
 DEBUG_BACKBONE = {"mixmim_base": "mixmim_tiny_32", "mixmim_large": "mixmim_tiny_32", "mixmim_huge": "mixmim_tiny_32",
-                  "vit_base_patch16": "vit_tiny_patch4_32", "vit_large_patch16": "vit_tiny_patch4_32"}
+                  "mixmim_vit_base_patch16": "mixmim_vit_tiny_patch4_32",
+                  "mixmim_vit_large_patch16": "mixmim_vit_tiny_patch4_32"}
 BACKBONE_LABELS = {"mixmim_base": "MixMIM-B", "mixmim_large": "MixMIM-L", "mixmim_huge": "MixMIM-H",
-                   "mixmim_tiny_32": "MixMIM-tiny (debug)", "vit_base_patch16": "ViT-B/16",
-                   "vit_tiny_patch4_32": "ViT-tiny (debug)"}
+                   "mixmim_tiny_32": "MixMIM-tiny (debug)", "mixmim_vit_base_patch16": "ViT-B/16",
+                   "mixmim_vit_tiny_patch4_32": "ViT-tiny (debug)"}
 METHOD_LABELS = {"mixmim": "MixMIM", "mae": "MAE", "simmim": "SimMIM", "beit": "BEiT", "random": "Random init"}
 
 
@@ -49,5 +50,5 @@ def scaled(overrides: dict[str, Any], variant: str, backbone: str) -> tuple[dict
     if variant != "debug":
         return dict(overrides), backbone
     small = DEBUG_BACKBONE.get(backbone, backbone)
-    extra = {"method.mask_unit": 8} if small.startswith("vit_tiny") else {}
+    extra = {"method.mask_unit": 8} if small.startswith("mixmim_vit_tiny") else {}
     return {**overrides, **DEBUG, **extra}, small

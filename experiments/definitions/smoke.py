@@ -21,7 +21,7 @@ COMMON = {
     "method.decoder_dim": 128, "method.decoder_depth": 2, "method.decoder_heads": 4, "method.vocab_size": 64,
     "method.mask_unit": 8,  # 8-px cells: a 4x4 mask grid at 32 px for every method (SimMIM defaults to 32 px)
     "pretrain.epochs": 12, "pretrain.warmup_epochs": 1, "pretrain.batch_size": 64, "pretrain.lr": 1.5e-3,
-    "pretrain.checkpoint_every": 100,
+    "pretrain.checkpoint_every": 100, "pretrain.precision": "auto", "finetune.precision": "auto",
     # The probe: SGD and milder crops (32-px digits lose the digit under MAE's 8% crops; LARS barely moves
     # at these batch sizes). Measured: MixMIM 81.3 vs random 78.0 top-1 (kNN 79.3 vs 71.0).
     "linprobe.epochs": 10, "linprobe.warmup_epochs": 1, "linprobe.batch_size": 128, "linprobe.lr": 0.1,

@@ -12,12 +12,13 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from timm.layers import DropPath, Mlp, PatchEmbed, trunc_normal_
+from timm.models._features import feature_take_indices
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from mixmim.backbones.attention import WindowAttention
 from mixmim.backbones.groups import WindowGroupMask, upsample_groups, window_partition, window_reverse
-from mixmim.backbones.interface import Backbone
+from mixmim.backbones.interface import Backbone, check_global_pool
 from mixmim.backbones.pos_embed import resize_pos_embed, sincos_2d
 
 
@@ -116,6 +117,10 @@ class MixMIMStage(nn.Module):
 class MixMIMTransformer(Backbone):
     """The hierarchical encoder (official constructor argument names). ``num_classes=0``: no head.
 
+    timm's contract: ``forward_features`` returns the normed final map [B, C, H/32, W/32];
+    ``forward_intermediates`` returns every stage's map before its patch merging (as ``forward_pyramid``), at
+    any input size; ``prune_intermediate_layers`` keeps the stages up to a tap.
+
     Windows are clamped to the stage resolution at ``img_size`` (official rule: a window as large as
     the stage becomes global attention), so MixMIM-B at 224 px has 14x14 windows in stages 1-2 and
     global attention in stages 3-4.
@@ -127,18 +132,21 @@ class MixMIMTransformer(Backbone):
     windows of that size.
     """
 
+    official_frozen_params = ("absolute_pos_embed",)
+
     def __init__(self, img_size: int = 224, patch_size: int = 4, in_chans: int = 3, num_classes: int = 1000,
                  embed_dim: int = 128, depths: Sequence[int] = (2, 2, 18, 2),
                  num_heads: Sequence[int] = (4, 8, 16, 32), window_size: Sequence[int] = (14, 14, 14, 7),
                  mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_rate: float = 0.0,
                  drop_path_rate: float = 0.0, attn_impl: str | None = None, use_checkpoint: bool = False,
                  qk_scale: float | None = None, patch_norm: bool = True, global_blocks: Sequence[int] = (),
-                 **_ignored):
+                 global_pool: str = "avg"):
         super().__init__()
         if qk_scale is not None or not patch_norm:
             raise ValueError("qk_scale must be None and patch_norm True (the official models' only values)")
         n = len(depths)
         self.img_size, self.patch_size, self.num_classes = img_size, patch_size, num_classes
+        self.in_chans, self.global_pool = in_chans, check_global_pool(global_pool)
         self.depths = tuple(depths)
         self.stage_dims = tuple(embed_dim * 2**i for i in range(n))
         self.strides = tuple(patch_size * 2**i for i in range(n))
@@ -147,8 +155,8 @@ class MixMIMTransformer(Backbone):
         self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim, norm_layer=nn.LayerNorm,
                                       strict_img_size=False, dynamic_img_pad=True)
         self.grid_size = tuple(self.patch_embed.grid_size)
-        self.absolute_pos_embed = nn.Parameter(
-            sincos_2d(embed_dim, *self.grid_size)[None], requires_grad=False)  # [1, L, C0], fixed
+        # [1, L, C0], fixed: a persistent buffer (the official frozen Parameter's key; no gradient to expect)
+        self.register_buffer("absolute_pos_embed", sincos_2d(embed_dim, *self.grid_size)[None])
         self.pos_drop = nn.Dropout(drop_rate)
         dpr = [drop_path_rate * i / max(self.num_layers - 1, 1) for i in range(self.num_layers)]  # linspace
         self.layers = nn.ModuleList()
@@ -163,6 +171,8 @@ class MixMIMTransformer(Backbone):
                 self.stage_dims[i], depths[i], num_heads[i], window,
                 dpr[sum(depths[:i]):sum(depths[: i + 1])], downsample=i < n - 1, mlp_ratio=mlp_ratio,
                 qkv_bias=qkv_bias, drop=drop_rate, attn_impl=attn_impl, block_windows=block_windows))
+        self.feature_info = [dict(num_chs=c, reduction=r, module=f"layers.{i}")
+                             for i, (c, r) in enumerate(zip(self.stage_dims, self.strides))]
         self.norm = nn.LayerNorm(self.num_features)
         self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
         self.apply(self._init_weights)
@@ -214,20 +224,72 @@ class MixMIMTransformer(Backbone):
         return outs
 
     def forward_pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
+        outs = self._run_stages(self._embed_map(x))
+        return [o.permute(0, 3, 1, 2).contiguous() for o in outs]
+
+    def _embed_map(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] (any size) -> position-embedded tokens [B, H/p, W/p, C0] (the embedding resized)."""
         tokens = self.patch_embed.proj(self._pad_to_patch(x)).permute(0, 2, 3, 1)  # [B, H, W, C0]
         tokens = self.patch_embed.norm(tokens)
         h, w = tokens.shape[1:3]
         pos = resize_pos_embed(self.absolute_pos_embed, (h, w)).reshape(1, h, w, -1)
-        outs = self._run_stages(self.pos_drop(tokens + pos))
-        return [o.permute(0, 3, 1, 2).contiguous() for o in outs]
+        return self.pos_drop(tokens + pos)
+
+    def forward_intermediates(self, x: torch.Tensor, indices: int | Sequence[int] | None = None, norm: bool = False,
+                              stop_early: bool = False, output_fmt: str = "NCHW", intermediates_only: bool = False):
+        """timm's multi-scale API: the maps of the stages in ``indices`` (last n if an int, all if None), each
+        before its patch merging, at any input size, and the final map as ``forward_features``.
+
+        Args:
+            norm: apply the final norm to the last stage's map (it is sized for that stage only).
+            stop_early: skip the stages after the last tap.
+            output_fmt: ``"NCHW"`` or ``"NHWC"`` for the taps (the final map is NCHW).
+
+        Returns:
+            ``(final [B, C, H, W], taps)``, or the taps alone with ``intermediates_only``.
+        """
+        if output_fmt not in ("NCHW", "NHWC"):
+            raise ValueError(f"output_fmt={output_fmt!r}: the hierarchical backbone gives 'NCHW' or 'NHWC'")
+        take, last = feature_take_indices(len(self.layers), indices)
+        stages = self.layers[: last + 1] if stop_early else self.layers
+        x, taps = self._embed_map(x), []
+        for i, stage in enumerate(stages):
+            x = stage.forward_blocks(x)  # [B, H_s, W_s, C_s]
+            if i in take:
+                y = self.norm(x) if norm and i == len(self.layers) - 1 else x
+                taps.append(y.permute(0, 3, 1, 2).contiguous() if output_fmt == "NCHW" else y)
+            if stage.downsample is not None and i < len(stages) - 1:
+                x = stage.downsample(x)
+        if intermediates_only:
+            return taps
+        if len(stages) == len(self.layers):
+            x = self.norm(x)
+        return x.permute(0, 3, 1, 2), taps
+
+    def prune_intermediate_layers(self, indices: int | Sequence[int] = 1, prune_norm: bool = False,
+                                  prune_head: bool = True) -> list[int]:
+        """Drop the stages after the last of ``indices`` (and that stage's patch merging), the final norm when
+        it is pruned or no longer sized for the output, and the head (``reset_classifier(0, "")``).
+
+        Returns:
+            The absolute indices of the kept taps.
+        """
+        take, last = feature_take_indices(len(self.layers), indices)
+        if prune_norm or last < len(self.layers) - 1:
+            self.norm = nn.Identity()
+        if last < len(self.layers) - 1:
+            self.layers = self.layers[: last + 1]
+            self.layers[-1].downsample = None
+            kept = last + 1
+            self.depths, self.stage_dims, self.strides = self.depths[:kept], self.stage_dims[:kept], self.strides[:kept]
+            self.num_features, self.num_layers = self.stage_dims[-1], sum(self.depths)
+        if prune_head:
+            self.reset_classifier(0, "")
+        return take
 
     def _pad_to_patch(self, x: torch.Tensor) -> torch.Tensor:
         pad_h, pad_w = (-x.shape[2]) % self.patch_size, (-x.shape[3]) % self.patch_size
         return F.pad(x, (0, pad_w, 0, pad_h)) if pad_h or pad_w else x
-
-    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        pooled = features.mean(dim=1)  # [B, C]; the official AdaptiveAvgPool1d over tokens
-        return pooled if pre_logits else self.head(pooled)
 
     def layer_id(self, name: str) -> int:
         """The official ``get_layer_id_for_mixmim``: embeddings 0, block j of stage i at
@@ -244,7 +306,7 @@ class MixMIMTransformer(Backbone):
         return self.num_layers
 
     def no_weight_decay(self) -> set[str]:
-        return {"absolute_pos_embed"}  # frozen anyway; the official fine-tune model lists nothing
+        return set()  # the official fine-tune model lists nothing (the fixed embedding is a buffer)
 
     def no_weight_decay_keywords(self) -> set[str]:
         return {"relative_position_bias_table"}  # decayed by the official code (quirk), as timm's Swin would not

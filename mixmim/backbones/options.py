@@ -34,8 +34,8 @@ def backbone_options(model_cfg: Any) -> dict[str, Any]:
         return {}
     spec = BACKBONE_SPECS.get(model_cfg.backbone)
     if spec is None or not issubclass(spec[0], PlainViT):
-        raise ValueError(f"model.{', model.'.join(changed)} exist only on the plain ViT (vit_*), not on "
-                         f"{model_cfg.backbone}; reset them or choose a vit_* backbone")
+        raise ValueError(f"model.{', model.'.join(changed)} exist only on the plain ViT (mixmim_vit_*), not on "
+                         f"{model_cfg.backbone}; reset them or choose a mixmim_vit_* backbone")
     for name, choices in (("rel_pos_bias", REL_POS_BIAS), ("global_pool", GLOBAL_POOL)):
         if getattr(model_cfg, name) not in choices:
             raise ValueError(f"model.{name}={getattr(model_cfg, name)!r}: choose one of {choices}")

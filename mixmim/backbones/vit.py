@@ -17,46 +17,54 @@ as SimMIM/BEiT pre-train; ``"layer"``: one per block, as they fine-tune), ``glob
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
 
 import torch
 from timm.layers import PatchEmbed, trunc_normal_
+from timm.models._features import feature_take_indices
 from timm.models.vision_transformer import Block
 from torch import nn
 
 from mixmim.backbones.groups import upsample_groups
-from mixmim.backbones.interface import Backbone
+from mixmim.backbones.interface import Backbone, check_global_pool
 from mixmim.backbones.pos_embed import resize_pos_embed, sincos_2d
 from mixmim.backbones.rel_pos_bias import RelativePositionBias
 
 REL_POS_BIAS = ("none", "shared", "layer")
-GLOBAL_POOL = ("avg", "token")
+GLOBAL_POOL = ("avg", "token")  # the run config's choices; reset_classifier also takes "" (timm)
 
 
 class PlainViT(Backbone):
-    """ViT with MAE's constructor names (``embed_dim``, ``depth``, ``num_heads``). ``num_classes=0``: no head."""
+    """ViT with MAE's constructor names (``embed_dim``, ``depth``, ``num_heads``). ``num_classes=0``: no head.
+
+    timm's contract: ``forward_features`` returns the normed patch tokens as a map [B, D, H/p, W/p] (the cls
+    token is not pooled by our protocol); ``forward_intermediates`` taps blocks, as timm's ViT.
+    """
 
     supports_token_drop = True
     num_prefix_tokens = 1
+    global_pools = ("avg", "token", "")
+    official_frozen_params = ("pos_embed",)
 
     def __init__(self, img_size: int = 224, patch_size: int = 16, in_chans: int = 3, num_classes: int = 1000,
                  embed_dim: int = 768, depth: int = 12, num_heads: int = 12, mlp_ratio: float = 4.0,
                  drop_path_rate: float = 0.0, init_values: float | None = None, use_abs_pos_emb: bool = True,
-                 rel_pos_bias: str = "none", global_pool: str = "avg", fc_norm: bool = False, **_ignored):
+                 rel_pos_bias: str = "none", global_pool: str = "avg", fc_norm: bool = False):
         super().__init__()
         if rel_pos_bias not in REL_POS_BIAS:
             raise ValueError(f"rel_pos_bias must be one of {REL_POS_BIAS}, got {rel_pos_bias!r}")
-        if global_pool not in GLOBAL_POOL:
-            raise ValueError(f"global_pool must be one of {GLOBAL_POOL}, got {global_pool!r}")
-        self.global_pool, self.rel_pos_bias_mode = global_pool, rel_pos_bias
+        self.rel_pos_bias_mode = rel_pos_bias
         self.img_size, self.patch_size, self.num_classes = img_size, patch_size, num_classes
+        self.in_chans, self.global_pool = in_chans, check_global_pool(global_pool, self.global_pools)
         self.stage_dims, self.strides = (embed_dim,), (patch_size,)
         self.num_features, self.num_layers = embed_dim, depth
         self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim, strict_img_size=False)
         self.grid_size = tuple(self.patch_embed.grid_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         pos = torch.cat([torch.zeros(1, embed_dim), sincos_2d(embed_dim, *self.grid_size)])
-        self.pos_embed = nn.Parameter(pos[None], requires_grad=False) if use_abs_pos_emb else None  # [1, 1+L, D]
+        # [1, 1 + L, D], fixed: a persistent buffer under MAE's key (None without an absolute embedding)
+        self.register_buffer("pos_embed", pos[None] if use_abs_pos_emb else None)
         self.rel_pos_bias = None
         if rel_pos_bias == "shared":
             self.rel_pos_bias = RelativePositionBias(self.grid_size, num_heads)
@@ -71,6 +79,7 @@ class PlainViT(Backbone):
         )
         self.norm = nn.Identity() if fc_norm else norm(embed_dim)
         self.fc_norm = norm(embed_dim) if fc_norm else None
+        self.feature_info = [dict(num_chs=embed_dim, reduction=patch_size, module=f"blocks.{i}") for i in range(depth)]
         self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
         self._init_weights()
 
@@ -101,9 +110,6 @@ class PlainViT(Backbone):
         """See :meth:`Backbone.forward_tokens`; ``grid`` (H, W) is needed only off the default size."""
         b, length, d = tokens.shape
         x = tokens + self._patch_pos(grid or self.grid_size, length)  # [B, L, D]
-        if self.rel_pos_bias is not None and tuple(grid or self.grid_size) != self.grid_size:
-            raise ValueError(f"the relative position bias is built for the {self.grid_size} grid, got {grid}; "
-                             "build the ViT at this image size (load_official_checkpoint resizes the tables)")
         attn_mask = None
         if groups is not None:
             if keep is not None:
@@ -118,18 +124,29 @@ class PlainViT(Backbone):
                 attn_mask = (g[:, :, None] == g[:, None, :])[:, None]  # [G, 1, 1+L, 1+L]
         if keep is not None:
             x = torch.gather(x, 1, keep[..., None].expand(-1, -1, d))  # [B, L_keep, D]
-        cls = self.cls_token if self.pos_embed is None else self.cls_token + self.pos_embed[:, :1]
-        x = torch.cat([cls.expand(b, -1, -1), x], dim=1)
-        if self.rel_pos_bias is None:
-            for block in self.blocks:
-                x = block(x, attn_mask=attn_mask)
-        else:
-            shared = None if isinstance(self.rel_pos_bias, nn.ModuleList) else self.rel_pos_bias()
-            for i, block in enumerate(self.blocks):
-                bias = shared if shared is not None else self.rel_pos_bias[i]()
-                x = block(x, attn_mask=self._attn_bias(bias, attn_mask, keep, x.dtype))
+        x = torch.cat([self._prefix(b), x], dim=1)
+        for block, mask in zip(self.blocks, self._block_masks(grid, attn_mask, keep, x.dtype)):
+            x = block(x, attn_mask=mask)
         x = self.norm(x)  # [B, 1 + L_out, D]
         return x if return_prefix else x[:, 1:]  # patch tokens only unless the cls token is asked for
+
+    def _prefix(self, batch: int) -> torch.Tensor:
+        """The cls token with its (zero) position embedding: [B, 1, D]."""
+        cls = self.cls_token if self.pos_embed is None else self.cls_token + self.pos_embed[:, :1]
+        return cls.expand(batch, -1, -1)
+
+    def _block_masks(self, grid, attn_mask: torch.Tensor | None, keep: torch.Tensor | None,
+                     dtype: torch.dtype) -> list[torch.Tensor | None]:
+        """The attention mask of every block: the group mask alone, or with the relative position bias
+        (shared or per block) folded in as an additive bias."""
+        if self.rel_pos_bias is None:
+            return [attn_mask] * len(self.blocks)
+        if tuple(grid or self.grid_size) != self.grid_size:
+            raise ValueError(f"the relative position bias is built for the {self.grid_size} grid, got {grid}; "
+                             "build the ViT at this image size (load_official_checkpoint resizes the tables)")
+        if isinstance(self.rel_pos_bias, nn.ModuleList):
+            return [self._attn_bias(rpb(), attn_mask, keep, dtype) for rpb in self.rel_pos_bias]
+        return [self._attn_bias(self.rel_pos_bias(), attn_mask, keep, dtype)] * len(self.blocks)
 
     @staticmethod
     def _attn_bias(bias: torch.Tensor, attn_mask: torch.Tensor | None, keep: torch.Tensor | None,
@@ -161,15 +178,67 @@ class PlainViT(Backbone):
         out = self.forward_tokens(self.embed(x[:, :, : h * self.patch_size, : w * self.patch_size]), grid=(h, w))
         return [out.transpose(1, 2).reshape(x.shape[0], -1, h, w)]
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, 3, H, W] -> final tokens [B, L, C] (with the cls token first when ``global_pool="token"``)."""
+    def forward_token_features(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] -> final tokens [B, L, D] ([B, 1 + L, D], cls first, when ``global_pool="token"``)."""
         return self.forward_tokens(self.embed(x), return_prefix=self.global_pool == "token")
 
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """timm's map [B, D, H/p, W/p]; with ``global_pool="token"`` timm's ViT layout [B, 1 + L, D]."""
+        if self.global_pool == "token":
+            return self.forward_token_features(x)
+        return super().forward_features(x)
+
     def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        pooled = features[:, 0] if self.global_pool == "token" else features.mean(dim=1)
+        """As :meth:`Backbone.forward_head`, plus the cls token (``global_pool="token"``) and ``fc_norm``."""
+        if self.global_pool == "" or (self.global_pool == "avg" and self.fc_norm is None):
+            return super().forward_head(features, pre_logits)
+        if self.global_pool == "token":
+            pooled = features[:, 0]  # the cls token of [B, 1 + L, D]
+        else:
+            pooled = (features.flatten(2).transpose(1, 2) if features.ndim == 4 else features).mean(dim=1)
         if self.fc_norm is not None:
             pooled = self.fc_norm(pooled)
         return pooled if pre_logits else self.head(pooled)
+
+    def forward_intermediates(self, x: torch.Tensor, indices: int | Sequence[int] | None = None, norm: bool = False,
+                              stop_early: bool = False, output_fmt: str = "NCHW", intermediates_only: bool = False):
+        """timm's API: the patch tokens after the blocks in ``indices`` (last n if an int, all if None) as maps
+        [B, D, H/p, W/p] (``output_fmt="NLC"``: [B, L, D]), and the final map as ``forward_features``.
+
+        Args:
+            norm: apply the final norm to every tap.
+            stop_early: skip the blocks after the last tap.
+        """
+        if output_fmt not in ("NCHW", "NLC"):
+            raise ValueError(f"output_fmt={output_fmt!r}: the plain ViT gives 'NCHW' or 'NLC'")
+        take, last = feature_take_indices(len(self.blocks), indices)
+        b, h, w = x.shape[0], x.shape[2] // self.patch_size, x.shape[3] // self.patch_size
+        tokens = self.embed(x[:, :, : h * self.patch_size, : w * self.patch_size])  # [B, L, D]
+        x = tokens + self._patch_pos((h, w), tokens.shape[1])
+        x = torch.cat([self._prefix(b), x], dim=1)
+        masks = self._block_masks((h, w), None, None, x.dtype)
+        taps = []
+        for i, block in enumerate(self.blocks[: last + 1] if stop_early else self.blocks):
+            x = block(x, attn_mask=masks[i])
+            if i in take:
+                y = (self.norm(x) if norm else x)[:, 1:]  # patch tokens [B, L, D]
+                taps.append(y.transpose(1, 2).reshape(b, -1, h, w) if output_fmt == "NCHW" else y)
+        if intermediates_only:
+            return taps
+        return self.norm(x)[:, 1:].transpose(1, 2).unflatten(2, (h, w)), taps
+
+    def prune_intermediate_layers(self, indices: int | Sequence[int] = 1, prune_norm: bool = False,
+                                  prune_head: bool = True) -> list[int]:
+        """Drop the blocks after the last of ``indices``, the final norm (``prune_norm``) and the head
+        (``reset_classifier(0, "")``). Returns the absolute indices of the kept taps."""
+        take, last = feature_take_indices(len(self.blocks), indices)
+        self.blocks = self.blocks[: last + 1]
+        self.num_layers = len(self.blocks)
+        if prune_norm:
+            self.norm = nn.Identity()
+        if prune_head:
+            self.reset_classifier(0, "")
+        return take
 
     def layer_id(self, name: str) -> int:
         """MAE's ``get_layer_id_for_vit``: embeddings 0, block i at i + 1, the rest (norm, head) at
@@ -181,7 +250,7 @@ class PlainViT(Backbone):
         return self.num_layers + 1
 
     def no_weight_decay(self) -> set[str]:
-        return {"pos_embed", "cls_token"}
+        return {"cls_token"}  # the fixed pos_embed is a buffer
 
     def no_weight_decay_keywords(self) -> set[str]:
         return {"relative_position_bias_table"} if self.rel_pos_bias is not None else set()

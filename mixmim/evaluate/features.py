@@ -15,7 +15,7 @@ from mixmim.evaluate.loaders import eval_loader, shard_indices
 
 def pooled_features(backbone: Backbone, images: torch.Tensor) -> torch.Tensor:
     """[B, 3, H, W] -> [B, C]: final tokens, final norm, global average pool (``forward_head(pre_logits)``)."""
-    return backbone.forward_head(backbone.forward_features(images), pre_logits=True)
+    return backbone.forward_head(backbone.forward_token_features(images), pre_logits=True)
 
 
 @torch.no_grad()

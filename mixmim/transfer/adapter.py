@@ -145,8 +145,10 @@ def build_adapter(backbone: str, img_size: int, attention: str = DEFAULT_ATTENTI
         out_channels: channels of the plain ViT's simple pyramid (hierarchical: the FPN's, set by the engine).
         backbone_kwargs: further constructor arguments (e.g. smaller sizes for tests).
     """
+    from mixmim.backbone_names import canonical_backbone_name
     from mixmim.backbones.registry import BACKBONE_SPECS
 
+    backbone = canonical_backbone_name(backbone)
     spec = BACKBONE_SPECS[backbone][1] if backbone in BACKBONE_SPECS else {}
     kwargs = dict(num_classes=0, img_size=img_size, drop_path_rate=drop_path, **backbone_kwargs)
     depths = kwargs.get("depths", spec.get("depths"))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mixmim.backbone_names import canonical_backbone_name
 from mixmim.transfer.layout import DEFAULT_ATTENTION
 
 PAPER_EPOCHS = (100, 50)
@@ -22,9 +23,9 @@ PAPER_PER_BACKBONE: dict[str, tuple[float, float]] = {
     "mixmim_base": (0.8, 0.1),
     "mixmim_large": (0.8, 0.4),
     "mixmim_huge": (0.8, 0.5),
-    "vit_base_patch16": (0.7, 0.1),
-    "vit_large_patch16": (0.8, 0.4),
-    "vit_huge_patch14": (0.9, 0.5),
+    "mixmim_vit_base_patch16": (0.7, 0.1),
+    "mixmim_vit_large_patch16": (0.8, 0.4),
+    "mixmim_vit_huge_patch14": (0.9, 0.5),
 }
 PAPER_NUMBERS = {  # (AP box, AP mask), with their source
     "mixmim_base": (52.2, 46.5, "MixMIM paper (arXiv 2205.13137), Mask R-CNN on COCO"),
@@ -42,6 +43,7 @@ def coco_paper_overrides(backbone: str, epochs: int = 100) -> dict[str, Any]:
         KeyError: a backbone without a recipe (the message lists those with one).
         ValueError: ``epochs`` other than 100 or 50.
     """
+    backbone = canonical_backbone_name(backbone)
     if backbone not in PAPER_PER_BACKBONE:
         raise KeyError(f"no COCO recipe for backbone '{backbone}'; recipes exist for {sorted(PAPER_PER_BACKBONE)}")
     if epochs not in PAPER_EPOCHS:

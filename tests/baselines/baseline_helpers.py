@@ -14,7 +14,7 @@ from baselines.tokenizers import KMeansTokenizer
 from mixmim.config import MethodConfig, RunConfig, apply_overrides
 from mixmim.method import PretrainMethod
 
-BACKBONES = ("mixmim_tiny_32", "vit_tiny_patch4_32")
+BACKBONES = ("mixmim_tiny_32", "mixmim_vit_tiny_patch4_32")
 METHOD_NAMES = tuple(METHODS)
 SMALL_VOCAB = 16
 
@@ -36,7 +36,7 @@ def fixed_images(n: int = 8, seed: int = 0, size: int = 32) -> torch.Tensor:
 
 def fit_codebook(backbone: str, path: Path) -> Path:
     """A 16-token k-means codebook fitted on :func:`fixed_images` at ``backbone``'s token grid."""
-    grid = (4, 4) if backbone.startswith("mixmim") else (8, 8)
+    grid = (8, 8) if backbone.startswith("mixmim_vit_") else (4, 4)
     KMeansTokenizer.fit(fixed_images(32, seed=1), grid, SMALL_VOCAB, seed=0).save(path)
     return path
 
@@ -77,7 +77,8 @@ BACKBONE_ATTRIBUTES = frozenset({
     "supports_token_drop", "num_prefix_tokens", "out_grid_size",
 })
 BACKBONE_METHODS = frozenset({
-    "embed", "forward_tokens", "forward_features", "forward_head", "forward_pyramid", "layer_id",
+    "embed", "forward_tokens", "forward_token_features", "forward_features", "forward_head", "forward_pyramid",
+    "layer_id",
     "no_weight_decay",
 })
 

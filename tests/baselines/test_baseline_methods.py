@@ -79,7 +79,7 @@ def test_mae_encoder_never_sees_masked_pixels(backbone):
 
 
 def test_mae_hierarchical_uses_group_exclusion_and_vit_uses_token_drop():
-    vit = MAE(create_backbone("vit_tiny_patch4_32", num_classes=0), decoder_dim=32, decoder_depth=1,
+    vit = MAE(create_backbone("mixmim_vit_tiny_patch4_32", num_classes=0), decoder_dim=32, decoder_depth=1,
               decoder_heads=2)
     hier = MAE(create_backbone("mixmim_tiny_32", num_classes=0), decoder_dim=32, decoder_depth=1,
                decoder_heads=2)
@@ -113,7 +113,7 @@ def test_methods_use_only_the_backbone_interface(name, backbone, codebooks):
 
 
 def test_interface_proxy_rejects_internals():
-    proxy = InterfaceOnly(create_backbone("vit_tiny_patch4_32", num_classes=0))
+    proxy = InterfaceOnly(create_backbone("mixmim_vit_tiny_patch4_32", num_classes=0))
     assert proxy.strides == (4,) and proxy.num_prefix_tokens == 1
     with pytest.raises(AttributeError, match="not part of the Backbone interface"):
         _ = proxy.pos_embed

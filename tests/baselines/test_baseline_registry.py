@@ -63,7 +63,7 @@ def test_build_method(name, backbone, codebooks):
 
 
 def test_ignored_options_are_reported(caplog):
-    cfg = apply_overrides(small_config("simmim", "vit_tiny_patch4_32"), {"method.mix_embedding": True})
+    cfg = apply_overrides(small_config("simmim", "mixmim_vit_tiny_patch4_32"), {"method.mix_embedding": True})
     with caplog.at_level(logging.INFO, logger="baselines.registry"):
         build_method(cfg)
     assert "simmim ignores method.mix_embedding" in caplog.text
@@ -73,13 +73,13 @@ def test_ignored_options_are_reported(caplog):
 def test_vit_methods_count_flops_on_meta(name, codebooks):
     """Budgets count FLOPs on the meta device: the ViT baselines keep their mask bookkeeping on the CPU."""
     with torch.device("meta"):
-        method = build_method(small_config(name, "vit_tiny_patch4_32", codebooks["vit_tiny_patch4_32"]))
+        method = build_method(small_config(name, "mixmim_vit_tiny_patch4_32", codebooks["mixmim_vit_tiny_patch4_32"]))
         images = torch.empty(2, 3, 32, 32)
     flops = count_flops(method, images)
     assert flops > 0
     if name == "mae":  # token dropping: the encoder sees a quarter of the tokens
         with torch.device("meta"):
-            simmim = build_method(small_config("simmim", "vit_tiny_patch4_32"))
+            simmim = build_method(small_config("simmim", "mixmim_vit_tiny_patch4_32"))
         assert flops < 0.5 * count_flops(simmim, images)
 
 

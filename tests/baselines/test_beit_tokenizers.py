@@ -52,7 +52,7 @@ def test_kmeans_save_load_roundtrip(tmp_path):
         KMeansTokenizer.load(tmp_path / "other.pt")
 
 
-@pytest.mark.parametrize("backbone", ["mixmim_tiny_32", "vit_tiny_patch4_32"])
+@pytest.mark.parametrize("backbone", ["mixmim_tiny_32", "mixmim_vit_tiny_patch4_32"])
 def test_beit_targets_are_the_tokenizer_codes(backbone, codebooks):
     method = small_method("beit", backbone, codebooks[backbone]).eval()
     images = fixed_images(4)
@@ -69,7 +69,7 @@ def test_beit_targets_are_the_tokenizer_codes(backbone, codebooks):
 
 def test_beit_block_mask_count_and_grid():
     tok = KMeansTokenizer(torch.randn(SMALL_VOCAB, 48))
-    vit_b = BEiT(create_backbone("vit_tiny_patch4_32", num_classes=0), tok)  # 8x8 grid
+    vit_b = BEiT(create_backbone("mixmim_vit_tiny_patch4_32", num_classes=0), tok)  # 8x8 grid
     assert vit_b.num_masked == round(64 * 75 / 196)
     masks = vit_b.draw_mask(16)
     assert masks.shape == (16, 8, 8) and (masks.flatten(1).sum(1) <= vit_b.num_masked).all()
@@ -155,7 +155,8 @@ def test_dalle_rejects_wrong_files_clearly(tmp_path):
     (tmp_path / "garbage.pkl").write_bytes(b"not a checkpoint at all")
     with pytest.raises(ValueError, match=f"not a DALL-E encoder file.*{DALLE_ENCODER_URL}"):
         load_dalle_encoder(tmp_path / "garbage.pkl")
-    torch.save({"model": create_backbone("vit_tiny_patch4_32", num_classes=0).state_dict()}, tmp_path / "mae.pth")
+    vit = create_backbone("mixmim_vit_tiny_patch4_32", num_classes=0)
+    torch.save({"model": vit.state_dict()}, tmp_path / "mae.pth")
     with pytest.raises(ValueError, match=r"blocks\.input\.w.*Expected the DALL-E dVAE encoder.*encoder\.pkl"):
         load_dalle_encoder(tmp_path / "mae.pth")
     decoder_like = _tiny_dalle().state_dict()

@@ -45,18 +45,18 @@ def official_mae_shapes(img: int = 224, patch: int = 16, dim: int = 768, depth: 
     return shapes
 
 
-SMALL = dict(img=32, patch=4, dim=64, depth=4, dec_dim=32, dec_depth=1)  # vit_tiny_patch4_32 + a small decoder
+SMALL = dict(img=32, patch=4, dim=64, depth=4, dec_dim=32, dec_depth=1)  # mixmim_vit_tiny_patch4_32 + a small decoder
 
 
 def _small_mae() -> MAE:
     torch.manual_seed(0)
-    return MAE(create_backbone("vit_tiny_patch4_32", num_classes=0), decoder_dim=32, decoder_depth=1,
+    return MAE(create_backbone("mixmim_vit_tiny_patch4_32", num_classes=0), decoder_dim=32, decoder_depth=1,
                decoder_heads=2)
 
 
 def test_mae_base_has_the_official_layout_and_loads_strict():
     with torch.device("meta"):  # ViT-B sizes without allocating 112M parameters
-        method = MAE(create_backbone("vit_base_patch16", num_classes=0))
+        method = MAE(create_backbone("mixmim_vit_base_patch16", num_classes=0))
         official = {k: torch.empty(s) for k, s in official_mae_shapes().items()}
     ours = {k: tuple(v.shape) for k, v in method_to_official_keys(method.state_dict()).items()}
     assert ours == official_mae_shapes()
@@ -76,7 +76,7 @@ def test_official_values_load_into_every_tensor():
 
 def test_finetuning_from_official_mae_misses_only_the_head():
     with torch.device("meta"):
-        backbone = create_backbone("vit_base_patch16")  # 1000 classes
+        backbone = create_backbone("mixmim_vit_base_patch16")  # 1000 classes
         official = {k: torch.empty(s) for k, s in official_mae_shapes().items()}
     result = load_official_checkpoint(backbone, {"model": official})
     assert sorted(result.missing_keys) == ["head.bias", "head.weight"]

@@ -8,8 +8,9 @@ from mixmim.backbones import BACKBONES, Backbone, create_backbone
 
 # Large backbones run at a reduced resolution: the wiring is the same, the compute is not.
 REDUCED_SIZE = {"mixmim_base": 64, "mixmim_large": 64, "mixmim_huge": 64, "mixmim_base_384": 64,
-                "mixmim_large_384": 64, "vit_base_patch16": 64, "vit_large_patch16": 64, "vit_huge_patch14": 56}
-SLOW = {"mixmim_huge", "vit_huge_patch14", "mixmim_large", "mixmim_large_384", "vit_large_patch16"}
+                "mixmim_large_384": 64, "mixmim_vit_base_patch16": 64, "mixmim_vit_large_patch16": 64,
+                "mixmim_vit_huge_patch14": 56}
+SLOW = {"mixmim_huge", "mixmim_vit_huge_patch14", "mixmim_large", "mixmim_large_384", "mixmim_vit_large_patch16"}
 
 
 def _params():
@@ -41,7 +42,7 @@ def test_interface_forward_backward(name):
     assert [p.shape[1] for p in pyramid] == list(model.stage_dims)
 
 
-@pytest.mark.parametrize("name", ["mixmim_tiny_32", "vit_tiny_patch4_32"])
+@pytest.mark.parametrize("name", ["mixmim_tiny_32", "mixmim_vit_tiny_patch4_32"])
 def test_group_mask_and_embeds_accepted(name):
     model = create_backbone(name, num_classes=0)
     x = torch.randn(2, 3, 32, 32)

@@ -17,7 +17,7 @@ def _loss_and_grads(method, images):
     return loss.detach(), {n: p.grad.clone() for n, p in method.named_parameters() if p.grad is not None}
 
 
-@pytest.mark.parametrize("name,backbone", [("mixmim", "mixmim_tiny_32"), ("mae", "vit_tiny_patch4_32")])
+@pytest.mark.parametrize("name,backbone", [("mixmim", "mixmim_tiny_32"), ("mae", "mixmim_vit_tiny_patch4_32")])
 def test_checkpointing_is_exact_and_configurable(name, backbone):
     overrides = {"method.name": name, "model.backbone": backbone, "method.mask_unit": 8,
                  "method.decoder_dim": 32, "method.decoder_depth": 1, "method.decoder_heads": 1}

@@ -49,7 +49,7 @@ def test_own_image_change_changes_features():
 
 
 def test_plain_vit_keeps_images_apart():
-    enc = create_backbone("vit_tiny_patch4_32", num_classes=0)
+    enc = create_backbone("mixmim_vit_tiny_patch4_32", num_classes=0)
     method = MixMIM(enc, mask_unit=8, decoder_dim=32, decoder_depth=1, decoder_heads=1).eval()
     images = torch.randn(4, 3, 32, 32)
     mask = mix_mask(method.mask_grid, 0.5, torch.Generator().manual_seed(1))

@@ -43,7 +43,7 @@ def test_newest_row_per_configuration_default_path_first(tmp_path: Path) -> None
     table = speed_table(rows, methods=["mixmim"])
     assert list(zip(table["attention"], table["images_per_s"])) == [("grouped", 1200.0), ("official", 950.0)]
     assert table.iloc[0]["source"] == "20260201-000000-cuda.jsonl"
-    assert speed_table(rows, backbones=["vit_base_patch16"]).empty
+    assert speed_table(rows, backbones=["mixmim_vit_base_patch16"]).empty
     assert speed_table(read_speed_rows(tmp_path / "absent")).empty
 
 

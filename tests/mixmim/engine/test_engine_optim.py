@@ -160,7 +160,7 @@ def test_layer_decay_on_the_real_backbones():
     plain = scales_by_name(layer_decay_param_groups(mixmim, 0.05, 0.7, official_head_decay=False))
     assert official["head.weight"] == pytest.approx(0.7) and plain["head.weight"] == 1.0
     assert official["patch_embed.proj.weight"] == pytest.approx(0.7 ** (mixmim.num_layers + 1))
-    vit = create_backbone("vit_tiny_patch4_32", num_classes=10)  # MAE's table: head at 1.0 either way
+    vit = create_backbone("mixmim_vit_tiny_patch4_32", num_classes=10)  # MAE's table: head at 1.0 either way
     assert scales_by_name(layer_decay_param_groups(vit, 0.05, 0.75))["head.weight"] == 1.0
 
 

@@ -5,5 +5,5 @@ from __future__ import annotations
 # Registered backbones shrunk to test size (same class, patch size and stage structure).
 SMALL = {
     "mixmim_base": dict(embed_dim=16, depths=(1, 1, 3, 1), num_heads=(1, 1, 2, 2)),
-    "vit_base_patch16": dict(embed_dim=32, depth=2, num_heads=2),
+    "mixmim_vit_base_patch16": dict(embed_dim=32, depth=2, num_heads=2),
 }

@@ -11,7 +11,7 @@ from mixmim.transfer.adapter import build_adapter
 from mixmim.transfer.layout import evenly_spaced_global, global_blocks
 
 
-@pytest.mark.parametrize("name", ["mixmim_base", "vit_base_patch16"])
+@pytest.mark.parametrize("name", ["mixmim_base", "mixmim_vit_base_patch16"])
 @pytest.mark.parametrize("size", [(100, 150), (64, 64), (129, 97)])
 def test_pyramid_strides_4_to_32_at_arbitrary_sizes(name, size):
     adapter = build_adapter(name, img_size=128, **SMALL[name])
@@ -32,7 +32,7 @@ def test_hierarchical_levels_are_stages_with_norms_and_vit_levels_are_the_simple
     assert hier.out_features == ["stage1", "stage2", "stage3", "stage4"]
     assert [hier.out_channels[n] for n in hier.out_features] == [16, 32, 64, 128]
     assert len(hier.stage_norms) == 4 and isinstance(hier.encoder.norm, torch.nn.Identity)
-    vit = build_adapter("vit_base_patch16", 128, out_channels=48, **SMALL["vit_base_patch16"])
+    vit = build_adapter("mixmim_vit_base_patch16", 128, out_channels=48, **SMALL["mixmim_vit_base_patch16"])
     assert vit.kind == "plain" and vit.has_neck
     assert vit.out_features == ["p2", "p3", "p4", "p5", "p6"]
     assert set(vit.out_channels.values()) == {48}

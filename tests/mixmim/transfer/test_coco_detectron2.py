@@ -48,7 +48,7 @@ def test_lazyconfig_files_follow_the_vitdet_recipe(path):
     assert body._target_ is MixMIMBackbone and body.img_size == 1024
 
 
-@pytest.mark.parametrize("backbone", ["mixmim_tiny_32", "vit_tiny_patch4_32"])
+@pytest.mark.parametrize("backbone", ["mixmim_tiny_32", "mixmim_vit_tiny_patch4_32"])
 def test_small_model_trains_one_step(backbone):
     torch.manual_seed(0)
     nodes = mask_rcnn_recipe(backbone=backbone, img_size=64, batch_size=2, num_classes=3, compact=True,

@@ -103,7 +103,7 @@ def test_bad_options_fail_at_start(pretrained_run):
 def test_experiment_overrides_apply_to_run_config():
     debug = apply_overrides(RunConfig(), coco_debug_overrides())
     assert debug.coco.engine == "torchvision" and debug.coco.root == "" and debug.coco.heads == "compact"
-    for backbone in ("mixmim_base", "mixmim_large", "vit_base_patch16", "vit_large_patch16"):
+    for backbone in ("mixmim_base", "mixmim_large", "mixmim_vit_base_patch16", "mixmim_vit_large_patch16"):
         for epochs in (100, 50):
             cfg = apply_overrides(RunConfig(), coco_paper_overrides(backbone, epochs))
             assert cfg.coco.engine == "detectron2" and cfg.coco.epochs == epochs and cfg.coco.batch_size == 64
@@ -117,7 +117,7 @@ def test_experiment_overrides_apply_to_run_config():
     assert PAPER_NUMBERS["beit_large"][:2] == (53.3, 47.1)
 
 
-@pytest.mark.parametrize("backbone", ["mixmim_tiny_32", "vit_tiny_patch4_32"])
+@pytest.mark.parametrize("backbone", ["mixmim_tiny_32", "mixmim_vit_tiny_patch4_32"])
 def test_torchvision_maskrcnn_on_both_backbone_kinds(backbone):
     torch.manual_seed(0)
     adapter = build_adapter(backbone, 64, out_channels=64)

@@ -12,7 +12,8 @@ from mixmim.transfer.adapter import build_adapter
 from mixmim.transfer.weights import load_pretrained, map_encoder_keys, new_detection_keys, resolve_init
 
 
-@pytest.mark.parametrize("name", ["mixmim_base", "vit_base_patch16", "mixmim_tiny_32", "vit_tiny_patch4_32"])
+@pytest.mark.parametrize("name", ["mixmim_base", "mixmim_vit_base_patch16", "mixmim_tiny_32",
+                                  "mixmim_vit_tiny_patch4_32"])
 def test_key_mapping_covers_every_backbone_key_and_invents_none(name):
     kwargs = SMALL.get(name, {})
     source = create_backbone(name, **kwargs).state_dict()  # with the classification head

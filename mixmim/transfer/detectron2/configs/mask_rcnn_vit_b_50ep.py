@@ -12,7 +12,7 @@ The ``coco`` stage builds the same config from the run's settings (``mixmim.tran
 
 from mixmim.transfer.detectron2.recipe import paper_config
 
-_nodes = paper_config("vit_base_patch16", epochs=50)
+_nodes = paper_config("mixmim_vit_base_patch16", epochs=50)
 model = _nodes["model"]
 dataloader = _nodes["dataloader"]
 optimizer = _nodes["optimizer"]
