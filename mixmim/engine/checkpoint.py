@@ -32,6 +32,13 @@ from torch import nn
 from mixmim.rundir import atomic_write
 from mixmim.torchfile import CheckpointFileError, load_torch_file
 
+__all__ = [  # CheckpointFileError: what every load here raises for an unreadable file
+    "ENCODER", "LAST", "CheckpointFileError", "TrainPosition", "atomic_torch_save", "encoder_state_dict",
+    "epoch_checkpoint_name", "load_checkpoint", "load_encoder_state", "load_latest_checkpoint",
+    "remove_partial_checkpoints", "restore_training_checkpoint", "resume_candidates", "training_checkpoint",
+    "unwrap",
+]
+
 logger = logging.getLogger(__name__)
 
 LAST = "checkpoint-last.pth"
