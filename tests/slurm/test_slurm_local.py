@@ -170,3 +170,14 @@ def test_local_runs_do_not_touch_the_distributed_env(tmp_path: Path, monkeypatch
     monkeypatch.delenv("RANK", raising=False)
     launch([ordered_run(tmp_path / "run", ["a"])], LOCAL, tmp_path / "logs")
     assert "RANK" not in os.environ
+
+
+def test_takeover_launches_stages_whose_slurm_records_look_in_flight(tmp_path: Path, monkeypatch) -> None:
+    run = ordered_run(tmp_path / "run", ["a"])
+    record = _local_record(run, "a", pid=0)
+    record.executor, record.job_id, record.folder = "slurm", "4242", str(tmp_path)
+    write_launch_record(run.run_dir, record)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sacct: the job's state is unknown, so it counts as queued
+    assert [stage.outcome for stage in launch([run], LOCAL, tmp_path / "logs").stages] == [IN_FLIGHT]
+    report = launch([run], LOCAL, tmp_path / "logs", takeover=True)
+    assert [stage.outcome for stage in report.stages] == [COMPLETED]
