@@ -81,6 +81,7 @@ def test_two_concurrent_launches_share_the_runs_and_train_nothing_twice(tmp_path
     assert again.returncode == 0 and "6 skipped" in out and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_ctrl_c_is_recorded_as_interrupted_and_the_next_launch_resumes(tmp_path: Path) -> None:
     launch_process = start_launch(tmp_path, steps=200, sleep_s=0.02)
     assert launch_process.stdout is not None and launch_process.stdout.readline().strip() == "launching"
