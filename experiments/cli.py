@@ -44,6 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_experiment_args(run)
     run.add_argument("--executor", choices=("local", "slurm", "debug"), help="where stages run (default: local)")
     run.add_argument("--dry-run", action="store_true", help="validate and print the plan; launch nothing")
+    run.add_argument("--force-config", action="store_true",
+                     help="accept a changed config in folders that hold results: the stages not yet done run with "
+                          "it (the change is recorded in manifest.json)")
+    run.add_argument("--takeover", action="store_true",
+                     help="launch stages whose Slurm jobs still look queued or running, when you know they are dead")
     status = sub.add_parser("status", help="per run and stage: done, running, failed (with log), pending")
     _add_experiment_args(status, overrides=False)
     report = sub.add_parser("report", help="paper-style tables, plots and a review bundle")
@@ -106,7 +111,7 @@ def cmd_show(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from experiments.launching import experiment_dir, launch_experiment, run_specs
+    from experiments.launching import dry_run_plan, experiment_dir, launch_experiment
 
     exp = _experiment(args)
     budget = _budget(args)
@@ -114,12 +119,11 @@ def cmd_run(args) -> int:
     if args.executor:
         launch_cfg.executor = args.executor
     if args.dry_run:
-        specs = run_specs(exp, Path(args.output), budget, write=False)
-        for spec in specs:
-            print(f"{spec.name}: {' -> '.join(s.name for s in spec.stages)}  ({spec.run_dir})")
-        print(f"{len(specs)} runs would launch with executor '{launch_cfg.executor}'")
+        lines = dry_run_plan(exp, Path(args.output), budget, args.force_config)
+        print("\n".join(lines))
+        print(f"{len(lines)} runs would launch with executor '{launch_cfg.executor}'")
         return 0
-    report = launch_experiment(exp, Path(args.output), launch_cfg, budget)
+    report = launch_experiment(exp, Path(args.output), launch_cfg, budget, args.force_config, args.takeover)
     print(report.summary())
     if launch_cfg.executor == "slurm":
         print(f"submitted; follow with `mixmim-bench status {exp.name} --variant {exp.variant} --output {args.output}`")
@@ -211,16 +215,17 @@ COMMANDS = {"list": cmd_list, "show": cmd_show, "run": cmd_run, "status": cmd_st
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    from experiments.budget import BudgetError
-    from experiments.launching import RunSetupError
-    from mixmim.config import ConfigError
+    from experiments.errors import explain
 
     try:
         return COMMANDS[args.command](args)
-    except (ConfigError, RunSetupError, BudgetError, KeyError) as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+    except (Exception, KeyboardInterrupt) as err:  # expected errors become a message (experiments/errors.py)
+        explained = explain(err)
+        if explained is None:
+            raise
+        message, code = explained
         print(f"mixmim-bench: error: {message}", file=sys.stderr)
-        return 2
+        return code
 
 
 if __name__ == "__main__":

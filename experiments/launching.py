@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import logging
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +14,16 @@ from experiments.budget import Budget, apply_budget
 from experiments.spec import Experiment, normalize_stages
 from experiments.stages import STAGES
 from mixmim.config import LaunchConfig, RunConfig, apply_overrides, to_yaml
-from mixmim.rundir import CONFIG_FILE, atomic_write_text, update_manifest
+from mixmim.rundir import (
+    CONFIG_FILE,
+    PREVIOUS_CONFIG_FILE,
+    append_to_manifest,
+    atomic_write_text,
+    done_stages,
+    update_manifest,
+)
 from slurm import LaunchReport, RunSpec, StageSpec, launch
+from slurm.records import now_iso
 
 log = logging.getLogger(__name__)
 
@@ -59,48 +70,131 @@ def validate_run(cfg: RunConfig, run_dir: Path) -> None:
         raise RunSetupError(f"run '{cfg.name}': init checkpoint {cfg.init} does not exist")
 
 
-def prepare_run_dir(cfg: RunConfig, run_dir: Path, variant: str, budget: dict[str, Any] | None = None) -> None:
-    """Write ``config.yaml`` and the run's identity into ``manifest.json``.
+@dataclass
+class ConfigCheck:
+    """How a run folder's config relates to the requested one.
+
+    Attributes:
+        action: ``new`` (no config yet), ``same``, ``replace`` (differs, but no stage has a result: the
+            folder takes the new config), ``force`` (differs, stages have results, ``--force-config``).
+        diff: the unified diff, existing -> requested (empty unless the configs differ).
+        done: stages with a result.
+    """
+
+    action: str
+    diff: str = ""
+    done: list[str] = field(default_factory=list)
+
+    def note(self) -> str:
+        """A phrase for the plan, empty when there is nothing to say."""
+        if self.action == "replace":
+            return ("config changed, no stage result yet: the new config replaces it (old one kept as "
+                    f"{PREVIOUS_CONFIG_FILE})")  # fmt: skip
+        if self.action == "force":
+            return (f"config changed after results of {', '.join(self.done)} (--force-config): the stages not "
+                    "yet done use the new one")  # fmt: skip
+        return ""
+
+
+def check_config(cfg: RunConfig, run_dir: Path, force_config: bool = False) -> ConfigCheck:
+    """Whether ``cfg`` may run in ``run_dir``: a folder's config is fixed by its first *result*.
 
     Raises:
-        RunSetupError: the folder holds a run with a different config (results are never mixed or
-            overwritten silently).
+        RunSetupError: the folder holds stage results made with a different config and ``force_config`` is
+            False (results are never mixed silently).
     """
-    text = to_yaml(cfg)
     path = run_dir / CONFIG_FILE
-    if path.is_file() and path.read_text() != text:
-        diff = "".join(list(difflib.unified_diff(path.read_text().splitlines(True), text.splitlines(True),
-                                                 "existing", "requested", n=0))[2:12])
-        raise RunSetupError(f"{run_dir} holds run '{cfg.name}' with a different config:\n{diff}"
-                            "Use another --output, or delete the folder to start over.")
-    run_dir.mkdir(parents=True, exist_ok=True)
     if not path.is_file():
-        atomic_write_text(path, text)
+        return ConfigCheck("new")
+    existing, text = path.read_text(), to_yaml(cfg)
+    if existing == text:
+        return ConfigCheck("same")
+    lines = list(difflib.unified_diff(existing.splitlines(True), text.splitlines(True), "existing", "requested", n=0))
+    diff = "".join(lines[2:14])
+    done = done_stages(run_dir)
+    if not done:
+        return ConfigCheck("replace", diff)
+    if force_config:
+        return ConfigCheck("force", diff, done)
+    raise RunSetupError(
+        f"{run_dir} holds results of run '{cfg.name}' ({', '.join(done)}) made with a different config:\n{diff}"
+        "Use another --output; or pass --force-config to run the stages not yet done with the new config (the "
+        "change is recorded in manifest.json); or delete the folder to start over."
+    )
+
+
+def prepare_run_dir(cfg: RunConfig, run_dir: Path, variant: str, budget: dict[str, Any] | None = None,
+                    force_config: bool = False) -> ConfigCheck:  # fmt: skip
+    """Check and write ``config.yaml`` and the run's identity into ``manifest.json``.
+
+    Call it holding the run's lock (:class:`mixmim.rundir.RunLock`; the launcher does, ``RunSpec.prepare``),
+    so that the check and the write are one step no other launch can interleave with.
+
+    Raises:
+        RunSetupError: the folder holds results made with a different config (see :func:`check_config`).
+    """
+    check = check_config(cfg, run_dir, force_config)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / CONFIG_FILE
+    if check.action in ("replace", "force"):
+        os.replace(path, run_dir / PREVIOUS_CONFIG_FILE)
+        log.warning("%s: %s", cfg.name, check.note())
+        change = {"at": now_iso(), "action": check.action, "stages_done": check.done, "diff": check.diff,
+                  "previous": PREVIOUS_CONFIG_FILE}  # fmt: skip
+        append_to_manifest(run_dir, "config_changes", change)
+    if check.action != "same":
+        atomic_write_text(path, to_yaml(cfg))
     identity = {"experiment": cfg.experiment, "run": cfg.name, "method": cfg.method.name,
                 "backbone": cfg.model.backbone, "setting": cfg.setting, "seed": cfg.seed, "variant": variant,
                 "stages_planned": cfg.stages, "init": cfg.init}
     if budget:
         identity["budget"] = budget
     update_manifest(run_dir, identity)
+    return check
 
 
-def run_specs(exp: Experiment, output: Path, budget: Budget | None = None, write: bool = True) -> list[RunSpec]:
-    """Validated stage chains of every run (and, with ``write``, their prepared run directories)."""
+def run_specs(exp: Experiment, output: Path, budget: Budget | None = None, write: bool = True,
+              force_config: bool = False) -> list[RunSpec]:  # fmt: skip
+    """Validated stage chains of every run, each with its config check (``RunSpec.prepare`` writes the run
+    directory under the run's lock when ``write``; without it, nothing is written).
+
+    Raises:
+        RunSetupError: a run cannot start (bad stages, data root or init), or its folder holds results made
+            with a different config: checked for every run before anything launches (``--dry-run`` too).
+    """
     records = apply_budget(exp.runs, budget, Path(output))
     specs = []
     for cfg in exp.runs:
         run_dir = experiment_dir(output, exp) / cfg.name
         validate_run(cfg, run_dir)
+        check_config(cfg, run_dir, force_config)  # fail before anything launches; checked again under the lock
+        prepare = None
         if write:
-            prepare_run_dir(cfg, run_dir, exp.variant, records.get(cfg.name))
-        specs.append(RunSpec(run_dir=run_dir, name=cfg.name,
-                             stages=[StageSpec(name=s, fn=STAGES[s], cfg=cfg) for s in cfg.stages]))
+            prepare = functools.partial(prepare_run_dir, cfg, run_dir, exp.variant, records.get(cfg.name), force_config)
+        specs.append(RunSpec(run_dir=run_dir, name=cfg.name, prepare=prepare,
+                             stages=[StageSpec(name=s, fn=STAGES[s], cfg=cfg) for s in cfg.stages]))  # fmt: skip
     return specs
 
 
-def launch_experiment(exp: Experiment, output: Path, launch_cfg: LaunchConfig,
-                      budget: Budget | None = None) -> LaunchReport:
-    """Prepare and launch every stage of every run (skipping done stages, resuming partial ones)."""
-    specs = run_specs(exp, output, budget)
+def dry_run_plan(exp: Experiment, output: Path, budget: Budget | None = None, force_config: bool = False) -> list[str]:
+    """One line per run, ``run: stages (folder)`` plus what would happen to its config; writes nothing.
+
+    Raises:
+        RunSetupError: as ``run`` would (the same validation and config checks).
+    """
+    specs = run_specs(exp, output, budget, write=False, force_config=force_config)
+    lines = []
+    for cfg, spec in zip(exp.runs, specs):
+        note = check_config(cfg, spec.run_dir, force_config).note()
+        line = f"{spec.name}: {' -> '.join(s.name for s in spec.stages)}  ({spec.run_dir})"
+        lines.append(line + (f"\n  {note}" if note else ""))
+    return lines
+
+
+def launch_experiment(exp: Experiment, output: Path, launch_cfg: LaunchConfig, budget: Budget | None = None,
+                      force_config: bool = False, takeover: bool = False) -> LaunchReport:  # fmt: skip
+    """Prepare and launch every stage of every run (skipping done stages, resuming partial ones, leaving runs
+    that another live launch holds to it)."""
+    specs = run_specs(exp, output, budget, force_config=force_config)
     log_dir = experiment_dir(output, exp) / "_logs"
-    return launch(specs, launch_cfg, log_dir)
+    return launch(specs, launch_cfg, log_dir, takeover=takeover)

@@ -10,8 +10,11 @@ Layout (``docs/architecture.md``, "Run directory")::
             checkpoint-last.pth, checkpoint-<epoch>.pth
             result.json        the stage's final metrics; its presence means "done"
             tb/                TensorBoard events
+        .run.lock              the run's lock (:class:`RunLock`): held by the process working on the run
 
-This module knows nothing of models; ``slurm`` and ``reports`` use it too.
+Every file is written atomically (a temporary file unique to its writer, then a rename) with the mode the
+umask gives (0644 under the usual 022). This module knows nothing of models and imports no torch;
+``slurm`` and ``reports`` use it too.
 """
 
 from __future__ import annotations
@@ -20,13 +23,20 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+# Re-exported: slurm/ and reports/ import only this module of mixmim.
+from mixmim.runlock import RunLock, RunLockError, file_lock, lock_holder  # noqa: F401
+from mixmim.runlock import describe as describe_holder  # noqa: F401
 
 RESULT_FILE = "result.json"
 MANIFEST_FILE = "manifest.json"
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
+PREVIOUS_CONFIG_FILE = "config.previous.yaml"  # the config a folder held before a change (no result yet, or forced)
+LAUNCH_POSITION_ENV = "MIXMIM_LAUNCH_POSITION"  # "3/5": a run's place in its launch, for progress lines
 
 
 class ResultExistsError(FileExistsError):
@@ -64,31 +74,94 @@ def _sanitize(value: Any) -> Any:
     return value
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux allows (``/proc/self/status``)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
-    A reader (or a run killed mid-write) sees either the old file or the new one, never half of one.
+
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None], overwrite: bool = True) -> Path:
+    """Write ``path`` through ``write(file)`` into a temporary file beside it, then rename it into place.
+
+    A reader (or a run killed mid-write) sees the old file or the new one, never half of one. The temporary
+    name holds the writer's PID and a random part, so concurrent writers never touch each other's file; the
+    file gets the mode a plain ``open`` would give (``0o666`` less the umask), and the rename is fsync'ed.
+
+    Args:
+        overwrite: False: never replace an existing ``path`` (a hard link that fails when the name exists,
+            so two writers cannot both succeed).
+
+    Raises:
+        FileExistsError: ``overwrite`` is False and ``path`` exists.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            _link_new(tmp, path)
+    finally:
         Path(tmp).unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+    return path
+
+
+def _link_new(tmp: str, path: Path) -> None:
+    """Give ``tmp`` the name ``path`` unless that name exists (atomic where hard links work)."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
         raise
+    except OSError:  # no hard links on this filesystem: check, then rename (racy, but never silent)
+        if path.exists():
+            raise FileExistsError(f"{path} exists") from None
+        os.replace(tmp, path)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (best effort: some filesystems refuse to fsync a directory)."""
+    try:
+        dir_fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (:func:`atomic_write`)."""
+    atomic_write(path, lambda f: f.write(data))
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def _json_text(obj: Any) -> str:
+    return json.dumps(_sanitize(obj), indent=2, sort_keys=True, default=_json_default) + "\n"
+
+
 def atomic_write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(_sanitize(obj), indent=2, sort_keys=True, default=_json_default) + "\n")
+    atomic_write_text(path, _json_text(obj))
 
 
 def read_json(path: str | Path) -> Any:
@@ -104,10 +177,18 @@ def write_result(run_dir: str | Path, stage: str, result: dict[str, Any], overwr
             silently; delete the file or pass ``overwrite=True`` to redo a stage).
     """
     path = stage_dir(run_dir, stage) / RESULT_FILE
-    if path.exists() and not overwrite:
-        raise ResultExistsError(f"{path} exists; delete it to run stage '{stage}' again")
-    atomic_write_json(path, {"stage": stage, **result})
+    text = _json_text({"stage": stage, **result}).encode("utf-8")
+    try:
+        atomic_write(path, lambda f: f.write(text), overwrite=overwrite)
+    except FileExistsError:
+        raise ResultExistsError(f"{path} exists; delete it to run stage '{stage}' again") from None
     return path
+
+
+def done_stages(run_dir: str | Path) -> list[str]:
+    """The stages of ``run_dir`` that have a result, sorted."""
+    root = Path(run_dir)
+    return sorted(p.parent.name for p in root.glob(f"*/{RESULT_FILE}")) if root.is_dir() else []
 
 
 def read_result(run_dir: str | Path, stage: str) -> dict[str, Any] | None:
@@ -139,13 +220,25 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
 def update_manifest(run_dir: str | Path, fields: dict[str, Any], stage: str | None = None) -> dict[str, Any]:
     """Merge ``fields`` into ``manifest.json`` (under ``stages.<stage>`` when a stage is given).
 
-    Stages of one run execute one after another, so read-modify-write with an atomic rename is safe.
+    The read-modify-write holds an exclusive lock on the manifest (:func:`file_lock`), so concurrent updates
+    (a launcher and its stages, several ranks, another launch) are never lost.
     """
     path = Path(run_dir) / MANIFEST_FILE
-    manifest: dict[str, Any] = read_json(path) if path.is_file() else {}
-    if stage is None:
-        manifest.update(fields)
-    else:
-        manifest.setdefault("stages", {}).setdefault(stage, {}).update(fields)
-    atomic_write_json(path, manifest)
+    with file_lock(path):
+        manifest: dict[str, Any] = read_json(path) if path.is_file() else {}
+        if stage is None:
+            manifest.update(fields)
+        else:
+            manifest.setdefault("stages", {}).setdefault(stage, {}).update(fields)
+        atomic_write_json(path, manifest)
+    return manifest
+
+
+def append_to_manifest(run_dir: str | Path, key: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """Append ``entry`` to the list ``manifest[key]`` (under the manifest's lock)."""
+    path = Path(run_dir) / MANIFEST_FILE
+    with file_lock(path):
+        manifest: dict[str, Any] = read_json(path) if path.is_file() else {}
+        manifest.setdefault(key, []).append(entry)
+        atomic_write_json(path, manifest)
     return manifest

@@ -15,12 +15,14 @@ from slurm.report import LaunchReport, StageLaunch
 from slurm.spec import RunSpec, StageSpec
 from slurm.stage_job import StageJob
 from slurm.status import STATES, StageStatus, status
+from slurm.submit import SlurmSubmissionError
 
 __all__ = [
     "EXECUTORS",
     "STATES",
     "LaunchReport",
     "RunSpec",
+    "SlurmSubmissionError",
     "StageJob",
     "StageLaunch",
     "StageSpec",

@@ -2,7 +2,9 @@
 
 Each attempt writes ``launch.json`` and logs to ``<log_dir>/<run>/<stage>.log``. ``local`` records a
 failure in ``error.json`` (traceback and log path), skips the later stages of that run and goes on with
-the other runs; ``debug`` stops at the first exception and raises it with its traceback.
+the other runs; ``debug`` stops at the first exception and raises it with its traceback. A Ctrl-C
+(``KeyboardInterrupt``) is recorded as an interruption (``status``: interrupted, not failed) and stops the
+launch; the next launch resumes the stage from its checkpoint.
 """
 
 from __future__ import annotations
@@ -60,6 +62,10 @@ def run_stage_locally(run: RunSpec, stage: StageSpec, log_dir: Path, executor: s
         logger.info("%s/%s: starting (%s executor, job %s)", run.name, stage.name, executor, job_id)
         try:
             StageJob(run.name, run.run_dir, stage)()
+        except KeyboardInterrupt:
+            logger.warning("%s/%s interrupted (Ctrl-C); the next launch resumes it", run.name, stage.name)
+            write_error_record(run.run_dir, stage.name, job_id, traceback.format_exc(), log_path, interrupted=True)
+            raise
         except Exception as error:
             logger.exception("%s/%s failed", run.name, stage.name)
             write_error_record(run.run_dir, stage.name, job_id, traceback.format_exc(), log_path)

@@ -2,7 +2,7 @@
 
 ``launch.json`` says how the stage's latest attempt was started (executor, job id, log paths, time);
 every attempt is also appended to ``launches.jsonl``, so no record is lost. ``error.json`` holds the
-traceback of a stage that raised, tagged with the job id of its attempt. ``status`` reads both.
+traceback of a stage that raised (or was interrupted), tagged with the job id of its attempt. ``status`` reads both.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ class LaunchRecord:
         submitted_at: ISO 8601 time (UTC).
         folder: submitit's job folder (Slurm).
         dependency: the Slurm dependency the job waits on (``afterok:...``, ``aftercorr:...``), if any.
-        host, pid: where an in-process attempt runs (to tell a running attempt from a dead one).
+        host, pid: where an in-process attempt ran (information only: whether a run is being worked on is
+            told by its lock, :class:`mixmim.rundir.RunLock`).
     """
 
     run: str
@@ -71,8 +72,11 @@ def read_launch_record(run_dir: Path, stage: str) -> LaunchRecord | None:
     return LaunchRecord(**{key: value for key, value in fields.items() if key in known})
 
 
-def write_error_record(run_dir: Path, stage: str, job_id: str, traceback: str, log_path: str | Path) -> Path:
-    """Write ``error.json``: the traceback of the attempt ``job_id`` and where its log is."""
+def write_error_record(
+    run_dir: Path, stage: str, job_id: str, traceback: str, log_path: str | Path, interrupted: bool = False
+) -> Path:
+    """Write ``error.json``: the traceback of the attempt ``job_id`` and where its log is (``interrupted``:
+    stopped by the user, e.g. Ctrl-C, rather than failed)."""
     path = rundir.stage_dir(run_dir, stage) / ERROR_FILE
     record = {
         "stage": stage,
@@ -80,6 +84,7 @@ def write_error_record(run_dir: Path, stage: str, job_id: str, traceback: str, l
         "traceback": traceback,
         "log_path": str(log_path),
         "failed_at": now_iso(),
+        "interrupted": interrupted,
     }
     rundir.atomic_write_json(path, record)
     return path

@@ -10,7 +10,7 @@ from pathlib import Path
 import submitit
 
 SKIPPED = "skipped"  # already done before this launch
-IN_FLIGHT = "in-flight"  # already queued or running from an earlier launch: not submitted again
+IN_FLIGHT = "in-flight"  # held by another live launch, or queued or running on Slurm: not launched again
 SUBMITTED = "submitted"  # sent to Slurm by this launch
 COMPLETED = "completed"  # run in this process by this launch and succeeded
 FAILED = "failed"  # run in this process by this launch and raised (log_path, error)
@@ -50,6 +50,8 @@ class LaunchReport:
         """One line: how many stages had each outcome, and the log of each failure."""
         counts = Counter(stage.outcome for stage in self.stages)
         parts = [f"{counts[outcome]} {outcome}" for outcome in OUTCOMES if counts[outcome]]
+        if counts[IN_FLIGHT]:
+            parts[parts.index(f"{counts[IN_FLIGHT]} {IN_FLIGHT}")] += " (left to another live launch or Slurm job)"
         line = f"{self.executor}: " + (", ".join(parts) or "nothing to do")
         for stage in self.with_outcome(FAILED):
             line += f"\n  {stage.run}/{stage.stage} failed: {stage.error} (log: {stage.log_path})"

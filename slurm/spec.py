@@ -29,11 +29,17 @@ class StageSpec:
 
 @dataclass
 class RunSpec:
-    """One run: its directory and its stages, run in order (each starts after the previous one succeeded)."""
+    """One run: its directory and its stages, run in order (each starts after the previous one succeeded).
+
+    Attributes:
+        prepare: called by the launcher while it holds the run's lock, before it looks at the stages (the
+            experiment's config check and config write, as one locked step); None: nothing to prepare.
+    """
 
     run_dir: Path
     stages: list[StageSpec] = field(default_factory=list)
     name: str = ""
+    prepare: Callable[[], None] | None = None
 
     def __post_init__(self) -> None:
         self.run_dir = Path(self.run_dir).absolute()

@@ -4,11 +4,16 @@ On Slurm it is a ``submitit.helpers.Checkpointable``: when the job is preempted 
 submitit calls ``checkpoint()``, which returns a ``DelayedSubmission`` of the job itself; submitit then
 requeues it, and the requeued job calls the stage again, which resumes from its own last checkpoint
 (stages checkpoint themselves; this wrapper holds no training state).
+
+A stage runs under its run's lock (:class:`mixmim.rundir.RunLock`): in a launcher that holds it already the
+lock is taken again at once; a Slurm job waits for it up to :data:`LOCK_WAIT_S` seconds (the submitting
+process holds it for the moment of the submission; another live launch may be working on the run).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import traceback
 from pathlib import Path
 from typing import Any
@@ -22,6 +27,8 @@ from slurm.spec import StageSpec
 
 logger = logging.getLogger(__name__)
 
+LOCK_WAIT_S = float(os.environ.get("MIXMIM_LOCK_WAIT_S", "900"))  # how long a Slurm job waits for its run
+
 
 class StageJob(submitit.helpers.Checkpointable):
     """Calls ``stage.fn(stage.cfg, run_dir)`` unless the stage is done; returns the stage's metrics."""
@@ -32,6 +39,25 @@ class StageJob(submitit.helpers.Checkpointable):
         self.stage = stage
 
     def __call__(self) -> dict[str, Any]:
+        """Run the stage under its run's lock.
+
+        Raises:
+            RunLockError: another live process holds the run (after :data:`LOCK_WAIT_S` in a Slurm job).
+        """
+        in_job = in_submitit_job()
+        if in_job and submitit.JobEnvironment().global_rank != 0:
+            return self._run_stage()  # the tasks of one multi-GPU job are one worker: rank 0 holds the lock
+        lock = rundir.RunLock(self.run_dir)
+        if not lock.acquire(blocking=in_job, timeout_s=LOCK_WAIT_S if in_job else None, poll_s=5.0):
+            holder = rundir.describe_holder(lock.holder())
+            raise rundir.RunLockError(f"{self.run_name}/{self.stage.name}: {self.run_dir} is being worked on by "
+                                      f"{holder}; not run twice (launch it again once that one ended)")  # fmt: skip
+        try:
+            return self._run_stage()
+        finally:
+            lock.release()
+
+    def _run_stage(self) -> dict[str, Any]:
         if rundir.is_done(self.run_dir, self.stage.name):
             logger.info("%s/%s is done: nothing to run", self.run_name, self.stage.name)
             result = rundir.read_result(self.run_dir, self.stage.name) or {}

@@ -1,15 +1,15 @@
 """Where every stage of every run stands: done, running, pending, failed (with its log) or blocked.
 
-Read from the run directories (``result.json``, ``launch.json``, ``error.json``) and, for stages on
-Slurm, from accounting (``sacct``, through submitit's watcher: one call for all jobs).
+Read from the run directories (``result.json``, ``launch.json``, ``error.json``), from the runs' locks (a
+local attempt runs while its run's lock is held; :class:`mixmim.rundir.RunLock`) and, for stages on Slurm,
+from accounting (``sacct``, through submitit's watcher: one call for all jobs). Hostnames and PIDs in the
+records are never used to decide: a container restarted with a new hostname or a reused PID changes nothing.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import shutil
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -26,8 +26,9 @@ DONE = "done"  # result.json exists
 RUNNING = "running"  # a Slurm job or a live local process is working on it
 PENDING = "pending"  # not launched yet, or queued on Slurm (waiting, requeued after preemption)
 FAILED = "failed"  # its latest attempt ended without a result; log_path says why
+INTERRUPTED = "interrupted"  # its latest attempt was stopped by the user (Ctrl-C); a new launch resumes it
 BLOCKED = "blocked"  # an earlier stage of its run failed, so it will not run
-STATES = (DONE, RUNNING, PENDING, FAILED, BLOCKED)
+STATES = (DONE, RUNNING, PENDING, FAILED, INTERRUPTED, BLOCKED)
 
 # Slurm job states (sacct) that mean the job is still on its way; every other state without a result is a
 # failure. PREEMPTED and REQUEUED jobs come back (submitit requeues them).
@@ -65,6 +66,11 @@ class StageView:
     def in_flight(self) -> bool:
         """Launched earlier and still queued or running: launching it again would run it twice."""
         return self.record is not None and self.status.state in (RUNNING, PENDING)
+
+    @property
+    def queued_on_slurm(self) -> bool:
+        """In flight as a Slurm job (as opposed to a local process holding the run's lock)."""
+        return self.in_flight and self.record is not None and self.record.executor == "slurm"
 
 
 def status(runs: list[RunSpec]) -> list[StageStatus]:
@@ -114,26 +120,11 @@ def _stage_state(
         return PENDING, None
     error = read_error_record(run_dir, stage)
     if error is not None and error.get("job_id") == record.job_id:
-        return FAILED, Path(error["log_path"])
+        return (INTERRUPTED if error.get("interrupted") else FAILED), Path(error["log_path"])
     if record.executor == "slurm":
         slurm_state = slurm_states.get(record.job_id, "UNKNOWN")
         if slurm_state in _SLURM_RUNNING:
             return RUNNING, log_path
         return (PENDING if slurm_state in _SLURM_QUEUED else FAILED), log_path
-    return (RUNNING if _local_attempt_alive(record) else FAILED), log_path
-
-
-def _local_attempt_alive(record: LaunchRecord) -> bool:
-    """An in-process attempt is alive while its process is (this process runs stages one at a time, so an
-    attempt recorded by this very process is over). On another host we cannot tell: assume it is."""
-    if record.host != socket.gethostname():
-        return True
-    if record.pid == os.getpid():
-        return False
-    try:
-        os.kill(record.pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    # A local attempt runs while some other process holds the run's lock; otherwise it ended without a result.
+    return (RUNNING if rundir.lock_holder(run_dir) is not None else FAILED), log_path

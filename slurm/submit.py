@@ -31,10 +31,42 @@ logger = logging.getLogger(__name__)
 RunStages = tuple[RunSpec, list[StageSpec]]
 
 
+class SlurmSubmissionError(RuntimeError):
+    """Slurm cannot be reached or refused a job; the message says what to check."""
+
+
 def submit_to_slurm(
     pending: list[RunStages], launch_cfg: LaunchConfig, log_dir: Path
 ) -> tuple[list[StageLaunch], dict[tuple[str, str], submitit.Job]]:
-    """Submit every run's pending stages; returns the launches and the jobs by ``(run, stage)``."""
+    """Submit every run's pending stages; returns the launches and the jobs by ``(run, stage)``.
+
+    Raises:
+        SlurmSubmissionError: no Slurm here (no ``srun``), or ``sbatch`` failed (no controller, a bad
+            partition or account); jobs submitted before the failure stay submitted and recorded.
+    """
+    try:
+        return _submit_groups(pending, launch_cfg, log_dir)
+    except submitit.core.utils.FailedSubmissionError as error:
+        lines = [line for line in str(error).splitlines() if line.strip()]
+        reason = next((line for line in lines if "sbatch:" in line or "error" in line.lower()), lines[-1] if lines
+                      else "sbatch failed")  # fmt: skip
+        raise SlurmSubmissionError(
+            f"Slurm refused the submission ({reason.strip()[:300]}). Check that the controller answers (`sinfo`) "
+            "and that launch.partition / launch.account exist (--set launch.partition=...), or run here with "
+            "--executor local."
+        ) from None
+    except RuntimeError as error:
+        if "srun" not in str(error):
+            raise
+        raise SlurmSubmissionError(
+            "--executor slurm needs a Slurm cluster, but `srun` is not on PATH here: run from a login node of "
+            "the cluster, or run here with --executor local."
+        ) from None
+
+
+def _submit_groups(
+    pending: list[RunStages], launch_cfg: LaunchConfig, log_dir: Path
+) -> tuple[list[StageLaunch], dict[tuple[str, str], submitit.Job]]:
     groups: dict[tuple[str, ...], list[RunStages]] = defaultdict(list)
     for run, stages in pending:
         groups[tuple(stage.name for stage in stages)].append((run, stages))

@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,3 +127,29 @@ def cluster_unavailable_reason() -> str | None:
     if not {"idle", "mix", "alloc"} & set(states.stdout.split()):
         return f"no usable node in the cluster of {conf} (sinfo: {states.stdout.strip()!r})"
     return None
+
+
+# Holds <run_dir>/.run.lock with a plain flock and writes a holder note, as any other process would; it imports
+# nothing of the suite, so it starts at once.
+_HOLD_LOCK = """
+import fcntl, json, os, socket, sys, time
+os.makedirs(sys.argv[1], exist_ok=True)
+fd = os.open(os.path.join(sys.argv[1], ".run.lock"), os.O_RDWR | os.O_CREAT, 0o666)
+fcntl.flock(fd, fcntl.LOCK_EX)
+os.ftruncate(fd, 0)
+os.write(fd, json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": "now"}).encode())
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def hold_run_lock(run_dir: Path, seconds: float = 120.0) -> subprocess.Popen:
+    """Start a process that holds ``run_dir``'s lock for ``seconds`` (kill it to release); return it once it
+    holds the lock."""
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(run_dir), str(seconds)], stdout=subprocess.PIPE,
+                              text=True)  # fmt: skip
+    line = holder.stdout.readline().strip() if holder.stdout is not None else ""
+    if line != "locked":
+        holder.kill()
+        raise RuntimeError(f"the lock holder did not start (said {line!r})")
+    return holder

@@ -18,6 +18,7 @@ from torch import nn
 from mixmim.backbones.official_keys import beit_blocks_to_timm, flat_to_method_key, place_keys, refuse_swin
 from mixmim.backbones.pos_embed import resize_pos_embed, resize_rel_pos_table
 from mixmim.backbones.rel_pos_bias import is_cls_rel_pos_table, resize_cls_rel_pos_table
+from mixmim.torchfile import load_torch_file
 
 log = logging.getLogger(__name__)
 DECODER_PREFIXES = ("decoder_", "mask_token")
@@ -26,13 +27,8 @@ PRETRAIN_ONLY_PREFIXES = (*DECODER_PREFIXES, "lm_head.")  # not part of an encod
 
 def read_state_dict(path_or_sd: str | Path | dict) -> dict[str, torch.Tensor]:
     """A state dict from a file (official ``{"model": ...}``, ``{"state_dict": ...}`` or bare) or a dict."""
-    if isinstance(path_or_sd, (str, Path)):
-        path = Path(path_or_sd)
-        if not path.is_file():
-            raise FileNotFoundError(f"checkpoint {path} does not exist; pass the path of a local .pth file")
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    else:
-        sd = path_or_sd
+    # weights_only=True, official ``args`` namespaces allowed, clear errors for files that are not checkpoints
+    sd = load_torch_file(path_or_sd) if isinstance(path_or_sd, (str, Path)) else path_or_sd
     for key in ("model", "state_dict", "module"):
         if isinstance(sd, dict) and key in sd and isinstance(sd[key], dict):
             sd = sd[key]

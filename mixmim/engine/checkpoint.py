@@ -1,9 +1,12 @@
 """Training checkpoints: atomic writes, what they hold, and how a run resumes from them.
 
-A checkpoint is written to a temporary file in the same folder, flushed, fsync'ed and renamed over the
-target (``os.replace`` is atomic on POSIX), so ``checkpoint-last.pth`` is always a complete file: a run
-killed mid-write leaves the previous checkpoint and a stray ``.checkpoint-*.tmp`` (removed on resume by
-:func:`remove_partial_checkpoints`).
+A checkpoint is written to a temporary file in the same folder (its name unique to the writer), flushed,
+fsync'ed and renamed over the target (:func:`mixmim.rundir.atomic_write`, the writer of every run file, with
+the umask's mode), so ``checkpoint-last.pth`` is always a complete file: a run killed mid-write leaves the
+previous checkpoint and a stray ``.checkpoint-*.tmp`` (removed on resume by :func:`remove_partial_checkpoints`;
+only the holder of the run's lock resumes, so no other writer's file is removed). A checkpoint that is
+unreadable anyway (a disk that filled up, a copy that was cut) is skipped on resume: :func:`load_latest_checkpoint`
+falls back to the newest intact ``checkpoint-<N>.pth`` and says which file was broken.
 
 Contents of a training checkpoint (:func:`training_checkpoint`), all loadable with ``weights_only=True``:
 ``model`` (state dict of the unwrapped module), ``optimizer``, ``scaler``, ``position`` (:class:`TrainPosition`
@@ -11,22 +14,30 @@ as a dict), ``rng`` (one :func:`mixmim.engine.rng.capture_rng_state` per rank, r
 epoch, start), ``counters`` (running totals the stage reports: losses, wall time, images, events), ``config``
 (the stage's config as a plain dict) and ``format``.
 
-Every load uses ``weights_only=True``. Checkpoints of other code (official MixMIM ``{'model': ...}``, with
-``argparse.Namespace`` args) may need ``weights_only=False``; :func:`load_encoder_state` takes
-``trusted=True`` for those, and only for files the user supplied.
+Every load uses ``weights_only=True`` (:func:`mixmim.torchfile.load_torch_file`, which allow-lists the
+``argparse.Namespace`` that official MixMIM checkpoints pickle under ``args``).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from mixmim.rundir import atomic_write
+from mixmim.torchfile import CheckpointFileError, load_torch_file
+
+__all__ = [  # CheckpointFileError: what every load here raises for an unreadable file
+    "ENCODER", "LAST", "CheckpointFileError", "TrainPosition", "atomic_torch_save", "encoder_state_dict",
+    "epoch_checkpoint_name", "load_checkpoint", "load_encoder_state", "load_latest_checkpoint",
+    "remove_partial_checkpoints", "restore_training_checkpoint", "resume_candidates", "training_checkpoint",
+    "unwrap",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -52,24 +63,7 @@ def epoch_checkpoint_name(epochs_done: int) -> str:
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     """``torch.save`` to a temporary file next to ``path``, fsync, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)  # make the rename itself durable
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-    return path
+    return atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def remove_partial_checkpoints(folder: str | Path) -> list[Path]:
@@ -82,8 +76,54 @@ def remove_partial_checkpoints(folder: str | Path) -> list[Path]:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint written by this engine (``weights_only=True``)."""
-    return torch.load(path, map_location=map_location, weights_only=True)
+    """Load a checkpoint written by this engine (``weights_only=True``).
+
+    Raises:
+        CheckpointFileError: the file is truncated or not a checkpoint (the message names it).
+    """
+    return load_torch_file(path, map_location=map_location)
+
+
+def resume_candidates(folder: str | Path) -> list[Path]:
+    """``checkpoint-last.pth`` then ``checkpoint-<N>.pth`` by decreasing ``N``: the files a stage resumes from."""
+    folder = Path(folder)
+    numbered = []
+    for path in folder.glob("checkpoint-*.pth"):
+        match = re.fullmatch(r"checkpoint-(\d+)\.pth", path.name)
+        if match:
+            numbered.append((int(match.group(1)), path))
+    last = [folder / LAST] if (folder / LAST).is_file() else []
+    return last + [path for _, path in sorted(numbered, reverse=True)]
+
+
+def load_latest_checkpoint(
+    folder: str | Path, map_location: str | torch.device = "cpu"
+) -> tuple[dict[str, Any], Path] | None:
+    """The newest intact checkpoint of a stage folder and its path, or None when the folder has none.
+
+    An unreadable file (truncated, corrupt) is skipped with a warning that names it and the file used instead.
+
+    Raises:
+        CheckpointFileError: there are checkpoints but none is readable (the message lists them).
+    """
+    broken: list[str] = []
+    for path in resume_candidates(folder):
+        try:
+            ckpt = load_checkpoint(path, map_location)
+        except CheckpointFileError as error:
+            logger.warning("%s", error)
+            broken.append(path.name)
+            continue
+        if broken:
+            logger.warning("checkpoint(s) %s in %s unreadable: resuming from %s instead", ", ".join(broken),
+                           folder, path.name)  # fmt: skip
+        return ckpt, path
+    if broken:
+        raise CheckpointFileError(
+            f"no readable checkpoint in {folder} ({', '.join(broken)} are truncated or corrupt): delete them "
+            "to start the stage over, or restore one from a copy"
+        )
+    return None
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -155,13 +195,13 @@ def save_encoder(model: nn.Module, path: str | Path, meta: dict[str, Any] | None
 
 def load_encoder_state(path: str | Path, trusted: bool = False) -> dict[str, torch.Tensor]:
     """The backbone state dict in ``path``: this engine's ``encoder.pth``, a training checkpoint (its
-    ``encoder.`` keys), an official ``{'model': ...}`` checkpoint, or a bare state dict.
+    ``encoder.`` keys), an official ``{'model': ...}`` checkpoint (its ``args`` namespace is allow-listed),
+    or a bare state dict.
 
     Args:
-        trusted: load with ``weights_only=False`` (needed by checkpoints that pickle other objects, e.g.
-            the official ``args`` namespace). Only for files you trust.
+        trusted: load with ``weights_only=False`` (for files that pickle other objects). Only for files you trust.
     """
-    ckpt = torch.load(path, map_location="cpu", weights_only=not trusted)
+    ckpt = torch.load(path, map_location="cpu", weights_only=False) if trusted else load_torch_file(path)
     state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else ckpt
     if any(k.startswith("encoder.") for k in state):
         state = {k[len("encoder.") :]: v for k, v in state.items() if k.startswith("encoder.")}

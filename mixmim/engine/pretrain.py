@@ -30,7 +30,6 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils.data import Dataset
-from tqdm import tqdm
 
 from mixmim.config import RunConfig, to_dict
 from mixmim.data import ResumableSampler, build_loader, dataset_fingerprint, unpack_batch
@@ -42,6 +41,7 @@ from mixmim.engine.metrics import MetricsLogger
 from mixmim.engine.nonfinite import NonFiniteGuard, NonFiniteLossError, RollbackRequested, any_rank_nonfinite
 from mixmim.engine.optim import build_adamw, pretrain_param_groups, set_lr
 from mixmim.engine.precision import autocast, grad_scaler
+from mixmim.engine.progress import StageProgress
 from mixmim.engine.recipe import Recipe, make_recipe
 from mixmim.engine.rng import capture_rng_state, restore_rng_state, seed_everything
 from mixmim.engine.schedule import lr_at_step
@@ -124,6 +124,7 @@ class _PretrainRun:
         self.pending_rng: dict[str, Any] | None = None  # restored right before the next batch is drawn
         self.last_checkpoint_step = 0
         self.fingerprint = dataset_fingerprint(dataset) if env.is_main else None
+        self.progress = StageProgress(run_dir.name, STAGE, self.recipe.epochs, self.recipe.iters_per_epoch, env.is_main)
 
     @property
     def generator(self) -> torch.Generator | None:
@@ -133,8 +134,9 @@ class _PretrainRun:
     def run(self) -> dict[str, Any]:
         if self.env.is_main:
             ckpt_io.remove_partial_checkpoints(self.dir)  # left by a run killed while writing
-        if (self.dir / LAST).is_file():
-            self.resume()
+        latest = ckpt_io.load_latest_checkpoint(self.dir)  # the newest readable one, or None
+        if latest is not None:
+            self.resume(*latest)
         else:
             self.fresh_start()
         if self.env.is_main:
@@ -164,10 +166,10 @@ class _PretrainRun:
         self.save_checkpoint()  # step 0: the "last good checkpoint" before any update
         logger.info("pre-training from scratch: %s", self.recipe)
 
-    def resume(self) -> None:
-        self.load(ckpt_io.load_checkpoint(self.dir / LAST))
+    def resume(self, ckpt: dict[str, Any], path: Path) -> None:
+        self.load(ckpt)
         self.metrics.rewind(self.position.global_step)
-        logger.info("resumed from %s at %s", self.dir / LAST, self.position)
+        logger.info("resumed from %s at %s", path, self.position)
 
     def load(self, ckpt: dict[str, Any]) -> None:
         """Restore model, optimizer, scaler, position and totals now, the RNG states before the next batch."""
@@ -194,21 +196,16 @@ class _PretrainRun:
         if self.pending_rng is not None:  # exactly where the interrupted run drew its next batch
             restore_rng_state(self.pending_rng, self.generator)
             self.pending_rng = None
-        bar = tqdm(total=r.iters_per_epoch, initial=pos.step_in_epoch, desc=f"pretrain epoch {pos.epoch}",
-                   disable=not self.env.is_main, leave=False, dynamic_ncols=True)  # fmt: skip
-        try:
-            batches = iter(loader)
-            while pos.step_in_epoch < r.iters_per_epoch and not self.finished():
-                images, _, corrupt = unpack_batch(next(batches))
-                loss = self.micro_step(images.to(self.device, non_blocking=True))
-                self.totals.add_batch(loss, corrupt)
-                pos.step_in_epoch += 1
-                bar.update(1)
-                if pos.step_in_epoch % r.accum_iter == 0:
-                    self.optimizer_step()
-                    bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-        finally:
-            bar.close()
+        self.progress.start_epoch(pos.epoch, pos.step_in_epoch)
+        batches = iter(loader)
+        while pos.step_in_epoch < r.iters_per_epoch and not self.finished():
+            images, _, corrupt = unpack_batch(next(batches))
+            loss = self.micro_step(images.to(self.device, non_blocking=True))
+            self.totals.add_batch(loss, corrupt)
+            pos.step_in_epoch += 1
+            self.progress.step(loss)
+            if pos.step_in_epoch % r.accum_iter == 0:
+                self.optimizer_step()
         if pos.step_in_epoch >= r.iters_per_epoch:
             self.end_epoch()
 
@@ -253,7 +250,7 @@ class _PretrainRun:
         pos.epoch, pos.step_in_epoch = pos.epoch + 1, 0
         record = {"step": pos.global_step, "epoch": pos.epoch, "epoch_loss": loss}
         self.metrics.log({**record, "corrupt_reads": self.totals.values["corrupt_reads"]}, prefix="pretrain/")
-        logger.info("epoch %d/%d: loss %.4f", pos.epoch, self.recipe.epochs, loss)
+        self.progress.end_epoch(loss)
         every = self.cfg.pretrain.checkpoint_every
         self.save_checkpoint([ckpt_io.epoch_checkpoint_name(pos.epoch)] if every and pos.epoch % every == 0 else [])
 

@@ -11,6 +11,7 @@ from tqdm import tqdm
 from mixmim.data import unpack_batch
 from mixmim.engine.distributed import DistEnv, all_reduce_sum
 from mixmim.engine.precision import autocast
+from mixmim.engine.progress import interactive
 from mixmim.evaluate.loaders import eval_loader
 
 
@@ -46,7 +47,8 @@ def evaluate_classifier(
     model.eval()
     correct1 = correct5 = loss_sum = count = 0.0
     loader = eval_loader(dataset, batch_size, env, num_workers)
-    for batch in tqdm(loader, desc="evaluate", disable=not env.is_main, leave=False, dynamic_ncols=True):
+    show = env.is_main and interactive()
+    for batch in tqdm(loader, desc="evaluate", disable=not show, leave=False, dynamic_ncols=True):
         images, labels, _ = unpack_batch(batch)
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         with autocast(precision, device):

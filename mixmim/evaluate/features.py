@@ -10,6 +10,7 @@ from mixmim.backbones import Backbone
 from mixmim.data import unpack_batch
 from mixmim.engine.distributed import DistEnv, gather_to_main
 from mixmim.engine.precision import autocast
+from mixmim.engine.progress import interactive
 from mixmim.evaluate.loaders import eval_loader, shard_indices
 
 
@@ -41,7 +42,7 @@ def extract_features(
     backbone.eval()
     feats, labels = [], []
     loader = eval_loader(dataset, batch_size, env, num_workers)
-    for batch in tqdm(loader, desc=desc, disable=not env.is_main, leave=False, dynamic_ncols=True):
+    for batch in tqdm(loader, desc=desc, disable=not (env.is_main and interactive()), leave=False, dynamic_ncols=True):
         images, targets, _ = unpack_batch(batch)
         with autocast(precision, device):
             out = pooled_features(backbone, images.to(device, non_blocking=True))

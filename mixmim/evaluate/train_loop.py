@@ -26,7 +26,6 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils.data import Dataset
-from tqdm import tqdm
 
 from mixmim.config import RunConfig
 from mixmim.data import ResumableSampler, build_loader, unpack_batch
@@ -37,6 +36,7 @@ from mixmim.engine.metrics import MetricsLogger
 from mixmim.engine.nonfinite import NonFiniteGuard, any_rank_nonfinite
 from mixmim.engine.optim import set_lr
 from mixmim.engine.precision import autocast, grad_scaler
+from mixmim.engine.progress import StageProgress
 from mixmim.engine.recipe import Recipe
 from mixmim.engine.rng import capture_rng_state, restore_rng_state, seed_everything
 from mixmim.engine.schedule import lr_at_step
@@ -126,12 +126,17 @@ class ClassifierTraining:
         self.evals = EvalRecord()
         self.pending_rng: dict[str, Any] | None = None  # restored right before the next batch is drawn
         self.guard = NonFiniteGuard("stop")
+        self.progress = StageProgress(Path(run_dir).name, spec.stage, self.recipe.epochs, self.recipe.iters_per_epoch,
+                                      env.is_main)  # fmt: skip
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         """Train to the end of the recipe (resuming from ``checkpoint-last.pth``); return :meth:`summary`."""
-        if (self.dir / LAST).is_file():
-            self.resume()
+        if self.env.is_main:
+            ckpt_io.remove_partial_checkpoints(self.dir)
+        latest = ckpt_io.load_latest_checkpoint(self.dir)  # on the CPU: RNG states must stay there
+        if latest is not None:
+            self.resume(*latest)
         else:
             self.fresh_start()
         while not self.finished():
@@ -152,10 +157,7 @@ class ClassifierTraining:
         self.save_checkpoint()
         logger.info("%s from the start: %s", self.spec.stage, self.recipe)
 
-    def resume(self) -> None:
-        if self.env.is_main:
-            ckpt_io.remove_partial_checkpoints(self.dir)
-        ckpt = ckpt_io.load_checkpoint(self.dir / LAST)  # on the CPU: RNG states must stay there
+    def resume(self, ckpt: dict[str, Any], path: Path) -> None:
         self.position = ckpt_io.restore_training_checkpoint(ckpt, self.spec.trainable, self.spec.optimizer,
                                                             self.scaler)  # fmt: skip
         counters = ckpt["counters"]
@@ -172,7 +174,7 @@ class ClassifierTraining:
                            len(ckpt["rng"]), self.env.world_size)  # fmt: skip
             seed_everything(self.cfg.seed + self.env.rank + 7919 * self.position.global_step)
         self.metrics.rewind(self.position.global_step)
-        logger.info("%s resumed from %s at %s", self.spec.stage, self.dir / LAST, self.position)
+        logger.info("%s resumed from %s at %s", self.spec.stage, path, self.position)
 
     # -- training ----------------------------------------------------------------------------------------
     def train_epoch(self) -> None:
@@ -185,21 +187,16 @@ class ClassifierTraining:
             restore_rng_state(self.pending_rng)
             self.pending_rng = None
         self.model.train()
-        bar = tqdm(total=r.iters_per_epoch, initial=pos.step_in_epoch, desc=f"{self.spec.stage} epoch {pos.epoch}",
-                   disable=not self.env.is_main, leave=False, dynamic_ncols=True)  # fmt: skip
-        try:
-            batches = iter(loader)
-            while pos.step_in_epoch < r.iters_per_epoch and not self.finished():
-                images, labels, corrupt = unpack_batch(next(batches))
-                loss = self.micro_step(images.to(self.device, non_blocking=True), labels.to(self.device))
-                self.totals.add_batch(loss, corrupt)
-                pos.step_in_epoch += 1
-                bar.update(1)
-                if pos.step_in_epoch % r.accum_iter == 0:
-                    self.optimizer_step()
-                    bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-        finally:
-            bar.close()
+        self.progress.start_epoch(pos.epoch, pos.step_in_epoch)
+        batches = iter(loader)
+        while pos.step_in_epoch < r.iters_per_epoch and not self.finished():
+            images, labels, corrupt = unpack_batch(next(batches))
+            loss = self.micro_step(images.to(self.device, non_blocking=True), labels.to(self.device))
+            self.totals.add_batch(loss, corrupt)
+            pos.step_in_epoch += 1
+            self.progress.step(loss)
+            if pos.step_in_epoch % r.accum_iter == 0:
+                self.optimizer_step()
         if pos.step_in_epoch >= r.iters_per_epoch:
             self.end_epoch()
 
@@ -245,6 +242,7 @@ class ClassifierTraining:
         pos.epoch, pos.step_in_epoch = pos.epoch + 1, 0
         self.metrics.log({"step": pos.global_step, "epoch": pos.epoch, "epoch_loss": loss},
                          prefix=f"{self.spec.stage}/")  # fmt: skip
+        self.progress.end_epoch(loss)
         self.evaluate()
         every = self.spec.checkpoint_every
         keep = every and pos.epoch % every == 0

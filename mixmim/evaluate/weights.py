@@ -17,9 +17,7 @@ the same) or when the model has no head (linear probe, kNN).
 
 from __future__ import annotations
 
-import argparse
 import logging
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ from mixmim.backbones import Backbone, create_backbone, load_official_checkpoint
 from mixmim.backbones.options import backbone_options
 from mixmim.config import RunConfig
 from mixmim.engine.checkpoint import ENCODER
+from mixmim.torchfile import CheckpointFileError
 
 logger = logging.getLogger(__name__)
 
@@ -84,20 +83,17 @@ def read_checkpoint_state(path: str | Path) -> dict[str, torch.Tensor]:
     """The state dict in ``path``, loaded with ``weights_only=True``.
 
     Official MixMIM/MAE checkpoints pickle their ``argparse.Namespace`` arguments next to the weights; that
-    one class is allowed, nothing else (a file that needs more is refused with a message).
+    class (and the paths it may hold) is allowed, nothing else (:mod:`mixmim.torchfile`).
 
     Raises:
-        InitWeightsError: the file cannot be read as a checkpoint.
+        InitWeightsError: the file cannot be read as a checkpoint (the message says why and what to pass).
     """
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return read_state_dict(path)
-    except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError) as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise InitWeightsError(
-            f"cannot read checkpoint {path} with weights_only=True ({first}); re-save it as "
-            "{'model': state_dict} with torch.save"
-        ) from err
+        return read_state_dict(path)
+    except CheckpointFileError as err:
+        raise InitWeightsError(f"init={path}: {err}") from None
+    except ValueError as err:
+        raise InitWeightsError(f"init={path}: {err}; pass a checkpoint that holds model weights") from None
 
 
 def drop_unusable_head(state: dict[str, torch.Tensor], model: Backbone) -> dict[str, torch.Tensor]:

@@ -23,10 +23,11 @@ from torch import nn
 from tqdm import tqdm
 
 from mixmim.config import CocoConfig
-from mixmim.engine.checkpoint import LAST, atomic_torch_save, load_checkpoint, remove_partial_checkpoints
+from mixmim.engine.checkpoint import LAST, atomic_torch_save, load_latest_checkpoint, remove_partial_checkpoints
 from mixmim.engine.metrics import MetricsLogger
 from mixmim.engine.optim import build_adamw, set_lr
 from mixmim.engine.precision import autocast, grad_scaler, resolve_precision
+from mixmim.engine.progress import StageProgress, interactive
 from mixmim.engine.rng import seed_everything
 from mixmim.transfer.coco_data import CocoDetectionDataset, CocoSplit
 from mixmim.transfer.evaluation import coco_metrics, predictions_to_coco
@@ -107,9 +108,10 @@ class TorchvisionTrainer:
     def resume(self) -> None:
         """Continue from ``checkpoint-last.pth`` when there is one."""
         remove_partial_checkpoints(self.dir)
-        if not (self.dir / LAST).is_file():
+        latest = load_latest_checkpoint(self.dir, map_location=self.device)  # the newest readable one
+        if latest is None:
             return
-        ckpt = load_checkpoint(self.dir / LAST, map_location=self.device)
+        ckpt = latest[0]
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scaler.load_state_dict(ckpt["scaler"])
@@ -145,18 +147,22 @@ class TorchvisionTrainer:
     def train(self) -> None:
         """Train until ``run_steps``; checkpoint at epoch ends and at the end."""
         self.resume()
-        bar = tqdm(total=self.recipe.run_steps, initial=self.step, desc="coco", disable=None)
+        r = self.recipe
+        epochs = -(-r.run_steps // r.steps_per_epoch)  # the steps this stage runs, in (started) epochs
+        progress = StageProgress(self.dir.parent.name, self.dir.name, epochs, r.steps_per_epoch)
+        progress.start_epoch(*divmod(self.step, r.steps_per_epoch))
         while self.step < self.recipe.run_steps:
             start = time.perf_counter()
             record = self.train_step()
             self.train_time += time.perf_counter() - start
             self.step += 1
-            bar.update(1)
+            progress.step(record.get("loss"))
             if self.step % LOG_EVERY == 0 or self.step == self.recipe.run_steps:
                 self.metrics.log({"step": self.step, **record})
             if self.step % self.recipe.steps_per_epoch == 0 or self.step == self.recipe.run_steps:
                 self.save()
-        bar.close()
+                progress.end_epoch(record.get("loss"))
+                progress.start_epoch(*divmod(self.step, r.steps_per_epoch))
         self.metrics.close()
 
     @torch.no_grad()
@@ -165,7 +171,7 @@ class TorchvisionTrainer:
         dataset = CocoDetectionDataset(split, train=False)
         self.model.eval()
         bbox, segm = [], []
-        for start in tqdm(range(0, len(dataset), batch_size), desc="coco eval", disable=None):
+        for start in tqdm(range(0, len(dataset), batch_size), desc="coco eval", disable=not interactive()):
             samples = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
             with autocast(self.recipe.precision, self.device):
                 outputs = self.model([image.to(self.device) for image, _ in samples])

@@ -1,7 +1,9 @@
-"""Run directory: atomic writes, results never overwritten silently, tolerant JSONL reading."""
+"""Run directory: atomic writes (umask modes), results never overwritten, tolerant JSONL, locked manifests."""
 
 import json
+import multiprocessing
 import os
+import stat
 
 import pytest
 
@@ -52,3 +54,55 @@ def test_manifest_merges_stage_entries(tmp_path):
     rundir.update_manifest(tmp_path, {"epochs": 2}, stage="pretrain")
     m = rundir.read_json(tmp_path / "manifest.json")
     assert m["run"] == "r" and m["stages"]["pretrain"] == {"lr": 1e-3, "epochs": 2}
+
+
+def _update(args):
+    run_dir, i = args
+    rundir.update_manifest(run_dir, {f"key{i}": i})
+    rundir.update_manifest(run_dir, {f"attempt{i}": i}, stage="pretrain")
+
+
+def test_concurrent_manifest_updates_lose_nothing(tmp_path):
+    """50 processes updating one manifest at once: each read-modify-write holds the manifest's lock."""
+    with multiprocessing.get_context("fork").Pool(10) as pool:
+        pool.map(_update, [(tmp_path, i) for i in range(50)])
+    manifest = rundir.read_json(tmp_path / rundir.MANIFEST_FILE)
+    assert sorted(k for k in manifest if k.startswith("key")) == sorted(f"key{i}" for i in range(50))
+    assert len(manifest["stages"]["pretrain"]) == 50
+
+
+def _write_result(args):
+    run_dir, i = args
+    try:
+        rundir.write_result(run_dir, "knn", {"writer": i})
+        return i
+    except rundir.ResultExistsError:
+        return None
+
+
+def test_of_concurrent_result_writers_exactly_one_wins(tmp_path):
+    with multiprocessing.get_context("fork").Pool(8) as pool:
+        winners = [i for i in pool.map(_write_result, [(tmp_path, i) for i in range(16)]) if i is not None]
+    assert len(winners) == 1 and rundir.read_result(tmp_path, "knn")["writer"] == winners[0]
+    assert not list((tmp_path / "knn").glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_files_get_the_mode_of_the_umask(tmp_path, umask, mode):
+    saved = os.umask(umask)
+    try:
+        assert rundir.current_umask() == umask
+        rundir.write_result(tmp_path, "knn", {"metrics": {}})
+        rundir.update_manifest(tmp_path, {"run": "r"})
+        rundir.atomic_write_text(tmp_path / rundir.CONFIG_FILE, "seed: 0\n")
+    finally:
+        os.umask(saved)
+    for path in (tmp_path / "knn" / rundir.RESULT_FILE, tmp_path / rundir.MANIFEST_FILE, tmp_path / rundir.CONFIG_FILE):
+        assert stat.S_IMODE(path.stat().st_mode) == mode, path
+
+
+def test_done_stages_lists_stages_with_a_result(tmp_path):
+    assert rundir.done_stages(tmp_path / "missing") == []
+    rundir.stage_dir(tmp_path, "pretrain")
+    rundir.write_result(tmp_path, "knn", {})
+    assert rundir.done_stages(tmp_path) == ["knn"]

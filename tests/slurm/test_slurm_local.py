@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +20,7 @@ from slurm.testing import (
     OrderConfig,
     count_steps,
     fail_on_purpose,
+    hold_run_lock,
     mark_order,
 )
 
@@ -115,7 +114,7 @@ def test_status_before_any_launch_is_pending(tmp_path: Path) -> None:
     assert [(row.state, row.log_path) for row in status([run])] == [("pending", None), ("pending", None)]
 
 
-def _local_record(run: RunSpec, stage: str, pid: int) -> LaunchRecord:
+def _local_record(run: RunSpec, stage: str, pid: int, host: str | None = None) -> LaunchRecord:
     return LaunchRecord(
         run=run.name,
         stage=stage,
@@ -124,23 +123,34 @@ def _local_record(run: RunSpec, stage: str, pid: int) -> LaunchRecord:
         stdout="/dev/null",
         stderr="/dev/null",
         submitted_at="2024-01-01T00:00:00+00:00",
-        host=socket.gethostname(),
+        host=host or socket.gethostname(),
         pid=pid,
     )
 
 
-def test_a_run_in_flight_elsewhere_is_left_alone(tmp_path: Path) -> None:
+def test_a_run_held_by_a_live_process_is_left_alone_and_resumed_once_it_dies(tmp_path: Path) -> None:
     run = ordered_run(tmp_path / "run", ["a", "b"])
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    holder = hold_run_lock(run.run_dir)  # another process, e.g. a launch started earlier
     try:
-        write_launch_record(run.run_dir, _local_record(run, "a", sleeper.pid))
+        write_launch_record(run.run_dir, _local_record(run, "a", holder.pid))
         assert status([run])[0].state == "running"
         report = launch([run], LOCAL, tmp_path / "logs")
-        assert [stage.outcome for stage in report.stages] == [IN_FLIGHT, IN_FLIGHT]
+        assert [stage.outcome for stage in report.stages] == [IN_FLIGHT, IN_FLIGHT] and report.ok
+        assert not (run.run_dir / "order.txt").exists()
     finally:
-        sleeper.kill()
-        sleeper.wait()
+        holder.kill()  # SIGKILL: the kernel drops its lock
+        holder.wait()
     assert status([run])[0].state == "failed"  # its process ended without a result
+    report = launch([run], LOCAL, tmp_path / "logs")
+    assert [stage.outcome for stage in report.stages] == [COMPLETED, COMPLETED]
+
+
+@pytest.mark.parametrize("host, pid", [("container-before-restart", 1), (None, 1)])
+def test_a_stale_record_naming_another_host_or_a_reused_pid_resumes(tmp_path: Path, host, pid) -> None:
+    """Liveness is the lock: a record of a dead launch never blocks, whatever host or (live) PID it names."""
+    run = ordered_run(tmp_path / "run", ["a", "b"])
+    write_launch_record(run.run_dir, _local_record(run, "a", pid, host))  # PID 1 is alive (init)
+    assert status([run])[0].state == "failed"
     report = launch([run], LOCAL, tmp_path / "logs")
     assert [stage.outcome for stage in report.stages] == [COMPLETED, COMPLETED]
 
@@ -160,3 +170,14 @@ def test_local_runs_do_not_touch_the_distributed_env(tmp_path: Path, monkeypatch
     monkeypatch.delenv("RANK", raising=False)
     launch([ordered_run(tmp_path / "run", ["a"])], LOCAL, tmp_path / "logs")
     assert "RANK" not in os.environ
+
+
+def test_takeover_launches_stages_whose_slurm_records_look_in_flight(tmp_path: Path, monkeypatch) -> None:
+    run = ordered_run(tmp_path / "run", ["a"])
+    record = _local_record(run, "a", pid=0)
+    record.executor, record.job_id, record.folder = "slurm", "4242", str(tmp_path)
+    write_launch_record(run.run_dir, record)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sacct: the job's state is unknown, so it counts as queued
+    assert [stage.outcome for stage in launch([run], LOCAL, tmp_path / "logs").stages] == [IN_FLIGHT]
+    report = launch([run], LOCAL, tmp_path / "logs", takeover=True)
+    assert [stage.outcome for stage in report.stages] == [COMPLETED]

@@ -90,3 +90,28 @@ def test_encoder_export_strips_the_prefix_and_loads_strictly(tmp_path):
     TinyEncoder(num_classes=0).load_state_dict(state, strict=True)
     torch.save({"model": method.state_dict()}, tmp_path / "full.pth")  # a training-style checkpoint
     assert state.keys() == ckpt_io.load_encoder_state(tmp_path / "full.pth").keys()
+
+
+def test_resume_falls_back_to_the_newest_intact_checkpoint_and_names_the_broken_one(tmp_path, caplog):
+    for name, step in (("checkpoint-2.pth", 2), ("checkpoint-4.pth", 4), ("checkpoint-last.pth", 5)):
+        ckpt_io.atomic_torch_save({"step": step, "w": torch.arange(1000.0)}, tmp_path / name)
+    assert ckpt_io.load_latest_checkpoint(tmp_path)[0]["step"] == 5
+    for name in ("checkpoint-last.pth", "checkpoint-4.pth"):  # cut in half (a full disk, a bad copy)
+        data = (tmp_path / name).read_bytes()
+        (tmp_path / name).write_bytes(data[: len(data) // 2])
+    ckpt, path = ckpt_io.load_latest_checkpoint(tmp_path)
+    assert ckpt["step"] == 2 and path.name == "checkpoint-2.pth"
+    assert "checkpoint-last.pth, checkpoint-4.pth in" in caplog.text and "resuming from checkpoint-2.pth" in caplog.text
+    (tmp_path / "checkpoint-2.pth").write_bytes(b"")
+    with pytest.raises(ckpt_io.CheckpointFileError, match="no readable checkpoint .*checkpoint-last.pth"):
+        ckpt_io.load_latest_checkpoint(tmp_path)
+    assert ckpt_io.load_latest_checkpoint(tmp_path / "empty") is None
+
+
+def test_load_errors_name_the_file_and_never_advise_weights_only_false(tmp_path):
+    (tmp_path / "notes.pth").write_text("hello, not a checkpoint\n")
+    with pytest.raises(ckpt_io.CheckpointFileError, match="notes.pth .*not a readable PyTorch checkpoint") as err:
+        ckpt_io.load_checkpoint(tmp_path / "notes.pth")
+    assert "weights_only=False" not in str(err.value)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        ckpt_io.load_checkpoint(tmp_path / "missing.pth")

@@ -1,4 +1,5 @@
-"""The pre-training loop: learning, results, skip-if-done, max_steps, non-finite guard, corrupt images."""
+"""The pre-training loop: learning, results, skip-if-done, max_steps, non-finite guard, corrupt images,
+resuming past a truncated checkpoint."""
 
 from __future__ import annotations
 
@@ -127,3 +128,17 @@ def test_corrupt_images_are_skipped_and_counted(tmp_path):
     result = pretrain(TinyMaskedAutoencoder(img_size=IMG), dataset, cfg, tmp_path / "run")
     assert result["metrics"]["corrupt_images"] == 2 and result["metrics"]["corrupt_reads"] == 4
     assert result["data_root"] == str(root)
+
+
+def test_a_truncated_last_checkpoint_falls_back_to_the_newest_intact_one(tmp_path, caplog):
+    cfg = tiny_config()  # 4 epochs of 8 steps, checkpoint-2.pth and checkpoint-4.pth kept
+    method = TinyMaskedAutoencoder(img_size=IMG)
+    method.nan_at_calls = {20}  # stops in epoch 3: checkpoint-last.pth and checkpoint-2.pth hold step 16
+    with pytest.raises(NonFiniteLossError):
+        pretrain(method, tiny_dataset(cfg), cfg, tmp_path)
+    last = tmp_path / "pretrain" / "checkpoint-last.pth"
+    last.write_bytes(last.read_bytes()[:1000])
+    method = TinyMaskedAutoencoder(img_size=IMG)
+    result = pretrain(method, tiny_dataset(cfg), cfg, tmp_path)
+    assert result["steps"] == 32 and method.calls == 16  # resumed at step 16, not from scratch
+    assert "checkpoint-last.pth" in caplog.text and "resuming from checkpoint-2.pth" in caplog.text

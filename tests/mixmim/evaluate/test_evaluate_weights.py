@@ -86,8 +86,9 @@ def test_pretrain_init_without_a_pretraining_stage_names_the_file(tmp_path):
 
 def test_unreadable_and_mismatched_checkpoints_are_clear_errors(tmp_path):
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
-    with pytest.raises(InitWeightsError, match="cannot read checkpoint"):
+    with pytest.raises(InitWeightsError, match="not a readable PyTorch checkpoint") as err:
         build_eval_backbone(tiny_config(init=str(tmp_path / "junk.pth")), tmp_path, num_classes=0)
+    assert str(tmp_path / "junk.pth") in str(err.value) and "weights_only=False" not in str(err.value)
     torch.save({"model": create_backbone("mixmim_small_64", num_classes=0).state_dict()}, tmp_path / "other.pth")
     with pytest.raises(InitWeightsError, match="does not fit backbone"):
         build_eval_backbone(tiny_config(init=str(tmp_path / "other.pth")), tmp_path, num_classes=0)
