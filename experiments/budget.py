@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import glob
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,11 @@ def bench_rows(output: Path) -> list[tuple[dict[str, Any], str]]:
             if row.get("kind", "step") == "step" and row.get("images_per_s") and row.get("default_path", True)]
 
 
+def gpu_matches(gpu: str, device_name: str) -> bool:
+    """Whether ``gpu`` names ``device_name`` as a whole word (``A100`` matches ``NVIDIA A100-SXM4``, ``A10`` not)."""
+    return re.search(rf"(?<![A-Za-z0-9]){re.escape(gpu)}(?![A-Za-z0-9])", device_name, re.IGNORECASE) is not None
+
+
 def find_bench_row(rows: list[tuple[dict[str, Any], str]], method: str, backbone: str, *, device: str = "cuda",
                    gpu: str | None = None, precision: str | None = None,
                    img_size: int | None = None) -> tuple[dict[str, Any], str] | None:
@@ -86,7 +92,7 @@ def find_bench_row(rows: list[tuple[dict[str, Any], str]], method: str, backbone
     for row, path in rows:
         if (row.get("method"), row.get("backbone"), row.get("device")) != (method, backbone, device):
             continue
-        if gpu and gpu.lower() not in str(row.get("device_name", "")).lower():
+        if gpu and not gpu_matches(gpu, str(row.get("device_name", ""))):
             continue
         if precision and row.get("precision") != precision:
             continue

@@ -10,7 +10,7 @@ GPU-hours beside the projection. For each run and stage:
   measured on the chosen GPU for the run's method, backbone and precision (pre-training only: the benchmark
   times pre-training steps), labelled ``bench``; else an **estimate** from the forward FLOPs (the table
   below, or counted on the model, which loads torch) and an assumed MFU of the GPU's dense peak
-  (``mixmim.engine.benchmark.PEAK_TFLOPS``): ``images/s = MFU x peak / (2 x 3 x forward FLOPs)`` (the 2
+  (``mixmim.peaks.PEAK_TFLOPS``): ``images/s = MFU x peak / (2 x 3 x forward FLOPs)`` (the 2
   turns multiply-adds into the FLOPs of vendors' peaks, as the benchmark's MFU does).
 - **GPU-hours** = images x passes / throughput / 3600 (all GPUs together); **wall time** = GPU-hours / GPUs
   of the run (``launch.nodes x launch.gpus_per_node``), with perfect scaling (a lower bound).
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from experiments.budget import bench_rows, find_bench_row
+from experiments.budget import bench_rows, find_bench_row, gpu_matches
 from mixmim.config import RunConfig
 
 DEFAULT_GPU = "A100"
@@ -152,15 +152,16 @@ def _source_recipe(cfg: RunConfig) -> bool:
 def peak_tflops(gpu: str, precision: str) -> float:
     """Dense peak TFLOP/s of ``gpu`` (a name pattern of ``PEAK_TFLOPS``, e.g. ``A100``) at ``precision``."""
     from mixmim.config import ConfigError
-    from mixmim.engine.benchmark import PEAK_TFLOPS
+    from mixmim.peaks import PEAK_TFLOPS
 
-    for pattern, peaks in PEAK_TFLOPS.items():
-        if pattern.lower() in gpu.lower() or gpu.lower() in pattern.lower():
-            kind = "tf32" if precision == "fp32" and "tf32" in peaks else precision
-            if kind in peaks:
-                return peaks[kind]
+    matches = [p for p in PEAK_TFLOPS if gpu_matches(p, gpu)] or [p for p in PEAK_TFLOPS if gpu_matches(gpu, p)]
+    for pattern in matches[:1]:  # a device name holds the pattern ("NVIDIA H100 PCIe"), else the name is short
+        peaks = PEAK_TFLOPS[pattern]
+        kind = "tf32" if precision == "fp32" and "tf32" in peaks else precision
+        if kind in peaks:
+            return peaks[kind]
     raise ConfigError(f"no peak TFLOP/s for GPU '{gpu}' at {precision}; known: {', '.join(PEAK_TFLOPS)} "
-                      "(mixmim.engine.benchmark.PEAK_TFLOPS)")
+                      "(mixmim.peaks.PEAK_TFLOPS)")
 
 
 def stage_cost(cfg: RunConfig, stage: str, gpu: str, rows: list, mfu: float) -> StageCost:

@@ -48,6 +48,8 @@ TORCH_FREE = textwrap.dedent("""
         check(f"show {name}", lambda: main(["show", name]))
     check("show --only", lambda: main(["show", "smoke", "--only", "mixmim-*"]))
     check("show smoke --cost", lambda: main(["show", "smoke", "--cost"]))
+    for name in ("imagenet-main", "fixed-encoder"):  # bench row or FLOP table: no model is built
+        check(f"show {name} --cost", lambda: main(["show", name, "--cost", "--gpu", "A100", "--output", output]))
     check("run --dry-run", lambda: main(["run", "smoke", "--variant", "debug", "--dry-run", "--output", output]))
     check("status", lambda: main(["status", "smoke", "--output", output]))
     check("report", lambda: main(["report", "smoke", "--output", output]))

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from experiments.budget import gpu_matches
 from experiments.cli import main
-from experiments.cost import PRETRAIN_GFLOPS, project_costs
+from experiments.cost import PRETRAIN_GFLOPS, peak_tflops, project_costs
 from experiments.registry import get_experiment
 from reports.synthetic import stage_result, write_run
 
@@ -109,6 +110,19 @@ def test_only_filters_runs_and_refuses_patterns_that_match_nothing(tmp_path, cap
     assert main(["status", "smoke", "--only", "mixmim-s9", "--output", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "--only 'mixmim-s9' matches no run of 'smoke'" in err and "beit-mixmim_tiny_32-s0" in err
+
+
+def test_run_only_launches_the_matching_runs(tmp_path, capsys):
+    assert main(["run", "smoke", "--variant", "debug", "--dry-run", "--only", "mae-*", "--output", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "1 runs would launch" in out and "mae-mixmim_tiny_32-s0:" in out and "mixmim-mixmim_tiny_32-s0:" not in out
+
+
+def test_gpu_names_match_as_whole_words():
+    assert gpu_matches("A100", "NVIDIA A100-SXM4-80GB") and gpu_matches("h100", "NVIDIA H100 80GB HBM3")
+    assert not gpu_matches("A10", "NVIDIA A100-SXM4-80GB")
+    assert peak_tflops("H100", "bf16") == 989.4 and peak_tflops("NVIDIA H100 PCIe", "bf16") == 756.0
+    assert peak_tflops("A100", "fp32") == 156.0  # fp32 matmuls run as TF32 in the estimate
 
 
 def test_report_only_keeps_the_matching_runs(tmp_path, capsys):
