@@ -4,8 +4,8 @@
 (``<experiment>-debug`` for the debug variant).
 
 Cheap paths stay cheap: every import that is not needed to build the parser happens inside the command that
-needs it, and only ``models``, ``bench``, running stages and cost estimates without a benchmark row load
-torch (``tests/experiments/test_cli_imports.py`` checks each path).
+needs it, and only ``models``, ``bench``, running stages and cost estimates of models outside the FLOP table
+(``experiments/cost.py``) load torch (``tests/experiments/test_cli_imports.py`` checks each path).
 """
 
 from __future__ import annotations

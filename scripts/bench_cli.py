@@ -1,4 +1,4 @@
-"""Wall time of the cheap CLI paths, and of a report over 10,000 runs (target: under 5 s each).
+"""Wall and CPU time of the cheap CLI paths (`list`: target under 1 s) and of a report over 10,000 runs (5 s).
 
     python scripts/bench_cli.py [--repeats 3] [--runs 10000] [--dir PATH] [--only NAME ...]
 
