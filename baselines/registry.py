@@ -13,26 +13,22 @@ import logging
 from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from baselines.beit import BEiT
-from baselines.mae import MAE
-from baselines.simmim import SimMIM
-from baselines.tokenizers.stage import build_tokenizer
-from mixmim.backbones import create_backbone
-from mixmim.backbones.interface import Backbone
-from mixmim.backbones.options import backbone_options
 from mixmim.config import MethodConfig, RunConfig
-from mixmim.method import MixMIM, PretrainMethod
+
+if TYPE_CHECKING:  # the models load when a method is built: method_defaults() stays torch-free (cheap CLI paths)
+    from mixmim.backbones.interface import Backbone
+    from mixmim.method import PretrainMethod
 
 log = logging.getLogger(__name__)
 
-MethodBuilder = Callable[[Backbone, MethodConfig, "Path | None"], PretrainMethod]
+MethodBuilder = Callable[["Backbone", MethodConfig, "Path | None"], "PretrainMethod"]
 
 
 def _build_mixmim(encoder: Backbone, m: MethodConfig, run_dir: Path | None = None) -> PretrainMethod:
+    from mixmim.method import MixMIM
+
     return MixMIM(encoder, mask_ratio=m.mask_ratio, mask_unit=m.mask_unit, norm_pix_loss=m.norm_pix_loss,
                   decoder_dim=m.decoder_dim, decoder_depth=m.decoder_depth, decoder_heads=m.decoder_heads,
                   dual_reconstruction=m.dual_reconstruction, mix_embedding=m.mix_embedding,
@@ -40,15 +36,22 @@ def _build_mixmim(encoder: Backbone, m: MethodConfig, run_dir: Path | None = Non
 
 
 def _build_mae(encoder: Backbone, m: MethodConfig, run_dir: Path | None = None) -> PretrainMethod:
+    from baselines.mae import MAE
+
     return MAE(encoder, mask_ratio=m.mask_ratio, mask_unit=m.mask_unit, norm_pix_loss=m.norm_pix_loss,
                decoder_dim=m.decoder_dim, decoder_depth=m.decoder_depth, decoder_heads=m.decoder_heads)
 
 
 def _build_simmim(encoder: Backbone, m: MethodConfig, run_dir: Path | None = None) -> PretrainMethod:
+    from baselines.simmim import SimMIM
+
     return SimMIM(encoder, mask_ratio=m.mask_ratio, mask_unit=m.mask_unit)
 
 
 def _build_beit(encoder: Backbone, m: MethodConfig, run_dir: Path | None = None) -> PretrainMethod:
+    from baselines.beit import BEiT
+    from baselines.tokenizers.stage import build_tokenizer
+
     tokenizer = build_tokenizer(m, run_dir)
     if tokenizer.vocab_size != m.vocab_size:
         log.warning("the %s tokenizer has %d tokens (method.vocab_size=%d); the head follows the tokenizer",
@@ -173,6 +176,11 @@ def build_method(cfg: RunConfig, run_dir: str | Path | None = None) -> PretrainM
     Raises:
         KeyError: unknown method name (listing the registered ones).
     """
+    import torch
+
+    from mixmim.backbones import create_backbone
+    from mixmim.backbones.options import backbone_options
+
     name = cfg.method.name
     if name not in METHODS:
         raise KeyError(f"unknown method '{name}'; registered: {', '.join(METHODS)}")

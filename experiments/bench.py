@@ -41,13 +41,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
 from tabulate import tabulate
 
 from mixmim.config import ConfigError
 from mixmim.rundir import atomic_write_text
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch loads when the command runs: the CLI builds this parser for --help too
+    import torch
+
     from mixmim.engine.benchmark import StepStats
 
 log = logging.getLogger(__name__)
@@ -156,6 +157,8 @@ def method_builder(backbone: str, img_size: int, overrides: list[str] | None = N
 
 def _random_codebook(folder: str, vocab_size: int = 8192, cell_resolution: int = 4) -> str:
     """Write a random k-means codebook (BEiT's default vocabulary) and return its path."""
+    import torch
+
     from baselines.tokenizers.kmeans import KMeansTokenizer
 
     path = Path(folder) / "kmeans.pt"
@@ -187,6 +190,8 @@ def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def _resolve(args: argparse.Namespace) -> tuple[torch.device, str, int]:
     """Device, precision and batch size with the defaults filled in."""
+    import torch
+
     name = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda but no CUDA device is available")
@@ -224,6 +229,8 @@ def _median_round(rounds: list[StepStats]) -> tuple[StepStats, list[float]]:
 
 def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Benchmark every method x attention x optimizer; print the table, store and return the rows."""
+    import torch
+
     from mixmim.backbones.attention import get_attention_impl
     from mixmim.engine.benchmark import benchmark_variants, method_flops
     from mixmim.engine.host_memory import keep_freed_memory
@@ -272,6 +279,8 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def _row(method: str, args: argparse.Namespace, stats: StepStats, all_ms: list[float]) -> dict[str, Any]:
     """One store row: what was measured and how."""
+    import torch
+
     from mixmim.backbones.attention import get_attention_impl
 
     default = stats.attention == get_attention_impl() and stats.optimizer == "adamw-fused"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import glob
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,27 +71,74 @@ def forward_flops_per_image(cfg: RunConfig) -> float:
     return count_flops(method, torch.zeros(2, 3, size, size)) / 2
 
 
+def bench_rows(output: Path) -> list[tuple[dict[str, Any], str]]:
+    """Every default-path training-step row of the benchmark store ``<output>/bench/*.jsonl`` with its file,
+    newest file first (not the official-attention or bound rows: they are not what a run executes)."""
+    return [(row, path) for path in sorted(glob.glob(str(Path(output) / "bench" / "*.jsonl")), reverse=True)
+            for row in read_jsonl(path)
+            if row.get("kind", "step") == "step" and row.get("images_per_s") and row.get("default_path", True)]
+
+
+def gpu_matches(gpu: str, device_name: str) -> bool:
+    """Whether ``gpu`` names ``device_name`` as a whole word (``A100`` matches ``NVIDIA A100-SXM4``, ``A10`` not)."""
+    return re.search(rf"(?<![A-Za-z0-9]){re.escape(gpu)}(?![A-Za-z0-9])", device_name, re.IGNORECASE) is not None
+
+
+def find_bench_row(rows: list[tuple[dict[str, Any], str]], method: str, backbone: str, *, device: str = "cuda",
+                   gpu: str | None = None, precision: str | None = None,
+                   img_size: int | None = None) -> tuple[dict[str, Any], str] | None:
+    """The newest row measured for ``method`` on ``backbone`` on ``device`` (``gpu``: a substring of the
+    device name, e.g. ``A100``; ``precision``, ``img_size``: when given, must match), or None."""
+    for row, path in rows:
+        if (row.get("method"), row.get("backbone"), row.get("device")) != (method, backbone, device):
+            continue
+        if gpu and not gpu_matches(gpu, str(row.get("device_name", ""))):
+            continue
+        if precision and row.get("precision") != precision:
+            continue
+        if img_size and row.get("img_size") not in (None, img_size):
+            continue
+        return row, path
+    return None
+
+
+def run_device(cfg: RunConfig) -> str:
+    """``cuda`` for a run that asks for GPUs (``launch.gpus_per_node``), else ``cpu``."""
+    return "cuda" if cfg.launch.gpus_per_node > 0 else "cpu"
+
+
 def measured_images_per_s(cfg: RunConfig, output: Path) -> tuple[float, str]:
-    """Per-GPU (per-process) training throughput of the run's method on its backbone, and its source."""
-    method, backbone = cfg.method.name, cfg.model.backbone
-    measured = [(row, path) for path in sorted(glob.glob(str(output / "bench" / "*.jsonl")), reverse=True)
-                for row in read_jsonl(path)
-                if row.get("method") == method and row.get("backbone") == backbone and row.get("images_per_s")
-                and row.get("default_path", True)]  # the default path's row: not the official or bound rows
-    if measured:  # the newest GPU measurement, else the newest
-        row, path = next(((r, p) for r, p in measured if r.get("device") == "cuda"), measured[0])
+    """Per-device (per-process) training throughput of the run's method on its backbone, and its source.
+
+    Only measurements on the run's own kind of device count (``run_device``): a GPU run's budget converted
+    with a CPU row would be off by two orders of magnitude, so a store holding only CPU rows for a GPU run
+    fails with the ``bench`` command that gives the GPU row.
+    """
+    method, backbone, device = cfg.method.name, cfg.model.backbone, run_device(cfg)
+    bench = f"`mixmim-bench bench --methods {method} --backbone {backbone} --device {device} --output {output}`"
+    where = "on the target GPU" if device == "cuda" else "on this machine"
+    rows = bench_rows(output)
+    found = find_bench_row(rows, method, backbone, device=device)
+    if found:
+        row, path = found
         return float(row["images_per_s"]), f"benchmark {path} ({row.get('device_name') or row.get('device')})"
+    cpu = find_bench_row(rows, method, backbone, device="cpu")
+    if device == "cuda" and cpu:
+        raise BudgetError(f"the benchmark store {cpu[1]} holds only CPU rows for method '{method}' on backbone "
+                          f"'{backbone}', and run '{cfg.name}' runs on GPUs (launch.gpus_per_node="
+                          f"{cfg.launch.gpus_per_node}): a CPU row would convert the gpu-hours budget wrongly. "
+                          f"Run {bench} {where} first")
     for path in sorted(glob.glob(str(output / "*" / "*" / "pretrain" / "result.json"))):
         result = read_json(path)
         config = Path(path).parent.parent / "config.yaml"
-        if result.get("images_per_s") and config.is_file():
+        on_gpu = bool(result.get("gpu_hours"))  # the pre-training stage records 0 GPU-hours on a CPU
+        if result.get("images_per_s") and on_gpu == (device == "cuda") and config.is_file():
             text = config.read_text()
             if f"name: {method}\n" in text and f"backbone: {backbone}\n" in text:
                 world = max(int(result.get("world_size") or 1), 1)
                 return float(result["images_per_s"]) / world, f"earlier run {path}"
-    raise BudgetError(
-        f"no measured throughput for method '{method}' on backbone '{backbone}': run "
-        f"`mixmim-bench bench --methods {method} --backbone {backbone} --output {output}` on the target GPU first")
+    raise BudgetError(f"no measured {device} throughput for method '{method}' on backbone '{backbone}': run {bench} "
+                      f"{where} first")
 
 
 def budget_epochs(cfg: RunConfig, budget: Budget, output: Path) -> tuple[int, dict[str, Any]]:

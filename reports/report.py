@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,6 +72,7 @@ def report_experiment(
     references: References | None = None,
     command: str | None = None,
     speed: pd.DataFrame | None = None,
+    runs: Collection[str] | None = None,
 ) -> ReportResult:
     """Read an experiment's runs, render its tables, and write a new versioned review bundle.
 
@@ -84,6 +85,7 @@ def report_experiment(
         references: reference data; default every ``reports/references/*.yaml``.
         command: the command line to record in the bundle README (the CLI passes its own).
         speed: the speed table to add to the bundle (``reports.speed.speed_table`` of the benchmark store).
+        runs: only these runs (folder names) in the tables and the bundle (``--only``); default every run.
 
     Raises:
         ReportError: ``exp_dir`` is not a folder, or ``out_dir`` would be read as a run.
@@ -98,10 +100,12 @@ def report_experiment(
         raise ReportError(f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
     refs = references if references is not None else load_references()
     results = read_results(exp_dir)
+    if runs is not None:
+        results = results[results["run"].isin(list(runs))].reset_index(drop=True)
     tables = build_tables(results, specs, refs)
     texts = {fmt: format_tables(tables, fmt) for fmt in dict.fromkeys([*formats, "markdown"])}
     bundle = build_bundle(exp_dir, specs, refs, out_dir, command=command, results=results, tables=tables,
-                          speed=speed)
+                          speed=speed, runs=runs)
     zip_path = bundle.parent / f"{bundle.name}.zip"
     files = sorted(p for p in bundle.rglob("*") if p.is_file()) + [zip_path]
     return ReportResult(

@@ -258,12 +258,11 @@ def read_curves(exp_dir: str | Path, stage: str = "pretrain", metric: str = "los
     Returns columns run, method, backbone, setting, seed, step (``step`` if logged, else ``epoch``,
     else the line index), value. Truncated lines are skipped (``mixmim.rundir.read_jsonl`` semantics).
     """
-    frames = []
+    rows: list[tuple] = []  # one DataFrame at the end (one per run took 30 s for 10,000 runs on 2 cores)
     for run_dir in sorted(p for p in Path(exp_dir).iterdir() if is_run_dir(p)):
         path = run_dir / stage / METRICS_FILE
         if not path.is_file():
             continue
-        identity, _, _ = _read_identity(str(run_dir))
         points = []
         with open(path, encoding="utf-8") as f:
             for i, line in enumerate(f):
@@ -275,11 +274,9 @@ def read_curves(exp_dir: str | Path, stage: str = "pretrain", metric: str = "los
                 if isinstance(value, (int, float)) and math.isfinite(value):
                     points.append((record.get("step", record.get("epoch", i)), float(value)))
         if points:
-            frame = pd.DataFrame(points, columns=["step", "value"])
-            frame["run"] = run_dir.name
-            for key in ("method", "backbone", "seed"):
-                frame[key] = identity.get(key)
-            frame["setting"] = setting_label(identity.get("setting"))
-            frames.append(frame)
+            identity, _, _ = _read_identity(str(run_dir))
+            label = setting_label(identity.get("setting"))
+            ident = (run_dir.name, identity.get("method"), identity.get("backbone"), label, identity.get("seed"))
+            rows.extend((*ident, step, value) for step, value in points)
     columns = ["run", "method", "backbone", "setting", "seed", "step", "value"]
-    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+    return pd.DataFrame(rows, columns=columns)

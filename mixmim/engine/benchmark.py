@@ -44,18 +44,8 @@ from mixmim.backbones.attention import get_attention_impl, set_attention_impl
 from mixmim.engine.host_memory import HostMemorySampler
 from mixmim.engine.precision import autocast, grad_scaler
 from mixmim.flops import count_flops
+from mixmim.peaks import PEAK_TFLOPS  # torch-free, so that cost projections read it without the model stack
 
-# Dense (no sparsity) peak TFLOP/s by device-name pattern and precision, from NVIDIA's data sheets (SXM parts;
-# NVL variants are lower). The first matching pattern wins, so more specific names come first.
-PEAK_TFLOPS: dict[str, dict[str, float]] = {
-    "H200": {"bf16": 989.4, "fp16": 989.4, "tf32": 494.7, "fp32": 66.9},
-    "H100 PCIe": {"bf16": 756.0, "fp16": 756.0, "tf32": 378.0, "fp32": 51.2},
-    "H100": {"bf16": 989.4, "fp16": 989.4, "tf32": 494.7, "fp32": 66.9},
-    "A100": {"bf16": 312.0, "fp16": 312.0, "tf32": 156.0, "fp32": 19.5},
-    "L40S": {"bf16": 362.1, "fp16": 362.1, "tf32": 183.0, "fp32": 91.6},
-    "A10": {"bf16": 125.0, "fp16": 125.0, "tf32": 62.5, "fp32": 31.2},
-    "V100": {"fp16": 125.0, "fp32": 15.7},
-}
 OPTIMIZERS = ("fused", "foreach", "single", "default")  # default: what torch.optim.AdamW picks by itself
 
 

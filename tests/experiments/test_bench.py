@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from experiments.bench import add_ratios
-from experiments.budget import measured_images_per_s
+from experiments.budget import BudgetError, measured_images_per_s
 from experiments.cli import main
 from mixmim.config import RunConfig, apply_overrides
 
@@ -83,7 +83,7 @@ def test_bench_bound_row_gives_the_ceiling_and_never_feeds_the_budget(tmp_path, 
     assert measured_images_per_s(cfg, tmp_path)[0] == rows[0]["images_per_s"]
 
 
-def test_budget_prefers_the_newest_gpu_row_of_the_default_path(tmp_path):
+def test_budget_reads_the_newest_row_of_the_runs_device_and_refuses_cpu_rows_for_gpu_runs(tmp_path):
     def row(device, ips, default=True):
         return {"kind": "step", "method": "mixmim", "backbone": "mixmim_base", "device": device,
                 "device_name": device.upper(), "images_per_s": ips, "default_path": default}
@@ -92,11 +92,16 @@ def test_budget_prefers_the_newest_gpu_row_of_the_default_path(tmp_path):
     (tmp_path / "bench" / "20260101-000000-cuda.jsonl").write_text(json.dumps(row("cuda", 900.0)) + "\n")
     lines = [row("cpu", 2.0, default=False), row("cpu", 1.5), row("cuda", 50.0, default=False)]
     (tmp_path / "bench" / "20260102-000000-cpu.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
-    cfg = apply_overrides(RunConfig(), {"model.backbone": "mixmim_base"})
+    cfg = apply_overrides(RunConfig(), {"model.backbone": "mixmim_base", "launch.gpus_per_node": 8})
     per_s, source = measured_images_per_s(cfg, tmp_path)
     assert per_s == 900.0 and "CUDA" in source
+    cpu_run = apply_overrides(RunConfig(), {"model.backbone": "mixmim_base"})  # gpus_per_node=0: a CPU run
+    assert measured_images_per_s(cpu_run, tmp_path)[0] == 1.5
     (tmp_path / "bench" / "20260101-000000-cuda.jsonl").unlink()
-    assert measured_images_per_s(cfg, tmp_path)[0] == 1.5
+    with pytest.raises(BudgetError, match="only CPU rows") as err:  # never a CPU row for a GPU run's budget
+        measured_images_per_s(cfg, tmp_path)
+    assert "mixmim-bench bench --methods mixmim --backbone mixmim_base --device cuda" in str(err.value)
+    assert measured_images_per_s(cpu_run, tmp_path)[0] == 1.5
 
 
 def test_ratios_against_the_official_formulation_and_the_release():

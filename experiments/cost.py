@@ -1,0 +1,285 @@
+"""What an experiment will cost before it is launched: GPU-hours and wall time per run and stage.
+
+``mixmim-bench show EXP --cost`` and ``run --dry-run`` print :func:`cost_table`; ``report`` puts the measured
+GPU-hours beside the projection. For each run and stage:
+
+- **work**: images processed = images per epoch x epochs (``max_steps`` caps it); a training stage costs
+  3 forward passes per image (forward + backward, the fvcore convention the benchmark uses), the linear
+  probe 1 (frozen encoder), kNN 1 forward over the training and validation images.
+- **throughput per GPU**, in order: a row of the benchmark store (``<output>/bench``, ``mixmim-bench bench``)
+  measured on the chosen GPU for the run's method, backbone and precision (pre-training only: the benchmark
+  times pre-training steps), labelled ``bench``; else an **estimate** from the forward FLOPs (the table
+  below, or counted on the model, which loads torch) and an assumed MFU of the GPU's dense peak
+  (``mixmim.peaks.PEAK_TFLOPS``): ``images/s = MFU x peak / (2 x 3 x forward FLOPs)`` (the 2
+  turns multiply-adds into the FLOPs of vendors' peaks, as the benchmark's MFU does).
+- **GPU-hours** = images x passes / throughput / 3600 (all GPUs together); **wall time** = GPU-hours / GPUs
+  of the run (``launch.nodes x launch.gpus_per_node``), with perfect scaling (a lower bound).
+
+Runs without GPUs (``launch.gpus_per_node=0``: the debug variants, ``smoke``) cost no GPU-hours; their
+rows say so. BEiT's ``tokenizer`` stage costs next to nothing; ``coco`` has no cost model and is listed as
+not estimated.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from experiments.budget import bench_rows, find_bench_row, gpu_matches
+from mixmim.config import RunConfig
+
+DEFAULT_GPU = "A100"
+DEFAULT_MFU = 0.3  # assumed model FLOPs utilisation of the estimate (printed beside every estimated figure)
+# Training images of the datasets the experiments name (folder name of data.root -> count). ImageNet-1k:
+# 1,281,167 (ILSVRC-2012 train); iNaturalist 2018: 437,513, 2019: 265,213; Places205: 2,448,873; Places365-
+# Standard: 1,803,460 (each dataset's paper / release notes). A folder dataset with another name is counted
+# as ImageNet-1k, and the table says so.
+TRAIN_IMAGES = {"imagenet": 1_281_167, "inat2018": 437_513, "inat2019": 265_213, "places205": 2_448_873,
+                "places365": 1_803_460}
+VAL_IMAGES = {"imagenet": 50_000, "inat2018": 24_426, "inat2019": 3_030, "places205": 41_000, "places365": 36_500}
+DIGITS_IMAGES = (1_497, 300)  # the built-in digits data (mixmim.data.digits): train / val split
+# Forward GFLOPs per image at 224 px (fvcore convention: multiply-adds), dense official attention.
+# Pre-training: each method with its source recipe (baselines.method_defaults) on the backbone; MixMIM on the
+# ViT with 32-px cells. Fine-tuning / probing: the backbone's classification forward. Produced by
+# ``python -m experiments.cost --count-flops`` (mixmim.engine.benchmark.method_flops, mixmim.flops.backbone_flops).
+PRETRAIN_GFLOPS: dict[tuple[str, str], float] = {
+    ("mixmim", "mixmim_base"): 19.04, ("mae", "mixmim_base"): 17.71, ("simmim", "mixmim_base"): 16.51,
+    ("beit", "mixmim_base"): 16.51, ("mixmim", "vit_base_patch16"): 28.32, ("mae", "vit_base_patch16"): 9.79,
+    ("simmim", "vit_base_patch16"): 17.70, ("beit", "vit_base_patch16"): 18.05, ("mixmim", "mixmim_large"): 38.56,
+    ("mixmim", "mixmim_huge"): 120.40,
+}
+BACKBONE_GFLOPS: dict[str, float] = {"mixmim_base": 16.35, "mixmim_large": 35.86, "mixmim_huge": 117.67,
+                                     "vit_base_patch16": 17.58}
+TRAIN_PASSES = 3  # forward + backward = 3 forward passes (fvcore convention, as the benchmark counts)
+NOT_ESTIMATED = {"coco": "detection: no cost model (see docs/coco.md for the paper's schedule)"}
+NEGLIGIBLE = {"tokenizer": "k-means on at most 100,000 cells of a few thousand images (baselines.tokenizers.stage)"}
+
+
+@dataclass
+class StageCost:
+    """The projection of one stage of one run; ``gpu_hours``/``wall_hours`` None when not estimated."""
+
+    run: str
+    stage: str
+    gpus: int
+    images: float
+    gpu_hours: float | None
+    wall_hours: float | None
+    source: str
+
+
+def default_gpu() -> str:
+    """This machine's GPU name (``nvidia-smi``, no torch), else :data:`DEFAULT_GPU`."""
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                                 text=True, timeout=10, check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            out = ""
+        if out:
+            return out.splitlines()[0].strip()
+    return DEFAULT_GPU
+
+
+def dataset_images(cfg: RunConfig) -> tuple[int, int, str]:
+    """Training and validation images of the run's data, and what the count assumes."""
+    if cfg.data.dataset == "digits":
+        train, val, note = *DIGITS_IMAGES, "built-in digits"
+    else:
+        name = Path(cfg.data.root.rstrip("/")).name.lower() if cfg.data.root else ""
+        key = name if name in TRAIN_IMAGES else "imagenet"
+        train, val = TRAIN_IMAGES[key], VAL_IMAGES[key]
+        note = key if name in TRAIN_IMAGES else "ImageNet-1k size assumed"
+    if cfg.data.max_train_images:
+        train = min(train, cfg.data.max_train_images)
+    return train, val, note
+
+
+def stage_images(cfg: RunConfig, stage: str) -> tuple[float, int]:
+    """Images processed by ``stage`` and forward passes per image (training 3, frozen features 1)."""
+    train, val, _ = dataset_images(cfg)
+    if stage == "knn":
+        return float(train + val), 1
+    section = getattr(cfg, stage)
+    images = float(train * section.epochs)
+    if getattr(section, "max_steps", 0):
+        images = min(images, float(section.max_steps * section.batch_size * max(_gpus(cfg), 1)))
+    return images, (1 if stage == "linprobe" else TRAIN_PASSES)
+
+
+def _gpus(cfg: RunConfig) -> int:
+    return cfg.launch.nodes * cfg.launch.gpus_per_node
+
+
+def _precision(cfg: RunConfig, stage: str) -> str:
+    precision = getattr(getattr(cfg, stage, None), "precision", "auto")
+    return "bf16" if precision == "auto" else precision
+
+
+def forward_gflops(cfg: RunConfig, stage: str) -> tuple[float, str]:
+    """Forward GFLOPs per image of ``stage``'s model: the table when it holds the run's configuration, else
+    counted on the model (imports torch)."""
+    size = cfg.model.img_size or 224
+    if stage == "pretrain":
+        key = (cfg.method.name, cfg.model.backbone)
+        if key in PRETRAIN_GFLOPS and size == 224 and _source_recipe(cfg):
+            return PRETRAIN_GFLOPS[key], "FLOP table"
+        from experiments.budget import forward_flops_per_image
+
+        return forward_flops_per_image(cfg) / 1e9, "FLOPs counted"
+    if cfg.model.backbone in BACKBONE_GFLOPS and size == 224:
+        return BACKBONE_GFLOPS[cfg.model.backbone], "FLOP table"
+    from mixmim.flops import backbone_flops
+
+    return backbone_flops(cfg.model.backbone, cfg.model.img_size or None) / 1e9, "FLOPs counted"
+
+
+def _source_recipe(cfg: RunConfig) -> bool:
+    """Whether the run's method options that change its FLOPs are those of the table (the source recipe)."""
+    from baselines import method_defaults
+
+    defaults = method_defaults(cfg.method.name)
+    fields = ("mask_ratio", "decoder_dim", "decoder_depth", "mask_type", "mix_embedding", "dual_reconstruction")
+    return all(getattr(cfg.method, f) == defaults.get(f"method.{f}", getattr(cfg.method, f)) for f in fields)
+
+
+def peak_tflops(gpu: str, precision: str) -> float:
+    """Dense peak TFLOP/s of ``gpu`` (a name pattern of ``PEAK_TFLOPS``, e.g. ``A100``) at ``precision``."""
+    from mixmim.config import ConfigError
+    from mixmim.peaks import PEAK_TFLOPS
+
+    matches = [p for p in PEAK_TFLOPS if gpu_matches(p, gpu)] or [p for p in PEAK_TFLOPS if gpu_matches(gpu, p)]
+    for pattern in matches[:1]:  # a device name holds the pattern ("NVIDIA H100 PCIe"), else the name is short
+        peaks = PEAK_TFLOPS[pattern]
+        kind = "tf32" if precision == "fp32" and "tf32" in peaks else precision
+        if kind in peaks:
+            return peaks[kind]
+    raise ConfigError(f"no peak TFLOP/s for GPU '{gpu}' at {precision}; known: {', '.join(PEAK_TFLOPS)} "
+                      "(mixmim.peaks.PEAK_TFLOPS)")
+
+
+def stage_cost(cfg: RunConfig, stage: str, gpu: str, rows: list, mfu: float) -> StageCost:
+    """The projection of one stage (see the module docstring)."""
+    gpus = _gpus(cfg)
+    if stage in NOT_ESTIMATED:
+        return StageCost(cfg.name, stage, gpus, math.nan, None, None, f"not estimated: {NOT_ESTIMATED[stage]}")
+    if stage in NEGLIGIBLE:
+        return StageCost(cfg.name, stage, gpus, math.nan, 0.0, 0.0, f"negligible: {NEGLIGIBLE[stage]}")
+    images, passes = stage_images(cfg, stage)
+    assumed = " (ImageNet-1k size assumed)" if dataset_images(cfg)[2].endswith("assumed") else ""
+    if gpus == 0:
+        return StageCost(cfg.name, stage, 0, images, 0.0, None, "CPU run (launch.gpus_per_node=0): no GPU-hours")
+    precision = _precision(cfg, stage)
+    found = find_bench_row(rows, cfg.method.name, cfg.model.backbone, gpu=gpu, precision=precision,
+                           img_size=cfg.model.img_size or None) if stage == "pretrain" else None
+    if found:
+        row, path = found
+        per_s = float(row["images_per_s"])
+        source = f"bench: {row.get('device_name')}, {per_s:.0f} img/s/GPU ({Path(path).name})"
+    else:
+        gflops, counted = forward_gflops(cfg, stage)
+        per_s = mfu * peak_tflops(gpu, precision) * 1e12 / (2 * TRAIN_PASSES * gflops * 1e9)
+        source = (f"estimate: {gflops:.1f} GFLOPs/img ({counted}), MFU {mfu:.2f} assumed of {gpu} {precision} "
+                  f"peak, {per_s:.0f} img/s/GPU")
+    gpu_hours = images * passes / TRAIN_PASSES / per_s / 3600  # per_s is a training rate (3 passes)
+    return StageCost(cfg.name, stage, gpus, images, gpu_hours, gpu_hours / gpus, source + assumed)
+
+
+def project_costs(runs: Sequence[RunConfig], output: Path, gpu: str = DEFAULT_GPU,
+                  mfu: float = DEFAULT_MFU) -> list[StageCost]:
+    """Every stage of every run, projected on ``gpu``."""
+    rows = bench_rows(output)
+    return [stage_cost(cfg, stage, gpu, rows, mfu) for cfg in runs for stage in cfg.stages]
+
+
+def _hours(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.1f}" if value >= 10 else f"{value:.2g}"
+
+
+def _wall(hours: float | None) -> str:
+    if hours is None:
+        return "-"
+    return f"{hours / 24:.1f} d" if hours >= 48 else f"{hours:.1f} h" if hours >= 1 else f"{hours * 60:.0f} min"
+
+
+def cost_rows(costs: Sequence[StageCost], measured: dict[tuple[str, str], float] | None = None) -> list[dict[str, Any]]:
+    """One row per run and stage, then a total per run and a grand total; ``measured``: (run, stage) ->
+    measured GPU-hours of finished stages (the report's column)."""
+    rows: list[dict[str, Any]] = []
+    total = {"gpu": 0.0, "measured": 0.0, "wall": 0.0}
+    for run in dict.fromkeys(c.run for c in costs):
+        mine = [c for c in costs if c.run == run]
+        for c in mine:
+            row = {"run": c.run, "stage": c.stage, "GPUs": c.gpus,
+                   "images": "-" if math.isnan(c.images) else f"{c.images:,.0f}",
+                   "GPU-hours": _hours(c.gpu_hours), "wall": _wall(c.wall_hours)}
+            if measured is not None:
+                row["measured GPU-hours"] = _hours(measured.get((c.run, c.stage)))
+            rows.append({**row, "source": c.source})
+        known = [c for c in mine if c.gpu_hours is not None]
+        run_gpu = sum(c.gpu_hours for c in known)
+        run_wall = sum(c.wall_hours for c in known if c.wall_hours is not None)
+        total["gpu"] += run_gpu
+        total["wall"] = max(total["wall"], run_wall)
+        row = {"run": run, "stage": "total", "GPUs": "", "images": "", "GPU-hours": _hours(run_gpu),
+               "wall": _wall(run_wall) if run_wall else "-"}
+        if measured is not None:
+            run_measured = sum(v for (r, _), v in measured.items() if r == run)
+            total["measured"] += run_measured
+            row["measured GPU-hours"] = _hours(run_measured)
+        partial = len(known) < len(mine)
+        rows.append({**row, "source": "stages not estimated are left out" if partial else ""})
+    row = {"run": "all runs", "stage": "total", "GPUs": "", "images": "", "GPU-hours": _hours(total["gpu"]),
+           "wall": _wall(total["wall"]) if total["wall"] else "-"}
+    if measured is not None:
+        row["measured GPU-hours"] = _hours(total["measured"])
+    rows.append({**row, "source": "runs in parallel: wall time is the longest run's"})
+    return rows
+
+
+def cost_table(costs: Sequence[StageCost], gpu: str, measured: dict[tuple[str, str], float] | None = None) -> str:
+    """The cost table in GitHub markdown, with a line saying what it assumes."""
+    from tabulate import tabulate
+
+    head = (f"Projected cost on {gpu} GPUs (GPU-hours: all GPUs of a run together; wall: with perfect scaling over "
+            "the run's GPUs; source per line: a `mixmim-bench bench` row, or an estimate from FLOPs and an "
+            "assumed MFU):")
+    return head + "\n\n" + tabulate(cost_rows(costs, measured), headers="keys", tablefmt="github",
+                                    disable_numparse=True)
+
+
+def count_flop_table() -> tuple[dict[tuple[str, str], float], dict[str, float]]:
+    """Count the figures of :data:`PRETRAIN_GFLOPS` and :data:`BACKBONE_GFLOPS` (minutes of CPU)."""
+    from experiments.bench import method_builder
+    from mixmim.engine.benchmark import method_flops
+    from mixmim.flops import backbone_flops
+
+    backbones = {bb: backbone_flops(bb) / 1e9 for bb in ("mixmim_base", "mixmim_large", "mixmim_huge",
+                                                         "vit_base_patch16")}
+    pretrain = {}
+    for method, bb in [*((m, b) for b in ("mixmim_base", "vit_base_patch16") for m in ("mixmim", "mae", "simmim",
+                                                                                      "beit")),
+                       ("mixmim", "mixmim_large"), ("mixmim", "mixmim_huge")]:
+        extra = ["method.mask_unit=32"] if method == "mixmim" and bb.startswith("vit") else []
+        with method_builder(bb, 0, extra) as build:
+            model = build(method)
+            pretrain[(method, bb)] = method_flops(model, model.encoder.img_size) / 1e9
+    return pretrain, backbones
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] != ["--count-flops"]:
+        sys.exit("usage: python -m experiments.cost --count-flops")
+    pretrain_table, backbone_table = count_flop_table()
+    print("PRETRAIN_GFLOPS =", {k: round(v, 2) for k, v in pretrain_table.items()})
+    print("BACKBONE_GFLOPS =", {k: round(v, 2) for k, v in backbone_table.items()})
