@@ -4,11 +4,13 @@
 builds the encoder and the method of a run, ``method_defaults(name)`` gives the source recipe as
 ``key=value`` overrides. Methods use only the backbones' public interface (``docs/methods.md``).
 ``*_from_official_args`` build each method from its official constructor's argument names
-(``baselines/official.py``).
+(``baselines/official.py``). The names load with their module on first use (``lazy_loader``), so
+``method_defaults`` (what the cheap CLI paths read) costs no torch.
 """
 
-from baselines.official import beit_from_official_args, mae_from_official_args, simmim_from_official_args
-from baselines.registry import METHODS, build_method, method_defaults
+import lazy_loader
 
-__all__ = ["METHODS", "beit_from_official_args", "build_method", "mae_from_official_args", "method_defaults",
-           "simmim_from_official_args"]
+__getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
+    "official": ["beit_from_official_args", "mae_from_official_args", "simmim_from_official_args"],
+    "registry": ["METHODS", "build_method", "method_defaults"],
+})

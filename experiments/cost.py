@@ -47,12 +47,13 @@ DIGITS_IMAGES = (1_497, 300)  # the built-in digits data (mixmim.data.digits): t
 # ``python -m experiments.cost --count-flops`` (mixmim.engine.benchmark.method_flops, mixmim.flops.backbone_flops).
 PRETRAIN_GFLOPS: dict[tuple[str, str], float] = {
     ("mixmim", "mixmim_base"): 19.04, ("mae", "mixmim_base"): 17.71, ("simmim", "mixmim_base"): 16.51,
-    ("beit", "mixmim_base"): 16.51, ("mixmim", "vit_base_patch16"): 28.32, ("mae", "vit_base_patch16"): 9.79,
-    ("simmim", "vit_base_patch16"): 17.70, ("beit", "vit_base_patch16"): 18.05, ("mixmim", "mixmim_large"): 38.56,
+    ("beit", "mixmim_base"): 16.51, ("mixmim", "mixmim_vit_base_patch16"): 28.32,
+    ("mae", "mixmim_vit_base_patch16"): 9.79, ("simmim", "mixmim_vit_base_patch16"): 17.70,
+    ("beit", "mixmim_vit_base_patch16"): 18.05, ("mixmim", "mixmim_large"): 38.56,
     ("mixmim", "mixmim_huge"): 120.40,
 }
 BACKBONE_GFLOPS: dict[str, float] = {"mixmim_base": 16.35, "mixmim_large": 35.86, "mixmim_huge": 117.67,
-                                     "vit_base_patch16": 17.58}
+                                     "mixmim_vit_base_patch16": 17.58}
 TRAIN_PASSES = 3  # forward + backward = 3 forward passes (fvcore convention, as the benchmark counts)
 NOT_ESTIMATED = {"coco": "detection: no cost model (see docs/coco.md for the paper's schedule)"}
 NEGLIGIBLE = {"tokenizer": "k-means on at most 100,000 cells of a few thousand images (baselines.tokenizers.stage)"}
@@ -263,9 +264,9 @@ def count_flop_table() -> tuple[dict[tuple[str, str], float], dict[str, float]]:
     from mixmim.flops import backbone_flops
 
     backbones = {bb: backbone_flops(bb) / 1e9 for bb in ("mixmim_base", "mixmim_large", "mixmim_huge",
-                                                         "vit_base_patch16")}
+                                                         "mixmim_vit_base_patch16")}
     pretrain = {}
-    for method, bb in [*((m, b) for b in ("mixmim_base", "vit_base_patch16") for m in ("mixmim", "mae", "simmim",
+    for method, bb in [*((m, b) for b in ("mixmim_base", "mixmim_vit_base_patch16") for m in ("mixmim", "mae", "simmim",
                                                                                       "beit")),
                        ("mixmim", "mixmim_large"), ("mixmim", "mixmim_huge")]:
         extra = ["method.mask_unit=32"] if method == "mixmim" and bb.startswith("vit") else []
