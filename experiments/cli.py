@@ -99,6 +99,9 @@ def cmd_show(args) -> int:
     exp = _experiment(args)
     apply_budget(exp.runs, _budget(args), Path(args.output))
     print(f"# {exp.name} ({exp.variant}): {exp.description}\n")
+    from experiments.recipe_table import recipe_table
+
+    print(f"## recipes\n\n{recipe_table(exp)}\n")
     for cfg in exp.runs:
         print(f"## run {cfg.name}: stages {' -> '.join(cfg.stages)}\n")
         print(to_yaml(cfg))
