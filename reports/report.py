@@ -97,7 +97,8 @@ def report_experiment(
     if unknown:
         raise ReportError(f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
     refs = references if references is not None else load_references()
-    results = read_results(exp_dir)
+    # every stage a table reads: a run's planned-but-unstarted stage is then 'missing', an unplanned one n/a
+    results = read_results(exp_dir, dict.fromkeys(stage for spec in specs for stage in spec.stages))
     tables = build_tables(results, specs, refs)
     texts = {fmt: format_tables(tables, fmt) for fmt in dict.fromkeys([*formats, "markdown"])}
     bundle = build_bundle(exp_dir, specs, refs, out_dir, command=command, results=results, tables=tables,

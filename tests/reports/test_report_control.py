@@ -51,3 +51,14 @@ def test_a_planned_stage_that_did_not_run_is_still_reported(tmp_path: Path) -> N
                                                                   lr=1e-3)})
     table = build_table(read_results(exp, SPEC.stages), SPEC, References())
     assert any("mae-s0" in note and "not counted" in note for note in table.notes)
+
+
+def test_the_report_shows_n_a_not_a_note_for_the_control_without_pretraining(tmp_path: Path) -> None:
+    """Through report_experiment, as `mixmim-bench report` reads it (no expected stages passed by hand)."""
+    from reports.report import report_experiment
+
+    exp = tmp_path / "smoke"
+    _write(exp)
+    text = report_experiment(exp, [SPEC], references=References()).tables["markdown"]
+    random_line = next(line for line in text.splitlines() if line.startswith("| Random init"))
+    assert random_line.rstrip(" |").endswith(NOT_APPLICABLE) and "not started" not in text and "[1]" not in text
