@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mixmim.config import RunConfig
+from mixmim.config import RunConfig, validate
 from mixmim.rundir import read_json, read_jsonl
 
 BUDGET_KINDS = ("epochs", "gpu-hours", "flops")
@@ -45,6 +45,8 @@ class Budget:
             raise BudgetError(f"budget value '{value}' is not a number") from None
         if number <= 0:
             raise BudgetError(f"budget must be positive, got {number}")
+        if kind == "epochs" and not number.is_integer():
+            raise BudgetError(f"budget epochs={value} is not a whole number of epochs: pass epochs=N with N >= 1")
         return cls(kind, number)
 
 
@@ -178,4 +180,5 @@ def apply_budget(runs: list[RunConfig], budget: Budget | None, output: Path) -> 
         cfg.pretrain.warmup_epochs = min(cfg.pretrain.warmup_epochs, max(epochs // 10, 0))
         cfg.setting = {**cfg.setting, "budget": f"{budget.kind}={budget.value:g}"}
         records[cfg.name] = {**record, "epochs": epochs}
+        validate(cfg)
     return records

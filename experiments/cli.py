@@ -131,6 +131,9 @@ def cmd_show(args) -> int:
     if args.cost:
         print(_cost_table(args, exp.runs))
         return 0
+    from experiments.recipe_table import recipe_table
+
+    print(f"## recipes\n\n{recipe_table(exp)}\n")
     for cfg in exp.runs:
         print(f"## run {cfg.name}: stages {' -> '.join(cfg.stages)}\n")
         print(to_yaml(cfg))

@@ -13,7 +13,7 @@ from typing import Any
 from experiments.budget import Budget, apply_budget
 from experiments.spec import Experiment, normalize_stages
 from experiments.stages import STAGES
-from mixmim.config import LaunchConfig, RunConfig, apply_overrides, to_yaml
+from mixmim.config import LaunchConfig, RunConfig, apply_overrides, to_yaml, validate
 from mixmim.rundir import (
     CONFIG_FILE,
     PREVIOUS_CONFIG_FILE,
@@ -50,12 +50,17 @@ def _keep_name(new: RunConfig, old: RunConfig) -> RunConfig:
 
 
 def validate_run(cfg: RunConfig, run_dir: Path) -> None:
-    """Fail at start, not hours later: unknown stages, missing data roots, unusable ``init``."""
+    """Fail at start, not hours later: bad values (:func:`mixmim.config.validate`), unknown stages, missing
+    data roots, unusable ``init``."""
+    validate(cfg)
     unknown = [s for s in cfg.stages if s not in STAGES]
     if unknown:
         raise RunSetupError(f"run '{cfg.name}': unknown stage(s) {unknown}; stages are {list(STAGES)}")
     if cfg.data.dataset == "folder" and not cfg.data.root:
         raise RunSetupError(f"run '{cfg.name}' reads an ImageFolder dataset but data.root is empty: pass "
+                            "--set data.root=/path/to/imagenet (with train/ and val/ inside)")
+    if cfg.data.dataset == "folder" and not Path(cfg.data.root).is_dir():
+        raise RunSetupError(f"run '{cfg.name}': data.root={cfg.data.root} is not a directory: pass "
                             "--set data.root=/path/to/imagenet (with train/ and val/ inside)")
     evaluates = [s for s in cfg.stages if s not in ("tokenizer", "pretrain")]
     if not evaluates:

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mixmim.config import RunConfig, apply_overrides
+from mixmim.config import RunConfig, apply_overrides, validate
 from reports.spec import TableSpec
 
 VARIANTS = ("full", "debug")
@@ -21,12 +21,17 @@ class Experiment:
     runs: list[RunConfig]
     tables: list[TableSpec] = field(default_factory=list)
     variant: str = "full"
+    # The config keys the experiment sets for every method (epochs, sizes, data, and any part of a method's
+    # own recipe it replaces on purpose); every other recipe field is each method's own (recipe_table.py).
+    sets: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         names = [r.name for r in self.runs]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"experiment '{self.name}' defines runs with the same name: {duplicates}")
+        for cfg in self.runs:  # a definition that sets a field directly is checked too
+            validate(cfg)
 
 
 def run_name(method: str, backbone: str, setting: Mapping[str, Any], seed: int) -> str:
@@ -44,19 +49,42 @@ def method_defaults(method: str) -> dict[str, Any]:
     return dict(defaults(method))
 
 
+def recipe_keys(method: str) -> set[str]:
+    """The config keys of a method's own recipe (its source's values): an experiment may replace them only
+    by naming them in ``make_run(replaces=...)``. ``pretrain.lr`` counts: a direct lr replaces the blr rule."""
+    return (set(method_defaults(method)) - {"method.name"}) | {"pretrain.lr"} if method != "random" else set()
+
+
+class RecipeOverrideError(ValueError):
+    """An experiment sets part of a method's own recipe without declaring it."""
+
+
 def make_run(experiment: str, method: str, backbone: str, stages: Iterable[str], *, seed: int = 0,
              setting: Mapping[str, Any] | None = None, overrides: Mapping[str, Any] | None = None,
-             init: str = "pretrain") -> RunConfig:
+             replaces: Iterable[str] = (), init: str = "pretrain") -> RunConfig:
     """One run: the method's own recipe first, then the experiment's ``overrides`` (dotted keys).
 
-    ``method="random"`` is the random-initialisation control: no pre-training, ``init=random``.
+    ``overrides`` may set a key of the method's own recipe (:func:`recipe_keys`) only when ``replaces`` names
+    it: an experiment that sets epochs, sizes and data for every method cannot overwrite, say, SimMIM's
+    betas by accident. ``method="random"`` is the random-initialisation control: no pre-training,
+    ``init=random``.
+
+    Raises:
+        RecipeOverrideError: ``overrides`` sets recipe keys of ``method`` that ``replaces`` does not name.
     """
+    overrides = dict(overrides or {})
+    undeclared = sorted(set(overrides) & recipe_keys(method) - set(replaces))
+    if undeclared:
+        raise RecipeOverrideError(
+            f"experiment '{experiment}' sets {', '.join(undeclared)} for {method}, which {method}'s own recipe "
+            "sets (baselines/registry.py): drop them to keep the method's recipe, or name them in "
+            "make_run(replaces=...) to replace them for every method on purpose")
     setting = dict(setting or {})
     cfg = RunConfig(experiment=experiment, seed=seed, stages=list(stages), init=init, setting=setting)
     cfg.model.backbone = backbone
     cfg.method.name = method
     cfg = apply_overrides(cfg, method_defaults(method))
-    cfg = normalize_stages(apply_overrides(cfg, dict(overrides or {})))
+    cfg = normalize_stages(apply_overrides(cfg, overrides))
     cfg.name = run_name(method, backbone, setting, seed)
     return cfg
 

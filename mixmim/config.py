@@ -18,6 +18,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from mixmim.backbone_names import DEPRECATED_BACKBONE_NAMES
+
 
 @dataclass
 class ModelConfig:
@@ -118,6 +120,7 @@ class FinetuneConfig:
     cutmix: float = 1.0
     randaug: str = "rand-m9-mstd0.5-inc1"
     reprob: float = 0.25
+    crop_min_scale: float = 0.08  # RandomResizedCrop scale floor (timm's and the official 0.08); smoke: milder
     precision: str = "auto"
     checkpoint_every: int = 10
 
@@ -213,6 +216,136 @@ class ConfigError(ValueError):
     """A configuration key or value is wrong; the message names it and what is allowed."""
 
 
+# --- Closed sets and ranges, checked whenever a RunConfig is built (validate). The sets repeat the names
+# that each implementation accepts (torch-free here); tests/mixmim/test_config_choices.py keeps them in sync.
+METHOD_NAMES = ("mixmim", "mae", "simmim", "beit", "random")  # baselines.METHODS + the random-init control
+BACKBONE_NAMES = ("mixmim_base", "mixmim_large", "mixmim_huge", "mixmim_base_384", "mixmim_large_384",
+                  "mixmim_tiny_32", "mixmim_small_64", "mixmim_vit_base_patch16", "mixmim_vit_large_patch16",
+                  "mixmim_vit_huge_patch14", "mixmim_vit_tiny_patch4_32",  # mixmim.backbones.BACKBONE_SPECS
+                  *DEPRECATED_BACKBONE_NAMES)  # the old ViT names still build (with a DeprecationWarning)
+STAGE_NAMES = ("tokenizer", "pretrain", "finetune", "linprobe", "knn", "coco")  # experiments.stages.STAGES
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # mixmim.engine.precision
+CHOICES: dict[str, tuple[str, ...]] = {
+    "model.backbone": BACKBONE_NAMES,
+    "model.rel_pos_bias": ("none", "shared", "layer"),  # mixmim.backbones.vit.REL_POS_BIAS
+    "model.global_pool": ("avg", "token"),  # mixmim.backbones.vit.GLOBAL_POOL
+    "method.name": METHOD_NAMES,
+    "method.mask_strategy": ("random", "block"),  # mixmim.method.MASK_STRATEGIES
+    "method.mask_type": ("mix", "mask_token", "zero", "noise"),  # mixmim.method.MASK_TYPES
+    "method.tokenizer": ("kmeans", "dalle"),  # baselines.tokenizers.stage.TOKENIZERS
+    "data.dataset": ("digits", "folder"),
+    "data.on_corrupt": ("skip", "fail"),  # mixmim.data.folder.ON_CORRUPT
+    "pretrain.precision": PRECISIONS, "finetune.precision": PRECISIONS, "linprobe.precision": PRECISIONS,
+    "coco.precision": PRECISIONS,
+    "pretrain.nonfinite": ("stop", "rollback"),  # mixmim.engine.nonfinite.NONFINITE_MODES
+    "linprobe.optimizer": ("lars", "sgd"),  # mixmim.evaluate.linprobe.OPTIMIZERS
+    "coco.engine": ("torchvision", "detectron2"),
+    "coco.attention": ("window_global", "global", "window"),  # mixmim.transfer.layout.ATTENTION_LAYOUTS
+    "coco.heads": ("standard", "compact"),  # mixmim.transfer.torchvision_model.HEADS
+    "launch.executor": ("local", "slurm", "debug"),
+}
+LIST_CHOICES: dict[str, tuple[str, ...]] = {"stages": STAGE_NAMES}
+
+
+@dataclass(frozen=True)
+class Range:
+    """A numeric range: ``low``/``high`` bounds (None: unbounded), open or closed at each end."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def contains(self, value: float) -> bool:
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return above and below
+
+    def describe(self) -> str:
+        if self.low is not None and self.high is not None:
+            return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+        if self.low is not None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        return f"{'<' if self.high_open else '<='} {self.high:g}"
+
+
+POSITIVE, NON_NEGATIVE, AT_LEAST_ONE = Range(0, low_open=True), Range(0), Range(1)
+FRACTION, RATE = Range(0, 1, low_open=True, high_open=True), Range(0, 1, high_open=True)  # (0, 1), [0, 1)
+_STAGE_RANGES = {"epochs": POSITIVE, "warmup_epochs": NON_NEGATIVE, "max_steps": NON_NEGATIVE,
+                 "batch_size": POSITIVE, "blr": NON_NEGATIVE, "lr": NON_NEGATIVE,  # lr 0: from blr (one > 0)
+                 "lr_scale_base": POSITIVE, "min_lr": NON_NEGATIVE, "weight_decay": NON_NEGATIVE}
+RANGES: dict[str, Range] = {
+    "seed": NON_NEGATIVE,
+    "model.img_size": NON_NEGATIVE, "model.drop_path": RATE, "model.layer_scale": NON_NEGATIVE,
+    "method.mask_ratio": FRACTION, "method.mask_unit": NON_NEGATIVE, "method.decoder_dim": POSITIVE,
+    "method.decoder_depth": AT_LEAST_ONE, "method.decoder_heads": AT_LEAST_ONE, "method.vocab_size": Range(2),
+    "data.num_workers": NON_NEGATIVE, "data.max_train_images": NON_NEGATIVE, "data.digits_size": POSITIVE,
+    "data.crop_min_scale": Range(0, 1, low_open=True),
+    **{f"{stage}.{key}": r for stage, section in (("pretrain", PretrainConfig), ("finetune", FinetuneConfig),
+                                                   ("linprobe", LinearProbeConfig))
+       for key, r in _STAGE_RANGES.items() if key in section.__dataclass_fields__},
+    "pretrain.accum_iter": AT_LEAST_ONE, "pretrain.clip_grad": NON_NEGATIVE, "pretrain.checkpoint_every": AT_LEAST_ONE,
+    "pretrain.checkpoint_every_steps": NON_NEGATIVE, "pretrain.betas": RATE,
+    "finetune.accum_iter": AT_LEAST_ONE, "finetune.layer_decay": Range(0, 1, low_open=True),
+    "finetune.drop_path": RATE, "finetune.smoothing": RATE, "finetune.mixup": NON_NEGATIVE,
+    "finetune.cutmix": NON_NEGATIVE, "finetune.reprob": Range(0, 1),
+    "finetune.crop_min_scale": Range(0, 1, low_open=True),
+    "finetune.checkpoint_every": AT_LEAST_ONE,
+    "linprobe.crop_min_scale": Range(0, 1, low_open=True),
+    "knn.k": AT_LEAST_ONE, "knn.temperature": POSITIVE, "knn.batch_size": POSITIVE,
+    "coco.epochs": POSITIVE, "coco.max_steps": NON_NEGATIVE, "coco.batch_size": POSITIVE, "coco.blr": NON_NEGATIVE,
+    "coco.lr": NON_NEGATIVE, "coco.layer_decay": Range(0, 1, low_open=True), "coco.drop_path": RATE,
+    "coco.img_size": POSITIVE, "coco.weight_decay": NON_NEGATIVE, "coco.warmup_steps": NON_NEGATIVE,
+    "launch.time_min": AT_LEAST_ONE, "launch.nodes": AT_LEAST_ONE, "launch.gpus_per_node": NON_NEGATIVE,
+    "launch.cpus_per_task": AT_LEAST_ONE, "launch.mem_gb": NON_NEGATIVE, "launch.max_num_timeout": NON_NEGATIVE,
+}
+
+
+def _get(cfg: Any, key: str) -> Any:
+    for part in key.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+def _choice_problem(key: str, value: Any, allowed: tuple[str, ...]) -> str | None:
+    if value in allowed:
+        return None
+    closest = difflib.get_close_matches(str(value), allowed, n=1, cutoff=0.0)
+    hint = f"; closest: '{closest[0]}'" if closest else ""
+    return f"bad value {value!r} for key '{key}': allowed values are {', '.join(allowed)}{hint}"
+
+
+def config_problems(cfg: RunConfig) -> list[str]:
+    """Every value of ``cfg`` outside its closed set (:data:`CHOICES`) or range (:data:`RANGES`)."""
+    problems = [p for key, allowed in CHOICES.items() if (p := _choice_problem(key, _get(cfg, key), allowed))]
+    for key, allowed in LIST_CHOICES.items():
+        problems += [p for item in _get(cfg, key) if (p := _choice_problem(key, item, allowed))]
+    for key, bounds in RANGES.items():
+        value = _get(cfg, key)
+        for item in value if isinstance(value, (tuple, list)) else (value,):
+            if not bounds.contains(item):
+                problems.append(f"bad value {value!r} for key '{key}': must be {bounds.describe()}")
+                break
+    for stage in ("pretrain", "finetune", "linprobe", "coco"):
+        section = getattr(cfg, stage)
+        if section.lr == 0 and section.blr == 0:
+            problems.append(f"'{stage}.lr' and '{stage}.blr' are both 0: set one > 0 (lr 0 derives it from blr)")
+    return problems
+
+
+def validate(cfg: RunConfig) -> RunConfig:
+    """``cfg`` itself when every closed-set and ranged value is allowed.
+
+    Raises:
+        ConfigError: naming each bad key, its value and the allowed values (with the closest) or range.
+    """
+    problems = config_problems(cfg)
+    if problems:
+        lead = "" if len(problems) == 1 else f"{len(problems)} bad values in run '{cfg.name or cfg.experiment}':\n  "
+        raise ConfigError(lead + "\n  ".join(problems))
+    return cfg
+
+
 def _all_keys(node: Any, prefix: str = "") -> list[str]:
     keys = []
     for key in node:
@@ -270,10 +403,10 @@ def _split_override(text: str) -> tuple[str, str]:
 
 
 def to_dataclass(node: DictConfig) -> RunConfig:
-    """Turn a structured OmegaConf node back into a :class:`RunConfig`."""
+    """Turn a structured OmegaConf node back into a :class:`RunConfig`, checked by :func:`validate`."""
     cfg = OmegaConf.to_object(node)
     assert isinstance(cfg, RunConfig)
-    return cfg
+    return validate(cfg)
 
 
 def to_yaml(cfg: RunConfig) -> str:

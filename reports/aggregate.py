@@ -22,6 +22,7 @@ import pandas as pd
 from reports.cells import Cell, NoteBook, TableColumn, TableData, TableRow, mean_std
 from reports.drift import RunDrift, run_drift, summarize_drift
 from reports.references import RECIPE_FIELDS, Recipe, References
+from reports.results import NOT_PLANNED_REASON
 from reports.spec import Column, TableSpec
 
 MAX_NAMED_RUNS = 3
@@ -219,9 +220,13 @@ def _metric_cell(
     key: Mapping[str, Any],
     engine: str | None,
 ) -> Cell:
+    planned = group[group["reason"] != NOT_PLANNED_REASON]  # a stage a run never has is not missing
+    not_applicable = len(group) > 0 and len(planned) == 0
+    group = planned
     counted = group[group["value"].notna()]
     mean, std, n = mean_std(counted["value"].tolist())
-    cell = Cell(mean=mean, std=std, n=n, n_expected=len(group) + n_missing_seeds, digits=column.digits)
+    cell = Cell(mean=mean, std=std, n=n, n_expected=len(group) + n_missing_seeds, digits=column.digits,
+                not_applicable=not_applicable)
     if column.reference is not None:
         _attach_reference(cell, column, key, label, ctx)
     excluded = group[group["value"].isna()]
@@ -323,8 +328,22 @@ def build_table(df: pd.DataFrame, spec: TableSpec, refs: References) -> TableDat
             cells.append(Cell(mean=mean, std=std, n=n, n_expected=len(group) + n_missing, digits=1))
         parts = spec.row_parts(key) if label in runs_by_label else label.split(" / ")
         rows.append(TableRow(label=label, parts=parts, key=dict(key), cells=cells, notes=row_notes))
+    _add_margins(rows, spec)
     _note_unreadable(df, ctx)
     return TableData(spec=spec, columns=columns + budget_columns, rows=rows, notes=ctx.notes.texts, sources=ctx.sources)
+
+
+def _add_margins(rows: list[TableRow], spec: TableSpec) -> None:
+    """Each cell's margin over the control row (``spec.control``, e.g. random init) in the same column."""
+    control = next((row for row in rows if row.label == spec.control), None) if spec.control else None
+    if control is None:
+        return
+    for row in rows:
+        if row is control:
+            continue
+        for cell, base in zip(row.cells, control.cells):
+            if cell.mean is not None and base.mean is not None:
+                cell.margin = cell.mean - base.mean
 
 
 def _note_unreadable(df: pd.DataFrame, ctx: _Context) -> None:

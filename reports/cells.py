@@ -35,6 +35,8 @@ class Cell:
     floor: NoiseFloor | None = None
     notes: list[int] = field(default_factory=list)
     drift: list[str] = field(default_factory=list)
+    not_applicable: bool = False  # no run of the row has the column's stage (random init: no pretrain)
+    margin: float | None = None  # mean minus the control row's (TableSpec.control) in the same column
 
     @property
     def paper(self) -> float | None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from reports.cells import Cell
 
 MISSING = "missing"
+NOT_APPLICABLE = "n/a"  # the row's runs never have this column's stage
 
 
 def _latex_escape(text: str) -> str:
@@ -103,11 +104,15 @@ def fmt_number(value: float, digits: int) -> str:
 def value_text(cell: Cell) -> str:
     """``84.10 ± 0.12 (3)``, ``84.10 (1)``, ``84.10 ± 0.12 (2/3)`` or ``missing (0/3)`` (plain text)."""
     count = f"({cell.n})" if cell.n == cell.n_expected else f"({cell.n}/{cell.n_expected})"
+    if cell.not_applicable:
+        return NOT_APPLICABLE
     if cell.mean is None:
         return MISSING if cell.n_expected == 0 else f"{MISSING} {count}"
     text = fmt_number(cell.mean, cell.digits)
     if cell.std is not None:
         text += f" ± {fmt_number(cell.std, cell.digits)}"
+    if cell.margin is not None:
+        text += f" [{cell.margin:+.{cell.digits}f}]"
     return f"{text} {count}"
 
 

@@ -4,7 +4,8 @@ The data lives in ``reports/references/*.yaml`` (one file per family of sources)
 three sections::
 
     references:    {key: {value, source, std?, n?, unit?, what?, recipe?, noise_floor?, engine?, note?, status?}}
-    recipes:       {key: {stage, epochs, effective_batch, lr, blr?, lr_scale_base?, precision, source}}
+    recipes:       {key: {stage, epochs, effective_batch, lr, blr?, lr_scale_base?, precision, source,
+                          warmup_epochs?, method?, betas?, weight_decay?}}
     noise_floors:  {key: {value, unit?, what?, source}}
 
 Every entry needs a non-empty ``source``: a number without a source is not a reference. ``value: null``
@@ -61,6 +62,9 @@ class Recipe:
     lr_scale_base: int | None = None
     precision: str | None = None  # fp32 | fp16 (AMP) | bf16
     warmup_epochs: int | None = None
+    method: str | None = None  # the method whose own recipe this is (a name of baselines.METHODS)
+    betas: tuple[float, float] | None = None
+    weight_decay: float | None = None
 
 
 @dataclass(frozen=True)
@@ -126,7 +130,10 @@ def _parse_reference(key: str, entry: dict[str, Any], path: Path) -> Reference:
 
 def _parse_recipe(key: str, entry: dict[str, Any]) -> Recipe:
     known = {f for f in Recipe.__dataclass_fields__ if f != "key"}
-    return Recipe(key=key, **{k: v for k, v in entry.items() if k in known})
+    fields = {k: v for k, v in entry.items() if k in known}
+    if fields.get("betas") is not None:
+        fields["betas"] = tuple(fields["betas"])
+    return Recipe(key=key, **fields)
 
 
 def _merge(target: dict[str, Any], key: str, item: Any, path: Path, section: str) -> None:

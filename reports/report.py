@@ -99,7 +99,8 @@ def report_experiment(
     if unknown:
         raise ReportError(f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
     refs = references if references is not None else load_references()
-    results = read_results(exp_dir)
+    # every stage a table reads: a run's planned-but-unstarted stage is then 'missing', an unplanned one n/a
+    results = read_results(exp_dir, dict.fromkeys(stage for spec in specs for stage in spec.stages))
     if runs is not None:
         results = results[results["run"].isin(list(runs))].reset_index(drop=True)
     tables = build_tables(results, specs, refs)

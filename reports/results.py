@@ -53,6 +53,8 @@ NUMERIC_COLUMNS = [
     "wall_time_s",
     "gflops",
 ]
+NOT_PLANNED = "not_planned"  # status of a stage a table reads but the run never has (not in stages_planned)
+NOT_PLANNED_REASON = "not a stage of this run"
 RESULT_COLUMNS = [*IDENTITY_COLUMNS, "stage", "metric", "value", *RECIPE_COLUMNS, "status", "reason"]
 STAGE_NAMES = ("tokenizer", "pretrain", "finetune", "linprobe", "knn", "coco")
 SETTING_PREFIX = "setting."
@@ -217,7 +219,11 @@ def read_run(run_dir: str | Path, expected_stages: Iterable[str] = ()) -> list[d
     base = {**identity, "setting": setting_label(identity.get("setting"))}
     base.update({f"{SETTING_PREFIX}{k}": v for k, v in (identity.get("setting") or {}).items()})
     rows = []
+    planned = manifest.get("stages_planned")
     for stage in _stages_of(run_dir, manifest, expected_stages):
+        if isinstance(planned, list) and stage not in planned and not os.path.isdir(os.path.join(run_dir, stage)):
+            rows.append({**base, "stage": stage, "status": NOT_PLANNED, "reason": NOT_PLANNED_REASON})
+            continue  # e.g. the random-init control has no pretrain stage: nothing is missing
         for row in _stage_rows(run_dir, stage, manifest):
             rows.append({**base, **row})
     return rows or [{**base, "stage": None, "status": "missing", "reason": "no stages found"}]

@@ -90,6 +90,8 @@ class TableSpec:
         labels: display names for row-key values (``{"mixmim": "MixMIM"}``).
         budget: add GPU-hours, GFLOPs and throughput columns.
         budget_stages: stages whose GPU-hours are summed per run for the budget column.
+        control: label of a control row (``"Random init"``); every other row's value shows its margin over
+            it in the same column, ``84.10 [+5.20] (1)``.
     """
 
     name: str
@@ -103,6 +105,7 @@ class TableSpec:
     labels: Mapping[str, str] = field(default_factory=dict)
     budget: bool = False
     budget_stages: tuple[str, ...] = ("pretrain",)
+    control: str | None = None
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.name):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from experiments.definitions.recipes import IMAGENET_FINETUNE, IMAGENET_PRETRAIN, scaled
+from experiments.definitions.recipes import IMAGENET_FINETUNE, IMAGENET_PRETRAIN, replaced, scaled
 from experiments.spec import Experiment, make_run
 from reports.spec import Column, TableSpec
 
@@ -31,10 +31,10 @@ def ablation(name: str, variant: str = "full") -> Experiment:
         overrides, bb = scaled({**IMAGENET_PRETRAIN, **IMAGENET_FINETUNE, "pretrain.epochs": 300, key: value},
                                variant, "mixmim_base")
         runs.append(make_run(name, "mixmim", bb, ("pretrain", "finetune"), setting={setting: value},
-                             overrides=overrides))
+                             overrides=overrides, replaces=replaced(variant, key)))
     reference = f"mixmim_ablation_{setting}_{{setting.{setting}}}_top1"
     table = TableSpec(name=setting, title=f"MixMIM-B ablation: {description}", rows=(f"setting.{setting}",),
                       columns=(Column("finetune", "top1", "Top-1", reference=reference),
                                Column("pretrain", "loss", "Pre-train loss", digits=3)),
                       caption="MixMIM paper ablations (300 ep); paper values to be transcribed where missing.")
-    return Experiment(name, f"MixMIM-B ablation: {description}", runs, [table], variant)
+    return Experiment(name, f"MixMIM-B ablation: {description}", runs, [table], variant, sets=tuple(overrides))

@@ -8,6 +8,7 @@ from experiments.definitions.recipes import (
     IMAGENET_LINPROBE,
     IMAGENET_PRETRAIN,
     METHOD_LABELS,
+    replaced,
     scaled,
 )
 from experiments.spec import Experiment, make_run
@@ -26,14 +27,14 @@ def imagenet_main(variant: str = "full") -> Experiment:
                                    backbone)
             runs.append(make_run("imagenet-main", "mixmim", bb, ("pretrain", "finetune"),
                                  setting={"pretrain_epochs": epochs, "size": BACKBONE_LABELS[backbone]},
-                                 overrides=overrides))
+                                 overrides=overrides, replaces=replaced(variant)))
     table = TableSpec(
         name="main", title="ImageNet-1K fine-tuning top-1 (MixMIM, official recipe)",
         rows=("setting.size", "setting.pretrain_epochs"),
         columns=(Column("finetune", "top1", "Top-1", reference=MAIN_REFERENCES), Column("finetune", "top5", "Top-5")),
         caption="Paper: official README (600 ep); 300 ep: mmpretrain model zoo.")
     return Experiment("imagenet-main", "MixMIM-B/L/H x {300, 600} pre-training epochs + 100-epoch fine-tune",
-                      runs, [table], variant)
+                      runs, [table], variant, sets=tuple(overrides))
 
 
 def fixed_encoder(variant: str = "full") -> Experiment:
@@ -43,17 +44,21 @@ def fixed_encoder(variant: str = "full") -> Experiment:
         for method in ("mixmim", "mae", "simmim", "beit"):
             overrides, bb = scaled({**IMAGENET_PRETRAIN, **IMAGENET_FINETUNE, **IMAGENET_LINPROBE,
                                     "pretrain.epochs": 300}, variant, backbone)
+            replaces = replaced(variant)
             if backbone.startswith("mixmim_vit") and method == "mixmim":
                 overrides.setdefault("method.mask_unit", 32)  # MixMIM's 32-px cells: 2x2 ViT patches
+                replaces = (*replaces, "method.mask_unit")
             runs.append(make_run("fixed-encoder", method, bb, ("pretrain", "linprobe", "finetune"),
-                                 setting={"encoder": BACKBONE_LABELS[backbone]}, overrides=overrides))
+                                 setting={"encoder": BACKBONE_LABELS[backbone]}, overrides=overrides,
+                                 replaces=replaces))
     table = TableSpec(
         name="fixed_encoder", title="Every method on the same encoder (300 ep pre-training, same schedule)",
         rows=("setting.encoder", "method"), labels=METHOD_LABELS, budget=True,
         columns=(Column("linprobe", "top1", "Linear probe"), Column("finetune", "top1", "Fine-tune")),
-        caption="Same backbone classes, epochs and fine-tuning recipe; each method's own pre-training recipe.")
+        caption="Same backbone classes, epochs, batch and fine-tuning recipe; each method's own pre-training "
+                "recipe (blr and its base, betas, warm-up, weight decay, mask).")
     return Experiment("fixed-encoder", "MixMIM, MAE, SimMIM, BEiT on MixMIM-B and ViT-B, equal schedule",
-                      runs, [table], variant)
+                      runs, [table], variant, sets=tuple(overrides))
 
 
 def ablation_epochs(variant: str = "full") -> Experiment:
@@ -63,8 +68,9 @@ def ablation_epochs(variant: str = "full") -> Experiment:
         overrides, bb = scaled({**IMAGENET_PRETRAIN, **IMAGENET_FINETUNE, "pretrain.epochs": epochs}, variant,
                                "mixmim_base")
         runs.append(make_run("ablation-epochs", "mixmim", bb, ("pretrain", "finetune"),
-                             setting={"pretrain_epochs": epochs}, overrides=overrides))
+                             setting={"pretrain_epochs": epochs}, overrides=overrides, replaces=replaced(variant)))
     table = TableSpec(name="epochs", title="MixMIM-B: pre-training epochs", rows=("setting.pretrain_epochs",),
                       columns=(Column("finetune", "top1", "Top-1",
                                       reference={"300": "mixmim_b_300ep_top1", "600": "mixmim_b_600ep_top1"}),))
-    return Experiment("ablation-epochs", "MixMIM-B pre-training length (100-900 epochs)", runs, [table], variant)
+    return Experiment("ablation-epochs", "MixMIM-B pre-training length (100-900 epochs)", runs, [table], variant,
+                      sets=tuple(overrides))

@@ -27,10 +27,17 @@ COMMON = {
     "linprobe.epochs": 10, "linprobe.warmup_epochs": 1, "linprobe.batch_size": 128, "linprobe.lr": 0.1,
     "linprobe.optimizer": "sgd", "linprobe.crop_min_scale": 0.5,
     "knn.k": 20,
-    "finetune.epochs": 2, "finetune.warmup_epochs": 1, "finetune.batch_size": 128, "finetune.lr": 2e-3,
-    "finetune.mixup": 0.0, "finetune.cutmix": 0.0, "finetune.smoothing": 0.1, "finetune.randaug": "",
-    "finetune.reprob": 0.0, "finetune.layer_decay": 0.75, "finetune.drop_path": 0.0,
+    # The fine-tune: more steps at a small batch, milder crops (as the probe), no smoothing. Measured on one
+    # pre-trained MixMIM encoder (finetune stage only): 85.0 vs random init 71.0 top-1 (probe 83.0); the old
+    # recipe (2 epochs at batch 128, 1 warm-up epoch, timm's 8% crops) gave 27.7 vs 13.0.
+    "finetune.epochs": 4, "finetune.warmup_epochs": 0, "finetune.batch_size": 32, "finetune.lr": 3e-3,
+    "finetune.mixup": 0.0, "finetune.cutmix": 0.0, "finetune.smoothing": 0.0, "finetune.randaug": "",
+    "finetune.reprob": 0.0, "finetune.layer_decay": 0.75, "finetune.drop_path": 0.0, "finetune.crop_min_scale": 0.7,
 }
+# The parts of each method's own recipe that the smoke run replaces for every method: CPU-sized decoders,
+# 8-px mask cells, one warm-up epoch and an absolute lr (the blr rule gives far too small a rate here).
+REPLACES = ("method.decoder_dim", "method.decoder_depth", "method.decoder_heads", "method.vocab_size",
+            "method.mask_unit", "pretrain.warmup_epochs", "pretrain.lr")
 DEBUG = {
     "pretrain.max_steps": 4, "pretrain.epochs": 1, "linprobe.epochs": 1, "linprobe.max_steps": 3,
     "finetune.epochs": 1, "finetune.max_steps": 3, "data.max_train_images": 256,
@@ -45,12 +52,14 @@ def smoke_table(name: str = "smoke", title: str = "Built-in digits, mixmim_tiny_
                  Column("finetune", "top1", "Fine-tune top-1"),
                  Column("pretrain", "loss", "Final pre-train loss", digits=3)),
         caption="Short CPU runs on the built-in dataset (sklearn digits, 32 px): a pipeline check, "
-                "not a paper number.",
+                "not a paper number. [+x]: margin over the Random init row in the same column; "
+                "n/a: random init has no pre-training.",
+        control="Random init",
     )
 
 
 def smoke(variant: str = "full") -> Experiment:
     overrides = {**COMMON, **(DEBUG if variant == "debug" else {})}
-    runs = [make_run("smoke", m, "mixmim_tiny_32", STAGES, overrides=overrides) for m in METHODS]
+    runs = [make_run("smoke", m, "mixmim_tiny_32", STAGES, overrides=overrides, replaces=REPLACES) for m in METHODS]
     return Experiment("smoke", "all methods + random init on the built-in data (CPU, minutes)", runs,
-                      [smoke_table()], variant)
+                      [smoke_table()], variant, sets=tuple(overrides))

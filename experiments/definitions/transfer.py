@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from experiments.definitions.recipes import IMAGENET_FINETUNE, METHOD_LABELS, scaled
+from experiments.definitions.recipes import IMAGENET_FINETUNE, IMAGENET_PRETRAIN, METHOD_LABELS, replaced, scaled
 from experiments.spec import Experiment, make_run
 from reports.spec import Column, TableSpec
 
@@ -27,12 +27,13 @@ def transfer_classification(variant: str = "full") -> Experiment:
                                variant, "mixmim_base")
         stages = ("pretrain", "finetune") if variant == "debug" else ("finetune",)
         runs.append(make_run("transfer-classification", "mixmim", bb, stages, setting={"dataset": name},
-                             overrides=overrides, init="pretrain" if variant == "debug" else ""))
+                             overrides=overrides, replaces=replaced(variant),
+                             init="pretrain" if variant == "debug" else ""))
     table = TableSpec(name="transfer", title="Transfer: fine-tuning top-1", rows=("setting.dataset",),
                       columns=(Column("finetune", "top1", "Top-1"),),
                       caption="MAE's ViT-B numbers on the same datasets are in reports/references/baselines.yaml.")
     return Experiment("transfer-classification", "fine-tune on iNaturalist 2018/2019 and Places205/365",
-                      runs, [table], variant)
+                      runs, [table], variant, sets=tuple(overrides))
 
 
 COCO_REFERENCES = {"MixMIM / MixMIM-B": ("mixmim_b_600ep_coco_ap_box", "mixmim_b_600ep_coco_ap_mask"),
@@ -48,12 +49,13 @@ def coco(variant: str = "full") -> Experiment:
     grid = [("mixmim", "mixmim_base"), ("mixmim", "mixmim_large"), ("mae", "mixmim_base"),
             ("simmim", "mixmim_base"), ("beit", "mixmim_base")]
     for method, backbone in grid:
-        overrides, bb = scaled(coco_paper_overrides(backbone), variant, backbone)
+        # pre-training: the ImageNet schedule (600 epochs, batch 2048, AMP) for every method, its own optimiser
+        overrides, bb = scaled({**IMAGENET_PRETRAIN, **coco_paper_overrides(backbone)}, variant, backbone)
         if variant == "debug":
             overrides.update(coco_debug_overrides())
         label = {"mixmim_base": "MixMIM-B", "mixmim_large": "MixMIM-L"}.get(backbone, backbone)
         runs.append(make_run("coco", method, bb, ("pretrain", "coco"), setting={"encoder": label},
-                             overrides=overrides))
+                             overrides=overrides, replaces=replaced(variant)))
     box = {k: v[0] for k, v in COCO_REFERENCES.items()}
     mask = {k: v[1] for k, v in COCO_REFERENCES.items()}
     table = TableSpec(name="coco", title="COCO Mask R-CNN", rows=("method", "setting.encoder"), labels=METHOD_LABELS,
@@ -61,4 +63,4 @@ def coco(variant: str = "full") -> Experiment:
                                Column("coco", "ap_mask", "AP mask", reference=mask)),
                       caption="Each cell names its detection engine; engines are never mixed in one column.")
     return Experiment("coco", "Mask R-CNN transfer (detectron2; debug: built-in torchvision engine)", runs,
-                      [table], variant)
+                      [table], variant, sets=tuple(overrides))

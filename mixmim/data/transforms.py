@@ -54,7 +54,8 @@ def pretrain_transform(img_size: int, crop_min_scale: float = 0.2, hflip: float 
 
 
 def finetune_transform(img_size: int, cfg: FinetuneConfig) -> Transform:
-    """Official fine-tuning augmentation through timm: RandAugment ``cfg.randaug``, random erasing ``cfg.reprob``.
+    """Official fine-tuning augmentation through timm: RandomResizedCrop (area ``cfg.crop_min_scale``-1),
+    RandAugment ``cfg.randaug``, random erasing ``cfg.reprob``.
 
     Returns:
         PIL image -> normalised tensor ``[3, img_size, img_size]``.
@@ -62,6 +63,7 @@ def finetune_transform(img_size: int, cfg: FinetuneConfig) -> Transform:
     transform = create_transform(
         input_size=img_size,
         is_training=True,
+        scale=(cfg.crop_min_scale, 1.0),
         color_jitter=None,
         auto_augment=cfg.randaug or None,
         interpolation="bicubic",

@@ -12,7 +12,7 @@ from baselines import METHODS, build_method, method_defaults
 from baselines.beit import BEiT
 from baselines.mae import MAE
 from baselines.simmim import SimMIM
-from mixmim.config import RunConfig, apply_overrides
+from mixmim.config import ConfigError, RunConfig, apply_overrides
 from mixmim.flops import count_flops
 from mixmim.method import MixMIM
 
@@ -23,8 +23,12 @@ def test_registry_names():
     assert set(METHODS) == {"mixmim", "mae", "simmim", "beit"}
     with pytest.raises(KeyError, match="registered: mixmim, mae, simmim, beit"):
         method_defaults("data2vec")
+    with pytest.raises(ConfigError, match="'data2vec' for key 'method.name': allowed values are mixmim, mae"):
+        apply_overrides(RunConfig(), {"method.name": "data2vec"})  # refused when the config is built
+    cfg = RunConfig()
+    cfg.method.name = "data2vec"  # set directly, past the config checks
     with pytest.raises(KeyError, match="unknown method"):
-        build_method(apply_overrides(RunConfig(), {"method.name": "data2vec"}))
+        build_method(cfg)
 
 
 @pytest.mark.parametrize("name", METHOD_NAMES)

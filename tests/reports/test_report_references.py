@@ -16,6 +16,12 @@ def test_project_references_load_with_sources() -> None:
     assert refs.values["mixmim_b_600ep_top1"].value == 85.1
     assert refs.values["mae_vit_b_1600ep_top1_4seeds"].std == 0.08
     assert refs.values["mixmim_b_600ep_coco_ap_box"].value == 52.2
+    assert "2205.13137 v1), Sec. 4" in refs.values["mixmim_b_600ep_coco_ap_box"].source
+    assert "14dcb690" in refs.values["mixmim_b_300ep_top1"].source
+    added = {"simmim_swin_b_100ep_192px_top1": 82.8, "simmim_swin_b_100ep_top1": 83.5, "simmim_swin_b_800ep_top1": 84.0,
+             "simmim_swin_l_800ep_top1": 85.4, "mae_vit_h448_1600ep_top1": 87.8}
+    assert {k: refs.values[k].value for k in added} == added
+    assert "standard deviation" in refs.noise_floors["coco_ap"].source
 
 
 def test_paper_recipes_and_noise_floors() -> None:
@@ -30,12 +36,47 @@ def test_paper_recipes_and_noise_floors() -> None:
     assert refs.floor_for(refs.values["mixmim_b_600ep_top1"]).key == "finetune_top1"
 
 
-def test_ablations_to_transcribe_are_null_not_zero() -> None:
+def _ablation_entry_problems(ref) -> list[str]:
+    """The schema of an ablation reference: either still to transcribe (null value, status and source say
+    so) or transcribed (a number, no to-transcribe marks, a source naming the paper's table)."""
+    if ref.value is None:
+        return [] if ref.status == "to_transcribe" and "to transcribe" in ref.source else [
+            f"{ref.key}: a null value needs status to_transcribe and 'to transcribe' in its source"]
+    problems = []
+    if ref.status == "to_transcribe" or "to transcribe" in ref.source:
+        problems.append(f"{ref.key}: has a value but is still marked to transcribe")
+    if "Table N" in ref.source or "2205.13137" not in ref.source:
+        problems.append(f"{ref.key}: a transcribed number names the paper (2205.13137) and its table number")
+    if not 0 < ref.value <= 100:
+        problems.append(f"{ref.key}: {ref.value} is not a percentage")
+    return problems
+
+
+def test_ablation_references_follow_the_schema() -> None:
+    """Every ablation group is present; each entry is either to transcribe (null, never zero) or filled in
+    with its table. Filling numbers in does not break this test; a half-filled entry does."""
     refs = load_references()
     ablations = {k: r for k, r in refs.values.items() if k.startswith("mixmim_ablation_")}
     groups = {"mask_ratio", "mask_strategy", "dual_reconstruction", "mix_embedding", "mask_type"}
     assert all(any(k.startswith(f"mixmim_ablation_{g}_") for k in ablations) for g in groups)
-    assert all(r.value is None and "to transcribe" in r.source for r in ablations.values())
+    assert [p for r in ablations.values() for p in _ablation_entry_problems(r)] == []
+
+
+@pytest.mark.parametrize(("changes", "problem"), [
+    ({}, None),
+    ({"value": 84.1, "status": "", "source": "MixMIM paper (arXiv 2205.13137), Table 5"}, None),
+    ({"value": 0.0}, "still marked to transcribe"),
+    ({"value": 84.1, "status": "", "source": "MixMIM paper (arXiv 2205.13137), ablation Table N"}, "table number"),
+    ({"status": ""}, "null value needs status"),
+])
+def test_ablation_schema_accepts_filled_entries_and_flags_half_filled(changes, problem) -> None:
+    import dataclasses
+
+    ref = load_references().values["mixmim_ablation_mask_ratio_0.5_top1"]
+    if ref.value is not None:
+        pytest.skip("this entry is transcribed already")
+    problems = _ablation_entry_problems(dataclasses.replace(ref, **changes))
+    assert (problems == []) if problem is None else (problem in " ".join(problems))
 
 
 def _write(tmp_path: Path, text: str) -> Path:

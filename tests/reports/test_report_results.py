@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from reports.results import RESULT_COLUMNS, read_curves, read_results
+from reports.results import NOT_PLANNED, NOT_PLANNED_REASON, RESULT_COLUMNS, read_curves, read_results
 from reports.synthetic import stage_result, write_run
 
 
@@ -36,7 +36,16 @@ def test_partial_and_corrupt_runs_have_reasons(tiny_exp: Path) -> None:
     assert corrupt["status"] == "failed" and "unreadable" in corrupt["reason"]
     unfinished = _row(df, "mae-s2", "finetune")
     assert unfinished["status"] == "missing" and "3 lines in metrics.jsonl" in unfinished["reason"]
-    not_started = _row(df, "mixmim-r075-s0", "knn")
+    not_planned = _row(df, "mixmim-r075-s0", "knn")  # a table reads it, but the run's plan never had it
+    assert not_planned["status"] == NOT_PLANNED and not_planned["reason"] == NOT_PLANNED_REASON
+    manifest = tiny_exp / "mixmim-r075-s0" / "manifest.json"
+    saved = manifest.read_text()
+    try:  # planned but never started: missing, with the reason
+        data = json.loads(saved)
+        manifest.write_text(json.dumps({**data, "stages_planned": [*data["stages_planned"], "knn"]}))
+        not_started = _row(read_results(tiny_exp, ["finetune", "knn"]), "mixmim-r075-s0", "knn")
+    finally:
+        manifest.write_text(saved)
     assert not_started["status"] == "missing" and not_started["reason"] == "stage not started"
     non_finite = _row(df, "mixmim-s1", "knn", "top1")
     assert non_finite["status"] == "failed" and pd.isna(non_finite["value"])

@@ -202,8 +202,12 @@ def test_linprobe_sgd_option_and_bad_optimizer(tmp_path):
     cfg = tiny_config({"linprobe.optimizer": "sgd", "linprobe.max_steps": 2}, init="random")
     result = run_linprobe(cfg, tmp_path)
     assert result["optimizer"] == "sgd" and result["steps"] == 2
+    with pytest.raises(ValueError, match="'adam' for key 'linprobe.optimizer': allowed values are lars, sgd"):
+        tiny_config({"linprobe.optimizer": "adam"}, init="random")  # refused when the config is built
+    cfg = tiny_config({}, init="random")
+    cfg.linprobe.optimizer = "adam"  # set directly, past the config checks: the stage still refuses it
     with pytest.raises(ValueError, match="linprobe.optimizer must be one of"):
-        run_linprobe(tiny_config({"linprobe.optimizer": "adam"}, init="random"), tmp_path / "other")
+        run_linprobe(cfg, tmp_path / "other")
 
 
 # -- fine-tuning -------------------------------------------------------------------------------------------

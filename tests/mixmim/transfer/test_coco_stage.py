@@ -94,10 +94,13 @@ def test_missing_pretrained_encoder_fails_at_start(tmp_path):
 
 
 def test_bad_options_fail_at_start(pretrained_run):
-    with pytest.raises(ValueError, match="coco.engine must be one of"):
-        run_coco(_cfg(**{"coco.engine": "mmdet"}), pretrained_run)
-    with pytest.raises(ValueError, match="coco.attention must be one of"):
-        run_coco(_cfg(**{"coco.attention": "shifted"}), pretrained_run)
+    with pytest.raises(ValueError, match="'mmdet' for key 'coco.engine'"):
+        _cfg(**{"coco.engine": "mmdet"})  # refused when the config is built
+    for key, value in (("engine", "mmdet"), ("attention", "shifted")):
+        cfg = _cfg()
+        setattr(cfg.coco, key, value)  # set directly, past the config checks: the stage still refuses it
+        with pytest.raises(ValueError, match=f"coco.{key} must be one of"):
+            run_coco(cfg, pretrained_run)
 
 
 def test_experiment_overrides_apply_to_run_config():

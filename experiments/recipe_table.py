@@ -1,0 +1,104 @@
+"""Each run's resolved optimiser recipe, what its experiment declares, and the compact table ``show`` prints.
+
+A run's pre-training and fine-tuning recipe is its method's own (``baselines/registry.py``, checked against
+``reports/references/recipes.yaml``) except for the fields its experiment sets for every method
+(``Experiment.sets``): :func:`declared_fields` maps those config keys to recipe fields; a field derived from a
+declared one is declared with it (the absolute lr follows the batch).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tabulate import tabulate
+
+from experiments.spec import Experiment
+from mixmim.config import RunConfig
+
+RECIPE_STAGES = ("pretrain", "finetune")
+# Recipe field -> the config keys of its stage (``{s}``) or of the run that it follows from.
+_BATCH_KEYS = ("{s}.batch_size", "{s}.accum_iter", "launch.nodes", "launch.gpus_per_node")
+FIELD_KEYS: dict[str, tuple[str, ...]] = {
+    "epochs": ("{s}.epochs",),
+    "warmup_epochs": ("{s}.warmup_epochs",),
+    "effective_batch": _BATCH_KEYS,
+    "blr": ("{s}.blr",),
+    "lr_scale_base": ("{s}.lr_scale_base",),
+    "lr": ("{s}.lr", "{s}.blr", "{s}.lr_scale_base", *_BATCH_KEYS),  # blr x batch / base, or set directly
+    "betas": ("{s}.betas",),
+    "weight_decay": ("{s}.weight_decay",),
+    "precision": ("{s}.precision",),
+}
+
+
+def world_size(cfg: RunConfig) -> int:
+    """Processes a run launches with: one per GPU on every node, one on a CPU-only machine."""
+    return cfg.launch.nodes * max(cfg.launch.gpus_per_node, 1)
+
+
+def resolved_recipe(cfg: RunConfig, stage: str) -> dict[str, Any]:
+    """The recipe fields of ``stage`` as the run will train them (the recipes.yaml field names).
+
+    ``precision`` stays as configured (``auto`` resolves per device only when the stage starts).
+    """
+    section = getattr(cfg, stage)
+    batch = section.batch_size * getattr(section, "accum_iter", 1) * world_size(cfg)
+    return {
+        "epochs": section.epochs,
+        "warmup_epochs": section.warmup_epochs,
+        "effective_batch": batch,
+        "blr": section.blr,
+        "lr_scale_base": section.lr_scale_base,
+        "lr": section.lr if section.lr > 0 else section.blr * batch / section.lr_scale_base,
+        "betas": tuple(section.betas) if hasattr(section, "betas") else None,
+        "weight_decay": section.weight_decay,
+        "precision": section.precision,
+    }
+
+
+def declared_fields(sets: tuple[str, ...] | list[str], stage: str) -> set[str]:
+    """The recipe fields of ``stage`` that config keys ``sets`` (an experiment's declaration) decide."""
+    keys = set(sets)
+    return {name for name, templates in FIELD_KEYS.items() if any(t.format(s=stage) in keys for t in templates)}
+
+
+def _lr(value: float) -> str:
+    return f"{value:.3g}"
+
+
+def recipe_rows(exp: Experiment) -> list[dict[str, Any]]:
+    """One row per run and recipe stage it runs; a declared field (set for every method) is marked ``*``."""
+    rows = []
+    for cfg in exp.runs:
+        for stage in RECIPE_STAGES:
+            if stage not in cfg.stages:
+                continue
+            r = resolved_recipe(cfg, stage)
+            declared = declared_fields(exp.sets, stage)
+
+            def mark(field: str, text: Any, declared: set[str] = declared) -> str:
+                return f"{text}*" if field in declared else str(text)
+
+            rows.append({
+                "run": cfg.name, "method": cfg.method.name, "stage": stage,
+                "epochs": mark("epochs", r["epochs"]),
+                "batch": mark("effective_batch", r["effective_batch"]),
+                "blr @ base": f"{mark('blr', _lr(r['blr']))} @ {mark('lr_scale_base', r['lr_scale_base'])}",
+                "lr": mark("lr", _lr(r["lr"])),
+                "betas": mark("betas", ", ".join(f"{b:g}" for b in r["betas"])) if r["betas"] else "(0.9, 0.999)",
+                "warmup": mark("warmup_epochs", r["warmup_epochs"]),
+                "wd": mark("weight_decay", f"{r['weight_decay']:g}"),
+                "precision": mark("precision", r["precision"]),
+            })
+    return rows
+
+
+def recipe_table(exp: Experiment) -> str:
+    """The compact recipe table of ``mixmim-bench show`` (GitHub markdown)."""
+    rows = recipe_rows(exp)
+    if not rows:
+        return "(no pre-training or fine-tuning stage)"
+    note = ("batch: effective (per GPU x accumulation x GPUs); lr: absolute peak (blr x batch / base unless set); "
+            "fine-tuning betas are AdamW's default. * = set by the experiment for every method; every other "
+            "field is the method's own recipe.")
+    return tabulate(rows, headers="keys", tablefmt="github") + "\n\n" + note

@@ -1,0 +1,136 @@
+"""Closed sets and numeric ranges are checked when a config is built: every such field is walked."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+
+from mixmim.config import (
+    CHOICES,
+    LIST_CHOICES,
+    RANGES,
+    ConfigError,
+    RunConfig,
+    apply_overrides,
+    config_problems,
+)
+
+# Free text, deliberately not a closed set (names, paths, cluster accounts, a timm RandAugment string).
+FREE_TEXT = {"experiment", "name", "init", "method.tokenizer_path", "data.root", "finetune.randaug", "coco.root",
+             "launch.partition", "launch.account", "launch.qos", "launch.constraint"}
+
+
+def _leaves(node, prefix=""):
+    for f in dataclasses.fields(node):
+        value = getattr(node, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from _leaves(value, f"{prefix}{f.name}.")
+        else:
+            yield f"{prefix}{f.name}", value
+
+
+def test_every_text_and_number_field_is_declared():
+    """A new str field is either a closed set or declared free text; a new number gets a range."""
+    leaves = dict(_leaves(RunConfig()))
+    text = {k for k, v in leaves.items() if isinstance(v, str)}
+    numbers = {k for k, v in leaves.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    assert text - FREE_TEXT == set(CHOICES)
+    assert numbers <= set(RANGES)
+    assert set(RANGES) - numbers == {"pretrain.betas"}  # a pair, each in [0, 1)
+    assert config_problems(RunConfig()) == []
+
+
+def test_closed_sets_match_the_implementations():
+    from baselines import METHODS
+    from baselines.tokenizers.stage import TOKENIZERS
+    from experiments.stages import STAGES
+    from mixmim.backbone_names import DEPRECATED_BACKBONE_NAMES
+    from mixmim.backbones import BACKBONE_SPECS
+    from mixmim.backbones.vit import GLOBAL_POOL, REL_POS_BIAS
+    from mixmim.data.folder import ON_CORRUPT
+    from mixmim.engine.nonfinite import NONFINITE_MODES
+    from mixmim.engine.precision import PRECISIONS
+    from mixmim.evaluate.linprobe import OPTIMIZERS
+    from mixmim.method import MASK_STRATEGIES, MASK_TYPES
+    from mixmim.transfer.layout import ATTENTION_LAYOUTS
+    from mixmim.transfer.torchvision_model import HEADS
+
+    assert set(CHOICES["method.name"]) == {*METHODS, "random"}
+    assert set(CHOICES["model.backbone"]) == {*BACKBONE_SPECS, *DEPRECATED_BACKBONE_NAMES}
+    assert set(LIST_CHOICES["stages"]) == set(STAGES)
+    expected = {"method.mask_strategy": MASK_STRATEGIES, "method.mask_type": MASK_TYPES, "method.tokenizer": TOKENIZERS,
+                "data.on_corrupt": ON_CORRUPT, "pretrain.nonfinite": NONFINITE_MODES, "pretrain.precision": PRECISIONS,
+                "linprobe.optimizer": OPTIMIZERS, "coco.attention": ATTENTION_LAYOUTS, "coco.heads": HEADS,
+                "model.rel_pos_bias": REL_POS_BIAS, "model.global_pool": GLOBAL_POOL}
+    assert {k: set(CHOICES[k]) for k in expected} == {k: set(v) for k, v in expected.items()}
+
+
+@pytest.mark.parametrize("key", sorted(CHOICES))
+def test_closed_set_refuses_a_typo_naming_allowed_and_closest(key):
+    allowed = CHOICES[key]
+    for value in allowed:  # every allowed value passes (a BEiT-only or cluster-only value is still a valid config)
+        assert apply_overrides(RunConfig(), {key: value})
+    typo = allowed[-1][:-1] + "q"
+    with pytest.raises(ConfigError) as err:
+        apply_overrides(RunConfig(), [f"{key}={typo}"])
+    message = str(err.value)
+    assert f"'{key}'" in message and repr(typo) in message
+    assert ", ".join(allowed) in message and f"closest: '{allowed[-1]}'" in message
+
+
+def test_stage_list_items_are_checked():
+    with pytest.raises(ConfigError, match=r"'knnn' for key 'stages'.*closest: 'knn'"):
+        apply_overrides(RunConfig(), ["stages=[pretrain,knnn]"])
+
+
+def _outside(bounds):
+    """Values just outside a range (its open bounds themselves, or one unit beyond a closed bound)."""
+    values = []
+    if bounds.low is not None:
+        values.append(bounds.low if bounds.low_open else bounds.low - 1)
+    if bounds.high is not None:
+        values.append(bounds.high if bounds.high_open else bounds.high + 1)
+    return values
+
+
+@pytest.mark.parametrize("key", sorted(RANGES))
+def test_ranges_refuse_values_outside(key):
+    bounds = RANGES[key]
+    default = dict(_leaves(RunConfig()))[key]
+    for bad in _outside(bounds):
+        value = (bad, 0.9) if isinstance(default, tuple) else type(default)(bad)
+        if bounds.contains(value[0] if isinstance(value, tuple) else value):  # int() of an open float bound
+            continue
+        with pytest.raises(ConfigError, match=rf"for key '{key}': must be {bounds.describe()}".replace("(", r"\(")
+                           .replace(")", r"\)").replace("[", r"\[").replace("]", r"\]")):
+            apply_overrides(RunConfig(), {key: value})
+
+
+@pytest.mark.parametrize(("override", "expected"), [
+    ("pretrain.epochs=-5", "'pretrain.epochs': must be > 0"),
+    ("pretrain.lr=-1", "'pretrain.lr': must be >= 0"),
+    ("pretrain.batch_size=0", "'pretrain.batch_size': must be > 0"),
+    ("method.mask_ratio=1.0", "'method.mask_ratio': must be in (0, 1)"),
+    ("pretrain.blr=0", "'pretrain.lr' and 'pretrain.blr' are both 0"),
+])
+def test_issue_examples_are_refused(override, expected):
+    with pytest.raises(ConfigError) as err:
+        apply_overrides(RunConfig(), [override])
+    assert expected in str(err.value)
+
+
+def test_several_bad_values_are_reported_together():
+    with pytest.raises(ConfigError, match=r"2 bad values(.|\n)*mask_type(.|\n)*pretrain.epochs"):
+        apply_overrides(RunConfig(), {"method.mask_type": "mxi", "pretrain.epochs": 0})
+
+
+def test_config_module_does_not_import_torch():
+    """The CLI reads configs without torch; mixmim/config.py itself must not pull it in."""
+    code = ("import importlib.util, sys; spec = importlib.util.spec_from_file_location('c', 'mixmim/config.py'); "
+            "m = importlib.util.module_from_spec(spec); sys.modules['c'] = m; spec.loader.exec_module(m); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
