@@ -19,15 +19,19 @@ def run_dir(tmp_path):
 @pytest.mark.slow
 def test_a_failed_first_attempt_takes_the_corrected_config(tmp_path, capsys):
     args = ["run", "ablation-dual-reconstruction", *KNN_ONLY, "--output", str(tmp_path)]
-    bad_root = ["--set", "data.dataset=folder", "--set", f"data.root={tmp_path / 'no-such-imagenet'}"]
-    assert main([*args, *bad_root]) == 1  # the stage fails: the data root does not exist
+    missing_root = ["--set", "data.dataset=folder", "--set", f"data.root={tmp_path / 'no-such-imagenet'}"]
+    assert main([*args, *missing_root]) == 2  # a root that does not exist is refused before anything is written
+    assert not run_dir(tmp_path).exists()
+    (tmp_path / "empty-imagenet").mkdir()  # exists, but without train/ and val/: the stage itself fails
+    bad_root = ["--set", "data.dataset=folder", "--set", f"data.root={tmp_path / 'empty-imagenet'}"]
+    assert main([*args, *bad_root]) == 1
     capsys.readouterr()
     assert main([*args, "--dry-run"]) == 0  # the plan says the corrected config replaces the failed one
     assert "no stage result yet: the new config replaces it" in capsys.readouterr().out
     assert main(args) == 0
     folder = run_dir(tmp_path)
-    assert "no-such-imagenet" in (folder / "config.previous.yaml").read_text()
-    assert "no-such-imagenet" not in (folder / "config.yaml").read_text()
+    assert "empty-imagenet" in (folder / "config.previous.yaml").read_text()
+    assert "empty-imagenet" not in (folder / "config.yaml").read_text()
     assert read_json(folder / "manifest.json")["config_changes"][0]["action"] == "replace"
     capsys.readouterr()
 
