@@ -163,7 +163,8 @@ class CocoConfig:
     drop_path: float = 0.1
     img_size: int = 1024
     # Added for mixmim.transfer (docs/coco.md): batch_size is images per step over all GPUs, lr = blr * batch / 64.
-    attention: str = "window_global"  # hierarchical stages 3-4 at img_size: window_global | global | window
+    attention: str = "window_global"  # window_global | global | window: hierarchical stages 3-4 at img_size;
+    # plain ViTs: window_global = ViTDet's backbone (mixmim/transfer/vitdet.py), global = the ViT as pre-trained
     heads: str = "standard"  # standard | compact (narrow heads, few proposals: built-in CPU runs)
     weight_decay: float = 0.1
     warmup_steps: int = 250

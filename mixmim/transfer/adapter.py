@@ -4,7 +4,9 @@
   MixMIM-B/L), each through its own LayerNorm, as Swin's detection backbone does. The last stage's norm *is*
   the pre-trained final norm (its weights load from ``norm.*``); the backbone's own final norm is removed.
   The engines add an FPN on top (torchvision's or detectron2's).
-- **Plain ViT**: ViTDet's simple feature pyramid on the single stride-16 map: deconv x4 (deconv, LN, GELU,
+- **Plain ViT**: ViTDet's backbone layout (``vitdet.py``: 14x14 windows with global blocks, decomposed relative
+  positions; ``coco.attention=global`` keeps the pre-training ViT) and ViTDet's simple feature pyramid on the
+  single stride-16 map: deconv x4 (deconv, LN, GELU,
   deconv), deconv x2, identity, max-pool /2, then per level a 1x1 conv + LN and a 3x3 conv + LN to
   ``out_channels``, plus the extra level ``p6`` (max-pool of ``p5`` with stride 2). No FPN on top (ViTDet).
 
@@ -28,6 +30,7 @@ from torch import nn
 
 from mixmim.backbones import Backbone, create_backbone
 from mixmim.transfer.layout import DEFAULT_ATTENTION, global_blocks
+from mixmim.transfer.vitdet import is_vitdet, to_vitdet, vitdet_features
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +130,10 @@ class PyramidAdapter(nn.Module):
         if self.kind == "hierarchical":
             maps = [norm(m) for norm, m in zip(self.stage_norms, self.encoder.forward_pyramid(x))]
         else:
-            (single,) = self.encoder.forward_pyramid(x)  # [B, D, H/16, W/16]
+            if is_vitdet(self.encoder):
+                single = vitdet_features(self.encoder, x)  # [B, D, H/16, W/16]
+            else:
+                (single,) = self.encoder.forward_pyramid(x)
             maps = [level(single) for level in self.simple_pyramid]
             maps.append(F.max_pool2d(maps[-1], kernel_size=1, stride=2))  # p6, detectron2's LastLevelMaxPool
         return OrderedDict(zip(self.out_features, maps))
@@ -140,7 +146,9 @@ def build_adapter(backbone: str, img_size: int, attention: str = DEFAULT_ATTENTI
     Args:
         backbone: a name of ``mixmim.backbones.BACKBONES``.
         img_size: detection resolution (px); global blocks attend over whole stages at this size.
-        attention: hierarchical backbones' layout of the last two stages (``layout.py``); ignored for ViTs.
+        attention: hierarchical backbones' layout of the last two stages (``layout.py``); for plain ViTs
+            ``window_global`` is ViTDet's layout, ``window`` windows only, ``global`` the ViT as pre-trained
+            (``vitdet.py``).
         drop_path: stochastic depth rate of the backbone.
         out_channels: channels of the plain ViT's simple pyramid (hierarchical: the FPN's, set by the engine).
         backbone_kwargs: further constructor arguments (e.g. smaller sizes for tests).
@@ -155,6 +163,9 @@ def build_adapter(backbone: str, img_size: int, attention: str = DEFAULT_ATTENTI
     if depths is not None and len(depths) > 1:
         kwargs.setdefault("global_blocks", global_blocks(depths, attention))
     encoder = create_backbone(backbone, **kwargs)
+    if len(encoder.stage_dims) == 1 and attention != "global":
+        global_blocks((), attention)  # validates the name
+        to_vitdet(encoder, img_size, attention)
     adapter = PyramidAdapter(encoder, out_channels=out_channels)
     log.info("detection adapter on %s at %d px: %s, levels %s", backbone, img_size, adapter.kind,
              {n: (adapter.out_channels[n], adapter.out_strides[n]) for n in adapter.out_features})
