@@ -11,7 +11,9 @@
   ``out_channels``, plus the extra level ``p6`` (max-pool of ``p5`` with stride 2). No FPN on top (ViTDet).
 
 Inputs of any size are zero-padded (bottom, right) to a multiple of :attr:`PyramidAdapter.size_divisibility`,
-so level ``s`` is exactly ``(H_pad / s, W_pad / s)``. Parameter names: the backbone under ``encoder.``
+so level ``s`` is exactly ``(H_pad / s, W_pad / s)``. The hierarchical backbone masks that padding, and the
+engines' batch padding (image sizes from :meth:`PyramidAdapter.set_image_sizes`), out of attention: an image's
+stage maps do not depend on the padding around it. Parameter names: the backbone under ``encoder.``
 (its own keys, so layer-wise lr decay uses ``Backbone.layer_id``), new layers under ``stage_norms.`` or
 ``simple_pyramid.``. Output names: ``stage1``... for the hierarchical maps (an FPN renames them ``p2``...),
 ``p2``... ``p6`` for the plain ViT's final levels.
@@ -113,6 +115,13 @@ class PyramidAdapter(nn.Module):
         self.out_strides = dict(zip(self.out_features, strides))
         self.out_channels = dict(zip(self.out_features, channels))
 
+        self._image_sizes: torch.Tensor | None = None
+
+    def set_image_sizes(self, sizes) -> None:
+        """The (height, width) of every image of the next batch inside its padding (the engines call this
+        before the backbone runs; used once). Without it the whole input counts as image."""
+        self._image_sizes = torch.as_tensor([tuple(s) for s in sizes], dtype=torch.long)
+
     @property
     def size_divisibility(self) -> int:
         """Inputs are padded to a multiple of this (the largest stride) so that levels nest exactly."""
@@ -126,9 +135,13 @@ class PyramidAdapter(nn.Module):
 
     def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
         """[B, 3, H, W] -> ``{name: [B, C, H_pad / stride, W_pad / stride]}`` in order of increasing stride."""
+        sizes, self._image_sizes = self._image_sizes, None
+        if sizes is None or len(sizes) != x.shape[0]:
+            sizes = torch.tensor([x.shape[2:]] * x.shape[0])
         x = self.pad(x)
         if self.kind == "hierarchical":
-            maps = [norm(m) for norm, m in zip(self.stage_norms, self.encoder.forward_pyramid(x))]
+            pyramid = self.encoder.forward_pyramid(x, valid=sizes.to(x.device))
+            maps = [norm(m) for norm, m in zip(self.stage_norms, pyramid)]
         else:
             if is_vitdet(self.encoder):
                 single = vitdet_features(self.encoder, x)  # [B, D, H/16, W/16]
