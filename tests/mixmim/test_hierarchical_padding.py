@@ -55,3 +55,16 @@ def test_adapter_stage_features_do_not_depend_on_batch_padding():
     for name, o in own.items():
         h, w = -(-40 // adapter.out_strides[name]), -(-24 // adapter.out_strides[name])
         torch.testing.assert_close(batch[name][:1, :, :h, :w], o[:, :, :h, :w], rtol=1e-4, atol=1e-4)
+
+
+def test_torchvision_engine_passes_each_image_size_to_the_adapter():
+    from mixmim.transfer.torchvision_model import build_maskrcnn
+
+    adapter = build_adapter("mixmim_tiny_32", 64)
+    model = build_maskrcnn(adapter, num_classes=2, img_size=64, heads="compact").eval()
+    images = [torch.rand(3, 64, 32), torch.rand(3, 48, 64)]  # resized to fit 64 px, then padded to one batch
+    batch, _ = model.transform(images)
+    assert adapter._image_sizes.tolist() == [list(s) for s in batch.image_sizes] == [[64, 32], [48, 64]]
+    with torch.no_grad():
+        model(images)
+    assert adapter._image_sizes is None  # used by the backbone's forward

@@ -26,7 +26,7 @@ from detectron2.solver.build import get_default_optimizer_params
 from fvcore.common.param_scheduler import MultiStepParamScheduler
 
 from mixmim.transfer.adapter import build_adapter, level_name
-from mixmim.transfer.detectron2.backbone import MixMIMBackbone, TopLevelMaxPool
+from mixmim.transfer.detectron2.backbone import MixMIMBackbone, SizedRCNN, TopLevelMaxPool
 from mixmim.transfer.layout import DEFAULT_ATTENTION
 from mixmim.transfer.lr_decay import encoder_lr_factor_func
 from mixmim.transfer.schedule import WARMUP_FACTOR, step_values
@@ -49,6 +49,7 @@ def _model(backbone: str, img_size: int, attention: str, drop_path: float, init_
     """GeneralizedRCNN: detectron2's Mask R-CNN FPN with ViTDet's changes, on the adapter."""
     channels = COMPACT_D2["fpn"] if compact else 256
     model = model_zoo.get_config("common/models/mask_rcnn_fpn.py").model
+    model._target_ = SizedRCNN  # GeneralizedRCNN + the images' sizes to the adapter (padding masked)
     constants = model_zoo.get_config("common/data/constants.py").constants
     model.pixel_mean, model.pixel_std = constants.imagenet_rgb256_mean, constants.imagenet_rgb256_std
     model.input_format = "RGB"
