@@ -45,7 +45,7 @@ def pyramid_levels(backbone: str, out_channels: int = 256) -> tuple[dict[str, in
 
 
 def _model(backbone: str, img_size: int, attention: str, drop_path: float, init_checkpoint: str,
-           num_classes: int, compact: bool):
+           num_classes: int, compact: bool, score_thresh: float = 0.05):
     """GeneralizedRCNN: detectron2's Mask R-CNN FPN with ViTDet's changes, on the adapter."""
     channels = COMPACT_D2["fpn"] if compact else 256
     model = model_zoo.get_config("common/models/mask_rcnn_fpn.py").model
@@ -73,6 +73,7 @@ def _model(backbone: str, img_size: int, attention: str, drop_path: float, init_
     rpn.anchor_generator.sizes = [[8 * strides[n]] for n in levels]
     rpn.anchor_generator.strides = [strides[n] for n in levels]
     heads.num_classes = num_classes
+    heads.box_predictor.test_score_thresh = score_thresh
     heads.box_in_features = heads.mask_in_features = pooled
     heads.box_pooler.scales = heads.mask_pooler.scales = [1.0 / strides[n] for n in pooled]
     heads.box_head.input_shape.channels = heads.mask_head.input_shape.channels = channels
@@ -114,7 +115,8 @@ def mask_rcnn_recipe(backbone: str = "mixmim_base", epochs: float = 100, img_siz
                      warmup_steps: int = 250, train_dataset: str = "coco_2017_train",
                      test_dataset: str = "coco_2017_val", num_train_images: int = COCO_TRAIN_IMAGES,
                      num_classes: int = 80, init_checkpoint: str = "", compact: bool = False,
-                     num_workers: int = 4, output_dir: str = "./output", device: str = "cuda") -> dict[str, Any]:
+                     num_workers: int = 4, output_dir: str = "./output", device: str = "cuda",
+                     score_thresh: float = 0.05) -> dict[str, Any]:
     """The LazyConfig nodes ``model``, ``dataloader``, ``optimizer``, ``lr_multiplier``, ``train``.
 
     ``lr`` is absolute (ViTDet: 1e-4 for 64 images per step); ``epochs`` become
@@ -139,7 +141,8 @@ def mask_rcnn_recipe(backbone: str = "mixmim_base", epochs: float = 100, img_siz
             overrides={name: {"weight_decay": 0.0} for name in NO_DECAY}),
         lr=lr, betas=(0.9, 0.999), weight_decay=weight_decay)
     return {
-        "model": _model(backbone, img_size, attention, drop_path, init_checkpoint, num_classes, compact),
+        "model": _model(backbone, img_size, attention, drop_path, init_checkpoint, num_classes, compact,
+                        score_thresh),
         "dataloader": _dataloader(img_size, batch_size, train_dataset, test_dataset, num_workers),
         "optimizer": optimizer,
         "lr_multiplier": lr_multiplier,

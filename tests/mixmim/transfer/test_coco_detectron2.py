@@ -70,12 +70,21 @@ def test_small_model_trains_one_step(backbone):
     assert scales[-1] == 1.0 and scales[0] == pytest.approx(0.7**5)  # 4 blocks: patch embedding at 0.7^5
 
 
+def test_score_threshold_reaches_the_box_predictor():
+    nodes = mask_rcnn_recipe(backbone="mixmim_tiny_32", img_size=64, batch_size=2, num_classes=3, compact=True,
+                             device="cpu", num_train_images=4, epochs=1, score_thresh=0.001)
+    assert instantiate(nodes["model"]).roi_heads.box_predictor.test_score_thresh == 0.001
+    assert coco_debug_overrides()["coco.score_thresh"] == 0.001
+
+
 @pytest.mark.slow
-def test_detectron2_engine_end_to_end(pretrained_run):
+def test_detectron2_debug_variant_end_to_end_measures_a_nonzero_ap(pretrained_run):
+    """The debug variant as run (36 steps, score threshold 0.001): AP > 0, not 'No predictions'."""
     overrides = {**coco_debug_overrides(), "coco.engine": "detectron2", "model.backbone": "mixmim_tiny_32",
-                 "init": "pretrain", "coco.max_steps": 2, "coco.batch_size": 2}
+                 "init": "pretrain"}
     run_coco(apply_overrides(RunConfig(), overrides), pretrained_run)
     result = read_json(pretrained_run / "coco" / "result.json")
-    assert result["engine"] == "detectron2" and result["steps"] == 2 and result["status"] == "done"
+    assert result["engine"] == "detectron2" and result["steps"] == 36 and result["status"] == "done"
     assert {"ap_box", "ap_box50", "ap_box75", "ap_box_s", "ap_mask", "ap_mask_l"} <= set(result["metrics"])
+    assert result["metrics"]["ap_box"] > 0 and result["metrics"]["ap_mask"] > 0
     assert (pretrained_run / "coco" / "d2" / "model_final.pth").is_file()
