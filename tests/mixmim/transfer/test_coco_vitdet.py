@@ -39,7 +39,8 @@ def test_mae_weights_load_and_only_relative_positions_and_pyramid_are_new():
     torch.manual_seed(0)
     source = create_backbone(VIT, **SMALL[VIT]).state_dict()  # MAE's key layout, with the head
     adapter = build_adapter(VIT, 64, **SMALL[VIT])
-    report = load_pretrained(adapter, source)
+    mae = {**source, "mask_token": torch.zeros(1, 1, 16), "decoder_embed.weight": torch.zeros(16, 32)}
+    report = load_pretrained(adapter, {"model": mae})  # an MAE pre-training checkpoint: decoder dropped
     assert len(report["loaded"]) == len(source) - 2  # everything but head.weight / head.bias
     assert {k for k in report["new"] if not k.startswith("simple_pyramid.")} == {
         f"encoder.blocks.{i}.attn.rel_pos_{a}" for i in range(2) for a in "hw"}
@@ -66,3 +67,19 @@ def test_adapter_runs_windows_with_padding_and_global_blocks_off_size():
     adapter = build_adapter(VIT, 256, **SMALL[VIT])  # 16x16 grid: 14x14 windows padded, global at 16x16
     out = adapter(torch.randn(1, 3, 200, 300))  # padded to 256x320, global tables resized to 16x20
     assert out["p4"].shape == (1, 256, 16, 20)
+
+
+def test_builtin_engine_trains_the_vitdet_backbone():
+    from mixmim.transfer.torchvision_model import build_maskrcnn
+
+    torch.manual_seed(0)
+    adapter = build_adapter("mixmim_vit_tiny_patch4_32", 64)
+    model = build_maskrcnn(adapter, num_classes=2, img_size=64, heads="compact").train()
+    masks = torch.zeros(1, 64, 64, dtype=torch.uint8)
+    masks[:, 8:40, 8:40] = 1
+    target = {"boxes": torch.tensor([[8.0, 8.0, 40.0, 40.0]]), "labels": torch.tensor([1]), "masks": masks}
+    losses = model([torch.rand(3, 64, 64)], [target])
+    sum(losses.values()).backward()
+    vit = adapter.encoder
+    assert vit.blocks[0].attn.rel_pos_h.grad is not None and vit.blocks[-1].attn.rel_pos_w.grad is not None
+    assert vit.cls_token.grad is None  # unused and frozen, as ViTDet has no cls token
