@@ -170,6 +170,7 @@ class CocoConfig:
     warmup_steps: int = 250
     precision: str = "auto"  # auto (AMP bf16/fp16 on GPU, fp32 on CPU) | fp32 | bf16 | fp16
     score_thresh: float = 0.05  # test score threshold of both engines (their default 0.05); debug: 0.001
+    lsj: bool = True  # detectron2: ViTDet's large-scale jitter (0.1-2.0); False: flip + resize (debug, built-in)
 
 
 @dataclass

@@ -89,15 +89,18 @@ def _model(backbone: str, img_size: int, attention: str, drop_path: float, init_
     return model
 
 
-def _dataloader(img_size: int, batch_size: int, train_dataset: str, test_dataset: str, num_workers: int):
-    """ViTDet's large-scale-jitter loader (``coco_loader_lsj.py``) at ``img_size``."""
+def _dataloader(img_size: int, batch_size: int, train_dataset: str, test_dataset: str, num_workers: int,
+                lsj: bool = True):
+    """ViTDet's large-scale-jitter loader (``coco_loader_lsj.py``) at ``img_size``; ``lsj=False``: flip and
+    resize to ``img_size`` only (the debug variant, as the built-in engine)."""
     dataloader = model_zoo.get_config("common/data/coco.py").dataloader
     dataloader.train.dataset.names = train_dataset
     dataloader.train.mapper.augmentations = [
         L(T.RandomFlip)(horizontal=True),
         L(T.ResizeScale)(min_scale=0.1, max_scale=2.0, target_height=img_size, target_width=img_size),
         L(T.FixedSizeCrop)(crop_size=(img_size, img_size), pad=False),
-    ]
+    ] if lsj else [L(T.RandomFlip)(horizontal=True), L(T.ResizeShortestEdge)(short_edge_length=img_size,
+                                                                               max_size=img_size)]
     dataloader.train.mapper.image_format = "RGB"
     dataloader.train.mapper.recompute_boxes = True  # boxes change with the crop
     dataloader.train.total_batch_size = batch_size
@@ -116,7 +119,7 @@ def mask_rcnn_recipe(backbone: str = "mixmim_base", epochs: float = 100, img_siz
                      test_dataset: str = "coco_2017_val", num_train_images: int = COCO_TRAIN_IMAGES,
                      num_classes: int = 80, init_checkpoint: str = "", compact: bool = False,
                      num_workers: int = 4, output_dir: str = "./output", device: str = "cuda",
-                     score_thresh: float = 0.05) -> dict[str, Any]:
+                     score_thresh: float = 0.05, lsj: bool = True) -> dict[str, Any]:
     """The LazyConfig nodes ``model``, ``dataloader``, ``optimizer``, ``lr_multiplier``, ``train``.
 
     ``lr`` is absolute (ViTDet: 1e-4 for 64 images per step); ``epochs`` become
@@ -143,7 +146,7 @@ def mask_rcnn_recipe(backbone: str = "mixmim_base", epochs: float = 100, img_siz
     return {
         "model": _model(backbone, img_size, attention, drop_path, init_checkpoint, num_classes, compact,
                         score_thresh),
-        "dataloader": _dataloader(img_size, batch_size, train_dataset, test_dataset, num_workers),
+        "dataloader": _dataloader(img_size, batch_size, train_dataset, test_dataset, num_workers, lsj),
         "optimizer": optimizer,
         "lr_multiplier": lr_multiplier,
         "train": train,

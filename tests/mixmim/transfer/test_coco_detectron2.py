@@ -74,7 +74,10 @@ def test_score_threshold_reaches_the_box_predictor():
     nodes = mask_rcnn_recipe(backbone="mixmim_tiny_32", img_size=64, batch_size=2, num_classes=3, compact=True,
                              device="cpu", num_train_images=4, epochs=1, score_thresh=0.001)
     assert instantiate(nodes["model"]).roi_heads.box_predictor.test_score_thresh == 0.001
-    assert coco_debug_overrides()["coco.score_thresh"] == 0.001
+    assert coco_debug_overrides()["coco.score_thresh"] == 0.001 and coco_debug_overrides()["coco.lsj"] is False
+    flip_resize = mask_rcnn_recipe(backbone="mixmim_tiny_32", img_size=64, device="cpu", lsj=False)
+    assert [a._target_.__name__ for a in flip_resize["dataloader"].train.mapper.augmentations] == [
+        "RandomFlip", "ResizeShortestEdge"]
 
 
 @pytest.mark.slow
