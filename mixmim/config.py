@@ -166,11 +166,14 @@ class CocoConfig:
     drop_path: float = 0.1
     img_size: int = 1024
     # Added for mixmim.transfer (docs/coco.md): batch_size is images per step over all GPUs, lr = blr * batch / 64.
-    attention: str = "window_global"  # hierarchical stages 3-4 at img_size: window_global | global | window
+    attention: str = "window_global"  # window_global | global | window: hierarchical stages 3-4 at img_size;
+    # plain ViTs: window_global = ViTDet's backbone (mixmim/transfer/vitdet.py), global = the ViT as pre-trained
     heads: str = "standard"  # standard | compact (narrow heads, few proposals: built-in CPU runs)
     weight_decay: float = 0.1
     warmup_steps: int = 250
     precision: str = "auto"  # auto (AMP bf16/fp16 on GPU, fp32 on CPU) | fp32 | bf16 | fp16
+    score_thresh: float = 0.05  # test score threshold of both engines (their default 0.05); debug: 0.001
+    lsj: bool = True  # detectron2: ViTDet's large-scale jitter (0.1-2.0); False: flip + resize (debug, built-in)
 
 
 @dataclass
@@ -295,7 +298,7 @@ RANGES: dict[str, Range] = {
     "knn.k": AT_LEAST_ONE, "knn.temperature": POSITIVE, "knn.batch_size": POSITIVE,
     "coco.epochs": POSITIVE, "coco.max_steps": NON_NEGATIVE, "coco.batch_size": POSITIVE, "coco.blr": NON_NEGATIVE,
     "coco.lr": NON_NEGATIVE, "coco.layer_decay": Range(0, 1, low_open=True), "coco.drop_path": RATE,
-    "coco.img_size": POSITIVE, "coco.weight_decay": NON_NEGATIVE, "coco.warmup_steps": NON_NEGATIVE,
+    "coco.img_size": POSITIVE, "coco.score_thresh": Range(0, 1, high_open=True), "coco.weight_decay": NON_NEGATIVE, "coco.warmup_steps": NON_NEGATIVE,
     "launch.time_min": AT_LEAST_ONE, "launch.nodes": AT_LEAST_ONE, "launch.gpus_per_node": NON_NEGATIVE,
     "launch.cpus_per_task": AT_LEAST_ONE, "launch.mem_gb": NON_NEGATIVE, "launch.max_num_timeout": NON_NEGATIVE,
 }

@@ -86,7 +86,8 @@ def load_official_checkpoint(model: nn.Module, path_or_sd, allow_missing_head: b
     """Load an official (or suite) checkpoint into a backbone or a pre-training method.
 
     Official layouts: MixMIM, MAE, SimMIM's ViT, BEiT (``mixmim.backbones.official_keys``). A backbone gets
-    the encoder weights (decoder, [MASK] token and ``lm_head`` dropped) and may miss only ``head.*`` (and
+    the encoder weights (decoder, [MASK] token and ``lm_head`` dropped; ``head.*`` too when it has no head,
+    ``num_classes=0``) and may miss only ``head.*`` (and
     ``fc_norm.*``, which replaces the final norm in MAE's and BEiT's fine-tuning: the checkpoint's ``norm.*``
     is then unused, as there); a pre-training method (anything with an ``encoder`` attribute) loads
     everything with ``strict=True``.
@@ -105,6 +106,8 @@ def load_official_checkpoint(model: nn.Module, path_or_sd, allow_missing_head: b
     sd = place_keys(encoder_state_dict(sd), target, method=False)
     if getattr(model, "fc_norm", None) is not None and "norm.weight" not in target:
         sd = {k: v for k, v in sd.items() if not k.startswith("norm.")}
+    if not any(k.startswith("head.") for k in target):  # num_classes=0: the checkpoint's classifier is dropped
+        sd = {k: v for k, v in sd.items() if not k.startswith("head.")}
     sd = adapt_to_model(sd, model)
     result = model.load_state_dict(sd, strict=False)
     head = ("head.", "fc_norm.")

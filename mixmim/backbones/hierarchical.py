@@ -87,31 +87,46 @@ class MixMIMStage(nn.Module):
         self.downsample = PatchMerging(dim) if downsample else None
         self.grad_checkpointing = False
 
-    def group_mask(self, groups: torch.Tensor | None, h: int, w: int,
-                   window: int | None = None) -> WindowGroupMask | None:
+    def group_mask(self, groups: torch.Tensor | None, h: int, w: int, window: int | None = None,
+                   device: torch.device | None = None) -> WindowGroupMask | None:
         """Window-partitioned mask of this stage (for blocks of ``window``, default the stage's) from a
-        group map [G, Hg, Wg] (or None)."""
-        if groups is None:
-            return None
+        group map [G, Hg, Wg] (or None: a mask only when the grid must be padded to whole windows)."""
         window = window or self.window
-        g = upsample_groups(groups, (h, w))
         pad_h, pad_w = (-h) % window, (-w) % window
-        if pad_h or pad_w:  # padded tokens are excluded from every group
+        if groups is None:
+            if not (pad_h or pad_w):
+                return None  # the fast path: no mask at all
+            groups = torch.zeros(1, h, w, dtype=torch.long, device=device)  # one group: only padding excluded
+        g = upsample_groups(groups, (h, w))
+        if pad_h or pad_w:  # padded tokens are excluded from every group (masked out of attention)
             g = F.pad(g, (0, pad_w, 0, pad_h), value=-1)
         return WindowGroupMask.from_groups(g, window)
 
     def forward_blocks(self, x: torch.Tensor, groups: torch.Tensor | None = None) -> torch.Tensor:
-        """[B, H, W, C] through every block (one group mask per distinct block window)."""
+        """[B, H, W, C] through every block (one group mask per distinct block window; tokens added to fill whole
+        windows are masked out of attention)."""
         masks = {}
         for block in self.blocks:
             if block.window not in masks:
-                masks[block.window] = self.group_mask(groups, *x.shape[1:3], window=block.window)
+                masks[block.window] = self.group_mask(groups, *x.shape[1:3], window=block.window, device=x.device)
             mask = masks[block.window]
             if self.grad_checkpointing and x.requires_grad:
                 x = checkpoint(block, x, mask, use_reentrant=False)
             else:
                 x = block(x, mask)
         return x
+
+
+def valid_token_groups(valid: torch.Tensor, size: tuple[int, int], stride: int) -> torch.Tensor | None:
+    """Group map [B, H, W] of a stage: 0 on the tokens of each image (``ceil(valid / stride)``), -1 on padding;
+    None when no image is padded at this stage (the unmasked fast path)."""
+    tokens = torch.div(valid.to(torch.long) + stride - 1, stride, rounding_mode="floor")  # [B, 2] ceil
+    h, w = size
+    if bool((tokens[:, 0] >= h).all() and (tokens[:, 1] >= w).all()):
+        return None
+    rows = torch.arange(h, device=valid.device)[None, :, None] < tokens[:, 0, None, None]
+    cols = torch.arange(w, device=valid.device)[None, None, :] < tokens[:, 1, None, None]
+    return torch.where(rows & cols, 0, -1)
 
 
 class MixMIMTransformer(Backbone):
@@ -210,29 +225,41 @@ class MixMIMTransformer(Backbone):
         x = self._run_stages(x, groups, group_embeds, mask_attention)[-1]
         return self.norm(x.flatten(1, 2))  # [B, L_out, C_last]
 
-    def _run_stages(self, x: torch.Tensor, groups=None, group_embeds=None, mask_attention=True):
-        """[B, H, W, C0] -> every stage's output [B, H_s, W_s, C_s] (before its patch merging)."""
+    def _run_stages(self, x: torch.Tensor, groups=None, group_embeds=None, mask_attention=True, valid=None):
+        """[B, H, W, C0] -> every stage's output [B, H_s, W_s, C_s] (before its patch merging).
+
+        ``valid`` ([B, 2] image heights and widths in px, or None): tokens past them are padding, excluded
+        from attention in every block and zeroed before every patch merging (:func:`valid_token_groups`)."""
         outs = []
         for i, stage in enumerate(self.layers):
             if group_embeds is not None:
                 g = upsample_groups(groups, x.shape[1:3]).clamp(min=0)  # [G, H, W]
                 x = x + group_embeds[i][g].to(x.dtype)
-            x = stage.forward_blocks(x, groups if mask_attention else None)
+            pad = valid_token_groups(valid, x.shape[1:3], self.strides[i]) if valid is not None else None
+            x = stage.forward_blocks(x, pad if pad is not None else groups if mask_attention else None)
+            if pad is not None:
+                x = x.masked_fill(pad[..., None] < 0, 0.0)  # padding as zeros, as an unpadded image's merging pads
             outs.append(x)
             if stage.downsample is not None:
                 x = stage.downsample(x)
         return outs
 
-    def forward_pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
-        outs = self._run_stages(self._embed_map(x))
+    def forward_pyramid(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Every stage's map [B, C_s, H/s, W/s]; ``valid`` ([B, 2] px): each image's size inside a padded
+        batch, its padding masked out (features equal the image's own, cropped)."""
+        outs = self._run_stages(self._embed_map(x), valid=valid)
         return [o.permute(0, 3, 1, 2).contiguous() for o in outs]
 
     def _embed_map(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, 3, H, W] (any size) -> position-embedded tokens [B, H/p, W/p, C0] (the embedding resized)."""
+        """[B, 3, H, W] (any size) -> position-embedded tokens [B, H/p, W/p, C0]: the embedding of ``img_size``
+        cropped to the grid when it fits (so padding leaves it unchanged), else resized."""
         tokens = self.patch_embed.proj(self._pad_to_patch(x)).permute(0, 2, 3, 1)  # [B, H, W, C0]
         tokens = self.patch_embed.norm(tokens)
         h, w = tokens.shape[1:3]
-        pos = resize_pos_embed(self.absolute_pos_embed, (h, w)).reshape(1, h, w, -1)
+        if h <= self.grid_size[0] and w <= self.grid_size[1]:
+            pos = self.absolute_pos_embed.reshape(1, *self.grid_size, -1)[:, :h, :w]
+        else:
+            pos = resize_pos_embed(self.absolute_pos_embed, (h, w)).reshape(1, h, w, -1)
         return self.pos_drop(tokens + pos)
 
     def forward_intermediates(self, x: torch.Tensor, indices: int | Sequence[int] | None = None, norm: bool = False,

@@ -4,12 +4,16 @@
   MixMIM-B/L), each through its own LayerNorm, as Swin's detection backbone does. The last stage's norm *is*
   the pre-trained final norm (its weights load from ``norm.*``); the backbone's own final norm is removed.
   The engines add an FPN on top (torchvision's or detectron2's).
-- **Plain ViT**: ViTDet's simple feature pyramid on the single stride-16 map: deconv x4 (deconv, LN, GELU,
+- **Plain ViT**: ViTDet's backbone layout (``vitdet.py``: 14x14 windows with global blocks, decomposed relative
+  positions; ``coco.attention=global`` keeps the pre-training ViT) and ViTDet's simple feature pyramid on the
+  single stride-16 map: deconv x4 (deconv, LN, GELU,
   deconv), deconv x2, identity, max-pool /2, then per level a 1x1 conv + LN and a 3x3 conv + LN to
   ``out_channels``, plus the extra level ``p6`` (max-pool of ``p5`` with stride 2). No FPN on top (ViTDet).
 
 Inputs of any size are zero-padded (bottom, right) to a multiple of :attr:`PyramidAdapter.size_divisibility`,
-so level ``s`` is exactly ``(H_pad / s, W_pad / s)``. Parameter names: the backbone under ``encoder.``
+so level ``s`` is exactly ``(H_pad / s, W_pad / s)``. The hierarchical backbone masks that padding, and the
+engines' batch padding (image sizes from :meth:`PyramidAdapter.set_image_sizes`), out of attention: an image's
+stage maps do not depend on the padding around it. Parameter names: the backbone under ``encoder.``
 (its own keys, so layer-wise lr decay uses ``Backbone.layer_id``), new layers under ``stage_norms.`` or
 ``simple_pyramid.``. Output names: ``stage1``... for the hierarchical maps (an FPN renames them ``p2``...),
 ``p2``... ``p6`` for the plain ViT's final levels.
@@ -28,6 +32,7 @@ from torch import nn
 
 from mixmim.backbones import Backbone, create_backbone
 from mixmim.transfer.layout import DEFAULT_ATTENTION, global_blocks
+from mixmim.transfer.vitdet import is_vitdet, to_vitdet, vitdet_features
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +115,13 @@ class PyramidAdapter(nn.Module):
         self.out_strides = dict(zip(self.out_features, strides))
         self.out_channels = dict(zip(self.out_features, channels))
 
+        self._image_sizes: torch.Tensor | None = None
+
+    def set_image_sizes(self, sizes) -> None:
+        """The (height, width) of every image of the next batch inside its padding (the engines call this
+        before the backbone runs; used once). Without it the whole input counts as image."""
+        self._image_sizes = torch.as_tensor([tuple(s) for s in sizes], dtype=torch.long)
+
     @property
     def size_divisibility(self) -> int:
         """Inputs are padded to a multiple of this (the largest stride) so that levels nest exactly."""
@@ -123,11 +135,18 @@ class PyramidAdapter(nn.Module):
 
     def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
         """[B, 3, H, W] -> ``{name: [B, C, H_pad / stride, W_pad / stride]}`` in order of increasing stride."""
+        sizes, self._image_sizes = self._image_sizes, None
+        if sizes is None or len(sizes) != x.shape[0]:
+            sizes = torch.tensor([x.shape[2:]] * x.shape[0])
         x = self.pad(x)
         if self.kind == "hierarchical":
-            maps = [norm(m) for norm, m in zip(self.stage_norms, self.encoder.forward_pyramid(x))]
+            pyramid = self.encoder.forward_pyramid(x, valid=sizes.to(x.device))
+            maps = [norm(m) for norm, m in zip(self.stage_norms, pyramid)]
         else:
-            (single,) = self.encoder.forward_pyramid(x)  # [B, D, H/16, W/16]
+            if is_vitdet(self.encoder):
+                single = vitdet_features(self.encoder, x)  # [B, D, H/16, W/16]
+            else:
+                (single,) = self.encoder.forward_pyramid(x)
             maps = [level(single) for level in self.simple_pyramid]
             maps.append(F.max_pool2d(maps[-1], kernel_size=1, stride=2))  # p6, detectron2's LastLevelMaxPool
         return OrderedDict(zip(self.out_features, maps))
@@ -140,7 +159,9 @@ def build_adapter(backbone: str, img_size: int, attention: str = DEFAULT_ATTENTI
     Args:
         backbone: a name of ``mixmim.backbones.BACKBONES``.
         img_size: detection resolution (px); global blocks attend over whole stages at this size.
-        attention: hierarchical backbones' layout of the last two stages (``layout.py``); ignored for ViTs.
+        attention: hierarchical backbones' layout of the last two stages (``layout.py``); for plain ViTs
+            ``window_global`` is ViTDet's layout, ``window`` windows only, ``global`` the ViT as pre-trained
+            (``vitdet.py``).
         drop_path: stochastic depth rate of the backbone.
         out_channels: channels of the plain ViT's simple pyramid (hierarchical: the FPN's, set by the engine).
         backbone_kwargs: further constructor arguments (e.g. smaller sizes for tests).
@@ -155,6 +176,9 @@ def build_adapter(backbone: str, img_size: int, attention: str = DEFAULT_ATTENTI
     if depths is not None and len(depths) > 1:
         kwargs.setdefault("global_blocks", global_blocks(depths, attention))
     encoder = create_backbone(backbone, **kwargs)
+    if len(encoder.stage_dims) == 1 and attention != "global":
+        global_blocks((), attention)  # validates the name
+        to_vitdet(encoder, img_size, attention)
     adapter = PyramidAdapter(encoder, out_channels=out_channels)
     log.info("detection adapter on %s at %d px: %s, levels %s", backbone, img_size, adapter.kind,
              {n: (adapter.out_channels[n], adapter.out_strides[n]) for n in adapter.out_features})

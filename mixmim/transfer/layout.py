@@ -12,6 +12,9 @@ layout must be chosen. Three are offered, as flat block indexes for the backbone
 - ``global``: every block of the last two stages is global.
 - ``window``: pre-training windows everywhere, no global block (no cross-window exchange in stages 3-4).
 
+Plain ViTs read the same names (``vitdet.py``): ``window_global`` is ViTDet's backbone (14x14 windows, 4 global
+blocks, decomposed relative positions), ``window`` has no global block, ``global`` is the ViT as pre-trained.
+
 A global block attends over its whole stage at the backbone's ``img_size`` (``coco.img_size``); its
 relative-position table is resized from the pre-trained one (bicubic, ``adapt_to_model``).
 """

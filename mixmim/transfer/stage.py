@@ -123,7 +123,8 @@ def _train_torchvision(cfg: RunConfig, root: Path, init: Path | None, path: Path
     train_set = CocoDetectionDataset(splits["train"], train=True)
     torch.manual_seed(cfg.seed)  # the new layers' initialisation
     adapter = build_pretrained_adapter(cfg, init, COMPACT["fpn"] if cfg.coco.heads == "compact" else 256)
-    model = build_maskrcnn(adapter, len(train_set.category_ids), cfg.coco.img_size, heads=cfg.coco.heads)
+    model = build_maskrcnn(adapter, len(train_set.category_ids), cfg.coco.img_size, heads=cfg.coco.heads,
+                           box_score_thresh=cfg.coco.score_thresh)
     trainer = TorchvisionTrainer(model, adapter.encoder, cfg.coco, train_set, path, cfg.seed, device)
     trainer.train()
     start = time.perf_counter()

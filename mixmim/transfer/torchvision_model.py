@@ -10,6 +10,7 @@ aspect ratios. Box and mask heads are torchvision's (TwoMLPHead, four 3x3 convs)
 from __future__ import annotations
 
 from collections import OrderedDict
+from functools import partial
 
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
@@ -104,4 +105,11 @@ def build_maskrcnn(adapter: PyramidAdapter, num_classes: int, img_size: int, hea
         kwargs.update(compact_heads(backbone.out_channels, num_classes))
     kwargs.update(overrides)
     classes = None if "box_predictor" in kwargs else num_classes + 1
-    return MaskRCNN(backbone, num_classes=classes, **kwargs)
+    model = MaskRCNN(backbone, num_classes=classes, **kwargs)
+    model.transform.register_forward_hook(partial(_pass_image_sizes, adapter))
+    return model
+
+
+def _pass_image_sizes(adapter: PyramidAdapter, module: nn.Module, args, output) -> None:
+    """After the transform batches (pads) the images: their sizes to the adapter, which masks the padding."""
+    adapter.set_image_sizes(output[0].image_sizes)

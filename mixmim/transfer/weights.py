@@ -20,6 +20,7 @@ import torch
 
 from mixmim.backbones.checkpoint import adapt_to_model, encoder_state_dict, read_state_dict
 from mixmim.transfer.adapter import PyramidAdapter
+from mixmim.transfer.vitdet import REL_POS_KEYS
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def map_encoder_keys(sd: dict[str, torch.Tensor], adapter: PyramidAdapter) -> di
 def new_detection_keys(adapter: PyramidAdapter) -> set[str]:
     """Adapter keys that no backbone checkpoint provides (new layers), given a full backbone checkpoint."""
     keys = set(adapter.state_dict())
-    provided = {k for k in keys if k.startswith("encoder.")}
+    provided = {k for k in keys if k.startswith("encoder.") and not k.endswith(REL_POS_KEYS)}  # ViTDet's new
     if adapter.kind == "hierarchical":
         provided |= {k for k in keys if k.startswith(f"stage_norms.{len(adapter.encoder.stage_dims) - 1}.")}
     return keys - provided

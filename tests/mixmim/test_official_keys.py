@@ -100,3 +100,11 @@ def test_resolution_change_interpolates_tables_and_position_embedding():
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_official_checkpoint(create_backbone("mixmim_tiny_32"), tmp_path / "nope.pth")
+
+
+@pytest.mark.parametrize("name", ["mixmim_tiny_32", "mixmim_vit_tiny_patch4_32"])
+def test_checkpoint_with_a_head_loads_into_a_headless_model(name):
+    sd = create_backbone(name).state_dict()  # with head.*
+    model = create_backbone(name, num_classes=0)
+    load_official_checkpoint(model, {"model": sd})  # the head is dropped, not refused
+    torch.testing.assert_close(model.state_dict()["patch_embed.proj.weight"], sd["patch_embed.proj.weight"])

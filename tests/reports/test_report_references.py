@@ -101,3 +101,24 @@ def test_duplicate_key_across_files_is_rejected(tmp_path: Path) -> None:
     dup.write_text("references:\n  mixmim_b_600ep_top1: {value: 1.0, source: s}\n", encoding="utf-8")
     with pytest.raises(ReferenceDataError, match="duplicate"):
         load_references([*REFERENCES_DIR.glob("*.yaml"), dup])
+
+
+def test_coco_references_name_engine_and_recipe_and_flag_other_recipes() -> None:
+    from mixmim.transfer.recipes import coco_debug_overrides, coco_paper_overrides
+    from reports.drift import recipe_drift
+
+    refs = load_references()
+    coco = {k: r for k, r in refs.values.items() if r.unit.startswith("AP ")}
+    assert len(coco) == 6
+    for ref in coco.values():
+        assert ref.engine == "detectron2" and ref.recipe == {"coco": "vitdet_coco_100ep"}
+    recipe = refs.recipes["vitdet_coco_100ep"]
+    assert recipe.stage == "coco"
+
+    def recorded(o: dict) -> dict:  # what the coco stage records (epochs, effective batch, absolute lr)
+        lr = o["coco.lr"] or o["coco.blr"] * o["coco.batch_size"] / 64
+        return {"epochs": o["coco.epochs"], "effective_batch": o["coco.batch_size"], "lr": lr, "precision": "bf16"}
+
+    assert recipe_drift(recorded(coco_paper_overrides("mixmim_base")), recipe) == []
+    assert [f for f, *_ in recipe_drift(recorded(coco_debug_overrides()), recipe)] == ["epochs", "effective_batch",
+                                                                                       "lr"]

@@ -11,11 +11,17 @@ import importlib.util
 
 INSTALL_HINT = (
     "coco.engine=detectron2 needs detectron2, which is not on PyPI. Build it from source against the "
-    "installed torch and CUDA (docs/coco.md): pip install --upgrade pip 'setuptools<81' && "
+    "installed torch and CUDA (docs/coco.md): pip install --upgrade pip 'setuptools<81' wheel && "
     "pip install --no-build-isolation 'git+https://github.com/facebookresearch/detectron2.git' (or git clone "
-    "it and pip install --no-build-isolation -e detectron2). Or use coco.engine=torchvision (built in; its "
-    "numbers are not comparable with the paper's)."
+    "it and pip install --no-build-isolation -e detectron2), then pip install shapely. Or use "
+    "coco.engine=torchvision (built in; its numbers are not comparable with the paper's)."
 )
+# What the engine imports at run time beyond detectron2's own import, by module -> pip package. detectron2's
+# setup.py installs most of them, but not shapely (imported only when the large-scale-jitter crop cuts a
+# polygon, i.e. at the first training step), and a --no-deps or partial install can miss any of them.
+ENGINE_PACKAGES = {"detectron2": "detectron2", "shapely": "shapely", "pycocotools": "pycocotools",
+                   "fvcore": "fvcore", "iopath": "iopath", "omegaconf": "omegaconf", "hydra": "hydra-core",
+                   "cloudpickle": "cloudpickle"}
 
 
 def detectron2_available() -> bool:
@@ -23,14 +29,25 @@ def detectron2_available() -> bool:
     return importlib.util.find_spec("detectron2") is not None
 
 
+def missing_engine_packages() -> list[str]:
+    """pip names of the packages of :data:`ENGINE_PACKAGES` that cannot be found (detectron2 excluded)."""
+    return [pip for module, pip in ENGINE_PACKAGES.items()
+            if module != "detectron2" and importlib.util.find_spec(module) is None]
+
+
 def require_detectron2() -> None:
-    """Fail early, with install instructions, when detectron2 is missing or broken.
+    """Fail early, with install instructions, when detectron2 or a package its engine needs is missing or broken.
 
     Raises:
-        ImportError: detectron2 cannot be imported.
+        ImportError: detectron2 cannot be imported, or a package of :data:`ENGINE_PACKAGES` is missing (the
+            message gives the ``pip install`` command).
     """
     if not detectron2_available():
         raise ImportError(INSTALL_HINT)
+    missing = missing_engine_packages()
+    if missing:
+        raise ImportError(f"coco.engine=detectron2 needs {', '.join(missing)}, not installed: "
+                          f"pip install {' '.join(missing)}")
     try:
         import detectron2.modeling  # noqa: F401  (a build against another torch fails here)
     except ImportError as err:

@@ -11,10 +11,10 @@ import logging
 
 import torch
 from detectron2.layers import ShapeSpec
-from detectron2.modeling import Backbone
+from detectron2.modeling import Backbone, GeneralizedRCNN
 from detectron2.modeling.backbone.fpn import LastLevelMaxPool
 
-from mixmim.transfer.adapter import build_adapter
+from mixmim.transfer.adapter import PyramidAdapter, build_adapter
 from mixmim.transfer.layout import DEFAULT_ATTENTION
 from mixmim.transfer.weights import load_pretrained
 
@@ -60,6 +60,18 @@ class MixMIMBackbone(Backbone):
     @property
     def padding_constraints(self) -> dict[str, int]:
         return {"size_divisibility": self.size_divisibility, "square_size": self._square_pad}
+
+
+class SizedRCNN(GeneralizedRCNN):
+    """detectron2's ``GeneralizedRCNN`` that tells the adapter each image's size inside the padded batch, so the
+    hierarchical backbone masks the padding out of attention (``PyramidAdapter.set_image_sizes``)."""
+
+    def preprocess_image(self, batched_inputs):
+        images = super().preprocess_image(batched_inputs)
+        for module in self.backbone.modules():
+            if isinstance(module, PyramidAdapter):
+                module.set_image_sizes(images.image_sizes)
+        return images
 
 
 class TopLevelMaxPool(LastLevelMaxPool):

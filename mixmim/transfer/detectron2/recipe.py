@@ -26,7 +26,7 @@ from detectron2.solver.build import get_default_optimizer_params
 from fvcore.common.param_scheduler import MultiStepParamScheduler
 
 from mixmim.transfer.adapter import build_adapter, level_name
-from mixmim.transfer.detectron2.backbone import MixMIMBackbone, TopLevelMaxPool
+from mixmim.transfer.detectron2.backbone import MixMIMBackbone, SizedRCNN, TopLevelMaxPool
 from mixmim.transfer.layout import DEFAULT_ATTENTION
 from mixmim.transfer.lr_decay import encoder_lr_factor_func
 from mixmim.transfer.schedule import WARMUP_FACTOR, step_values
@@ -45,10 +45,11 @@ def pyramid_levels(backbone: str, out_channels: int = 256) -> tuple[dict[str, in
 
 
 def _model(backbone: str, img_size: int, attention: str, drop_path: float, init_checkpoint: str,
-           num_classes: int, compact: bool):
+           num_classes: int, compact: bool, score_thresh: float = 0.05):
     """GeneralizedRCNN: detectron2's Mask R-CNN FPN with ViTDet's changes, on the adapter."""
     channels = COMPACT_D2["fpn"] if compact else 256
     model = model_zoo.get_config("common/models/mask_rcnn_fpn.py").model
+    model._target_ = SizedRCNN  # GeneralizedRCNN + the images' sizes to the adapter (padding masked)
     constants = model_zoo.get_config("common/data/constants.py").constants
     model.pixel_mean, model.pixel_std = constants.imagenet_rgb256_mean, constants.imagenet_rgb256_std
     model.input_format = "RGB"
@@ -72,6 +73,7 @@ def _model(backbone: str, img_size: int, attention: str, drop_path: float, init_
     rpn.anchor_generator.sizes = [[8 * strides[n]] for n in levels]
     rpn.anchor_generator.strides = [strides[n] for n in levels]
     heads.num_classes = num_classes
+    heads.box_predictor.test_score_thresh = score_thresh
     heads.box_in_features = heads.mask_in_features = pooled
     heads.box_pooler.scales = heads.mask_pooler.scales = [1.0 / strides[n] for n in pooled]
     heads.box_head.input_shape.channels = heads.mask_head.input_shape.channels = channels
@@ -87,15 +89,18 @@ def _model(backbone: str, img_size: int, attention: str, drop_path: float, init_
     return model
 
 
-def _dataloader(img_size: int, batch_size: int, train_dataset: str, test_dataset: str, num_workers: int):
-    """ViTDet's large-scale-jitter loader (``coco_loader_lsj.py``) at ``img_size``."""
+def _dataloader(img_size: int, batch_size: int, train_dataset: str, test_dataset: str, num_workers: int,
+                lsj: bool = True):
+    """ViTDet's large-scale-jitter loader (``coco_loader_lsj.py``) at ``img_size``; ``lsj=False``: flip and
+    resize to ``img_size`` only (the debug variant, as the built-in engine)."""
     dataloader = model_zoo.get_config("common/data/coco.py").dataloader
     dataloader.train.dataset.names = train_dataset
     dataloader.train.mapper.augmentations = [
         L(T.RandomFlip)(horizontal=True),
         L(T.ResizeScale)(min_scale=0.1, max_scale=2.0, target_height=img_size, target_width=img_size),
         L(T.FixedSizeCrop)(crop_size=(img_size, img_size), pad=False),
-    ]
+    ] if lsj else [L(T.RandomFlip)(horizontal=True), L(T.ResizeShortestEdge)(short_edge_length=img_size,
+                                                                               max_size=img_size)]
     dataloader.train.mapper.image_format = "RGB"
     dataloader.train.mapper.recompute_boxes = True  # boxes change with the crop
     dataloader.train.total_batch_size = batch_size
@@ -113,13 +118,15 @@ def mask_rcnn_recipe(backbone: str = "mixmim_base", epochs: float = 100, img_siz
                      warmup_steps: int = 250, train_dataset: str = "coco_2017_train",
                      test_dataset: str = "coco_2017_val", num_train_images: int = COCO_TRAIN_IMAGES,
                      num_classes: int = 80, init_checkpoint: str = "", compact: bool = False,
-                     num_workers: int = 4, output_dir: str = "./output", device: str = "cuda") -> dict[str, Any]:
+                     num_workers: int = 4, output_dir: str = "./output", device: str = "cuda",
+                     score_thresh: float = 0.05, lsj: bool = True) -> dict[str, Any]:
     """The LazyConfig nodes ``model``, ``dataloader``, ``optimizer``, ``lr_multiplier``, ``train``.
 
     ``lr`` is absolute (ViTDet: 1e-4 for 64 images per step); ``epochs`` become
-    ``round(epochs * num_train_images / batch_size)`` iterations (100 -> 184,375 on COCO at batch 64).
+    ``floor(epochs * num_train_images / batch_size)`` iterations (100 -> 184,375 and 50 -> 92,187 on COCO at
+    batch 64, as ViTDet's ``184375 // 2``).
     """
-    max_iter = max(1, round(epochs * num_train_images / batch_size))
+    max_iter = max(1, int(epochs * num_train_images // batch_size))  # ViTDet floors: 50 ep -> 184375 // 2
     train = model_zoo.get_config("common/train.py").train
     train.update(output_dir=output_dir, init_checkpoint="", max_iter=max_iter, eval_period=max_iter,
                  device=device, log_period=20)
@@ -137,8 +144,9 @@ def mask_rcnn_recipe(backbone: str = "mixmim_base", epochs: float = 100, img_siz
             overrides={name: {"weight_decay": 0.0} for name in NO_DECAY}),
         lr=lr, betas=(0.9, 0.999), weight_decay=weight_decay)
     return {
-        "model": _model(backbone, img_size, attention, drop_path, init_checkpoint, num_classes, compact),
-        "dataloader": _dataloader(img_size, batch_size, train_dataset, test_dataset, num_workers),
+        "model": _model(backbone, img_size, attention, drop_path, init_checkpoint, num_classes, compact,
+                        score_thresh),
+        "dataloader": _dataloader(img_size, batch_size, train_dataset, test_dataset, num_workers, lsj),
         "optimizer": optimizer,
         "lr_multiplier": lr_multiplier,
         "train": train,

@@ -61,7 +61,8 @@ def stage_d2_config(cfg: RunConfig, root: Path, init: Path | None, output_dir: P
         weight_decay=c.weight_decay, warmup_steps=c.warmup_steps, train_dataset=names["train"],
         test_dataset=names["val"], num_train_images=len(coco.getImgIds()), num_classes=len(coco.getCatIds()),
         init_checkpoint=str(init or ""), compact=c.heads == "compact",
-        num_workers=cfg.data.num_workers, output_dir=str(output_dir), device=device)
+        num_workers=cfg.data.num_workers, output_dir=str(output_dir), device=device,
+        score_thresh=c.score_thresh, lsj=c.lsj)
     d2cfg = OmegaConf.create(nodes, flags={"allow_objects": True})
     total = d2cfg.train.max_iter
     if c.max_steps > 0:  # stop early on the full schedule (debug runs), as the built-in engine does

@@ -38,7 +38,7 @@ def test_backbone_contract():
 def test_lazyconfig_files_follow_the_vitdet_recipe(path):
     cfg = LazyConfig.load(str(path))
     epochs = 100 if "100ep" in path.stem else 50
-    assert cfg.train.max_iter == round(epochs * 118_000 / 64)
+    assert cfg.train.max_iter == {100: 184_375, 50: 92_187}[epochs]  # ViTDet's 184375 and 184375 // 2
     assert cfg.train.amp.enabled and cfg.dataloader.train.total_batch_size == 64
     assert cfg.optimizer.lr == pytest.approx(1e-4) and cfg.optimizer.weight_decay == 0.1
     assert [a._target_.__name__ for a in cfg.dataloader.train.mapper.augmentations] == [
@@ -70,12 +70,24 @@ def test_small_model_trains_one_step(backbone):
     assert scales[-1] == 1.0 and scales[0] == pytest.approx(0.7**5)  # 4 blocks: patch embedding at 0.7^5
 
 
+def test_score_threshold_reaches_the_box_predictor():
+    nodes = mask_rcnn_recipe(backbone="mixmim_tiny_32", img_size=64, batch_size=2, num_classes=3, compact=True,
+                             device="cpu", num_train_images=4, epochs=1, score_thresh=0.001)
+    assert instantiate(nodes["model"]).roi_heads.box_predictor.test_score_thresh == 0.001
+    assert coco_debug_overrides()["coco.score_thresh"] == 0.001 and coco_debug_overrides()["coco.lsj"] is False
+    flip_resize = mask_rcnn_recipe(backbone="mixmim_tiny_32", img_size=64, device="cpu", lsj=False)
+    assert [a._target_.__name__ for a in flip_resize["dataloader"].train.mapper.augmentations] == [
+        "RandomFlip", "ResizeShortestEdge"]
+
+
 @pytest.mark.slow
-def test_detectron2_engine_end_to_end(pretrained_run):
+def test_detectron2_debug_variant_end_to_end_measures_a_nonzero_ap(pretrained_run):
+    """The debug variant as run (36 steps, score threshold 0.001): AP > 0, not 'No predictions'."""
     overrides = {**coco_debug_overrides(), "coco.engine": "detectron2", "model.backbone": "mixmim_tiny_32",
-                 "init": "pretrain", "coco.max_steps": 2, "coco.batch_size": 2}
+                 "init": "pretrain"}
     run_coco(apply_overrides(RunConfig(), overrides), pretrained_run)
     result = read_json(pretrained_run / "coco" / "result.json")
-    assert result["engine"] == "detectron2" and result["steps"] == 2 and result["status"] == "done"
+    assert result["engine"] == "detectron2" and result["steps"] == 36 and result["status"] == "done"
     assert {"ap_box", "ap_box50", "ap_box75", "ap_box_s", "ap_mask", "ap_mask_l"} <= set(result["metrics"])
+    assert result["metrics"]["ap_box"] > 0 and result["metrics"]["ap_mask"] > 0
     assert (pretrained_run / "coco" / "d2" / "model_final.pth").is_file()

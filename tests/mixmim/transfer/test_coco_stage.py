@@ -87,6 +87,18 @@ def test_detectron2_missing_fails_at_start_with_install_hint(pretrained_run, mon
     assert not (pretrained_run / "coco" / "data").exists()  # nothing was done
 
 
+def test_detectron2_engine_packages_are_checked_at_start(pretrained_run, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(d2_engine, "detectron2_available", lambda: True)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("shapely", "hydra")
+                        else object() if name in d2_engine.ENGINE_PACKAGES else find_spec(name, *a))
+    with pytest.raises(ImportError, match=r"needs shapely, hydra-core, not installed: pip install shapely hydra-core"):
+        run_coco(_cfg(**{"coco.engine": "detectron2"}), pretrained_run)
+    assert not (pretrained_run / "coco" / "data").exists()
+
+
 def test_missing_pretrained_encoder_fails_at_start(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"pretrain/encoder\.pth does not exist: run the pretrain stage"):
         run_coco(_cfg(), tmp_path)
