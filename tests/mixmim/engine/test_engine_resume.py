@@ -75,7 +75,7 @@ def test_sigkill_then_resume_is_bitwise_identical(tmp_path):
 
     # The kills really happened part-way: mid_step within epoch 1, mid_write while writing a "last" file.
     assert runs[1].returncode == -signal.SIGKILL and logged_steps(mid_step)[-1] < TOTAL_STEPS
-    partial = list((mid_write / "pretrain").glob(".checkpoint-last-*.tmp"))
+    partial = list((mid_write / "pretrain").glob(".checkpoint-last.pth.*.tmp"))
     assert len(partial) == 1 and partial[0].stat().st_size > 0
     last = load_checkpoint(mid_write / "pretrain" / "checkpoint-last.pth")  # the previous one, complete
     assert last["position"] == {"epoch": 0, "step_in_epoch": 8, "global_step": 4}
