@@ -34,6 +34,7 @@ from mixmim.engine.recipe import Recipe, make_recipe
 from mixmim.engine.rng import capture_rng_state, restore_rng_state, seed_everything
 from mixmim.engine.schedule import lr_at_step, schedule_steps
 from mixmim.engine.totals import RunningTotals
+from mixmim.engine.trainer import Trainer, TrainTask
 
 __all__ = [
     "ENCODER",
@@ -46,6 +47,8 @@ __all__ = [
     "RollbackRequested",
     "RunningTotals",
     "TrainPosition",
+    "TrainTask",
+    "Trainer",
     "absolute_lr",
     "atomic_torch_save",
     "autocast",

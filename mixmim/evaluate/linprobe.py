@@ -34,7 +34,7 @@ from mixmim.engine.recipe import make_recipe
 from mixmim.engine.rng import seed_everything
 from mixmim.evaluate.features import pooled_features
 from mixmim.evaluate.results import finished_result, manifest_fields, recipe_fields, write_stage_result
-from mixmim.evaluate.train_loop import ClassifierTraining, TrainSpec
+from mixmim.evaluate.train_loop import TrainSpec, train_classifier
 from mixmim.evaluate.weights import build_eval_backbone
 
 logger = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ def run_linprobe(
         eval_batch_size=lp.batch_size,
         config=to_dict(lp),
     )
-    summary = ClassifierTraining(spec, cfg, run_dir, env, device, log_every).run()
+    summary = train_classifier(spec, cfg, run_dir, env, device, log_every)
     result: dict[str, Any] = {"stage": STAGE}
     if env.is_main:
         fields = manifest_fields(cfg, recipe_fields(recipe), train_set, summary["wall_time_s"], device)

@@ -17,6 +17,7 @@ from mixmim.backbones import load_official_checkpoint
 from mixmim.data import build_dataset, eval_transform
 from mixmim.engine.checkpoint import LAST, atomic_torch_save, load_checkpoint
 from mixmim.engine.manifest import STAGE_FIELDS
+from mixmim.engine.trainer import Trainer
 from mixmim.evaluate import (
     EVALUATIONS,
     InitWeightsError,
@@ -27,7 +28,6 @@ from mixmim.evaluate import (
     run_knn,
     run_linprobe,
 )
-from mixmim.evaluate.train_loop import ClassifierTraining
 from mixmim.rundir import read_json, read_jsonl, read_result
 
 RESULT_KEYS = ("epochs", "steps", "effective_batch", "lr", "blr", "precision", "world_size", "wall_time_s",
@@ -87,14 +87,14 @@ def forbid(monkeypatch, module, name: str = "build_eval_backbone") -> None:
 
 def interrupt_at_step(monkeypatch, step: int) -> None:
     """Kill the training loop just before optimizer step ``step`` (after some work past a checkpoint)."""
-    real = ClassifierTraining.optimizer_step
+    real = Trainer.optimizer_step
 
     def step_or_die(self):
         if self.position.global_step + 1 == step:
             raise Interrupted
         real(self)
 
-    monkeypatch.setattr(ClassifierTraining, "optimizer_step", step_or_die)
+    monkeypatch.setattr(Trainer, "optimizer_step", step_or_die)
 
 
 def test_the_registry_names_every_stage():
