@@ -61,16 +61,37 @@ def forward_flops_per_image(cfg: RunConfig) -> float:
     """fvcore-convention FLOPs of one pre-training forward per image (method incl. decoder).
 
     Counted on real CPU tensors at batch 2 (group masks need concrete values, so the ``meta`` device
-    does not do); no gradients are kept.
+    does not do); no gradients are kept. BEiT's k-means codebook is fitted by the run's own ``tokenizer``
+    stage, so before any run exists its FLOPs are counted with a zero codebook of the same shape (the count
+    depends on shapes only).
     """
+    import tempfile
+
     import torch
 
     from baselines import build_method
     from mixmim.flops import count_flops
 
-    method = build_method(cfg).eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        method = build_method(cfg, _shape_only_codebook(cfg, Path(tmp))).eval()
     size = method.encoder.img_size
     return count_flops(method, torch.zeros(2, 3, size, size)) / 2
+
+
+def _shape_only_codebook(cfg: RunConfig, run_dir: Path) -> Path | None:
+    """A run folder holding a zero k-means codebook of ``method.vocab_size`` tokens for a BEiT run that has
+    none yet (``None`` for every other run): FLOP counting needs the shapes, not the fitted values."""
+    if cfg.method.name != "beit" or cfg.method.tokenizer != "kmeans" or cfg.method.tokenizer_path:
+        return None
+    import torch
+
+    from baselines.tokenizers.kmeans import KMeansTokenizer
+    from baselines.tokenizers.stage import CODEBOOK_FILE, STAGE
+
+    (run_dir / STAGE).mkdir(parents=True)
+    cell = 4  # the cell resolution the tokenizer stage fits with (KMeansTokenizer.fit's default): 4x4x3 values
+    KMeansTokenizer(torch.zeros(cfg.method.vocab_size, cell * cell * 3), cell).save(run_dir / STAGE / CODEBOOK_FILE)
+    return run_dir
 
 
 def bench_rows(output: Path) -> list[tuple[dict[str, Any], str]]:

@@ -118,3 +118,26 @@ def test_ratios_against_the_official_formulation_and_the_release():
     assert first["x_official"] == pytest.approx(1.25) and first["x_release"] == pytest.approx(1.5)
     assert first["cost_vs_ref"] == pytest.approx(20.0 / 15.0)
     assert rows[-1]["method"] == "simmim" and rows[-1]["x_official"] is None
+
+
+def test_flops_of_a_beit_run_before_its_tokenizer_stage(tmp_path, capsys):
+    """A BEiT run has no k-means codebook before its tokenizer stage: the FLOP count (cost, flops budgets) uses a
+    zero codebook of the same shape and equals the count with a fitted one; the flops budget no longer fails."""
+    from baselines import build_method
+    from baselines.tokenizers.kmeans import KMeansTokenizer
+    from baselines.tokenizers.stage import CODEBOOK_FILE, STAGE
+    from experiments.budget import forward_flops_per_image
+    from experiments.registry import get_experiment
+    from mixmim.flops import count_flops
+
+    cfg = next(c for c in get_experiment("fixed-encoder", "debug").runs if c.method.name == "beit")
+    flops = forward_flops_per_image(cfg)
+    (tmp_path / STAGE).mkdir()
+    codebook = torch.randn(cfg.method.vocab_size, 48, generator=torch.Generator().manual_seed(0))
+    KMeansTokenizer(codebook, 4).save(tmp_path / STAGE / CODEBOOK_FILE)
+    fitted = build_method(cfg, tmp_path).eval()
+    size = fitted.encoder.img_size
+    assert flops > 0 and flops == count_flops(fitted, torch.zeros(2, 3, size, size)) / 2
+    assert main(["show", "fixed-encoder", "--variant", "debug", "--budget", "flops=1e15",
+                 "--output", str(tmp_path / "out")]) == 0
+    assert "beit-" in capsys.readouterr().out
