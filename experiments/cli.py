@@ -198,7 +198,9 @@ def _render(exp, exp_dir: Path, bundle_dir, formats, command: str, args) -> str:
     measured = _measured_gpu_hours(result.results)
     if measured:  # finished stages: their GPU-hours beside the projection
         texts.append(_cost_table(args, exp.runs, measured))
-    return "\n\n".join(texts) + f"\n\nReview bundle: {result.bundle_dir} ({result.zip_path})"
+    # on stderr: `report --format latex > table.tex` keeps only the tables
+    print(f"Review bundle: {result.bundle_dir} ({result.zip_path})", file=sys.stderr)
+    return "\n\n".join(texts)
 
 
 def _measured_gpu_hours(results) -> dict[tuple[str, str], float]:
@@ -246,7 +248,7 @@ def cmd_speed(args) -> int:
     if table.empty:
         print(f"mixmim-bench: error: no benchmark rows in {bench_dir} (run `mixmim-bench bench --output "
               f"{args.output}` first)", file=sys.stderr)
-        return 1
+        return 3  # nothing to report (experiments.errors.EXIT_REPORT), as `report` with no results
     print("\n\n".join(format_speed(table, fmt) for fmt in args.formats or ["markdown"]))
     return 0
 

@@ -31,6 +31,7 @@ EXPECTED: dict[tuple[str, str], int] = {
     ("mixmim.config", "ConfigError"): EXIT_USAGE,
     ("experiments.launching", "RunSetupError"): EXIT_USAGE,
     ("experiments.budget", "BudgetError"): EXIT_USAGE,
+    ("mixmim.data.folder", "DatasetLayoutError"): EXIT_USAGE,  # a data.root that is empty or not an ImageFolder
     ("reports.report", "ReportError"): EXIT_REPORT,
     ("reports.bundle", "BundleExistsError"): EXIT_REPORT,
     ("reports.references", "ReferenceDataError"): EXIT_REPORT,

@@ -61,7 +61,8 @@ def validate_run(cfg: RunConfig, run_dir: Path) -> None:
                             "--set data.root=/path/to/imagenet (with train/ and val/ inside)")
     if cfg.data.dataset == "folder" and not Path(cfg.data.root).is_dir():
         raise RunSetupError(f"run '{cfg.name}': data.root={cfg.data.root} is not a directory: pass "
-                            "--set data.root=/path/to/imagenet (with train/ and val/ inside)")
+                            "--set data.root=DIR, an ImageFolder root with train/ and val/ inside (ImageNet; "
+                            "transfer-classification reads $MIXMIM_TRANSFER_ROOT/<dataset>)")
     evaluates = [s for s in cfg.stages if s not in ("tokenizer", "pretrain")]
     if not evaluates:
         return

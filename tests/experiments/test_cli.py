@@ -46,8 +46,9 @@ def test_missing_data_root_fails_at_start(tmp_path, capsys):
 def test_run_status_report_and_refusal_to_mix_configs(tmp_path, capsys):
     args = ["--variant", "debug", "--output", str(tmp_path), "--set", "stages=[pretrain,knn]"]
     assert main(["run", "ablation-dual-reconstruction", *args]) == 0
-    out = capsys.readouterr().out
-    assert "MixMIM-B ablation" in out and "Review bundle" in out
+    captured = capsys.readouterr()
+    assert "MixMIM-B ablation" in captured.out and "Review bundle" not in captured.out  # stdout: the tables only
+    assert "Review bundle" in captured.err
     assert main(["status", "ablation-dual-reconstruction", "--variant", "debug", "--output", str(tmp_path)]) == 0
     assert capsys.readouterr().out.count("done") == 4
     # same command again: everything is skipped, nothing overwritten
@@ -91,3 +92,18 @@ def test_gpu_hours_budget_needs_a_measurement(tmp_path):
         '{"method": "mixmim", "backbone": "mixmim_tiny_32", "device": "cpu", "images_per_s": 100.0}\n')
     records = apply_budget(exp.runs[:1], Budget("gpu-hours", 0.01), tmp_path)
     assert exp.runs[0].pretrain.epochs == int(0.01 * 3600 * 100 / records[exp.runs[0].name]["train_images"])
+
+
+@pytest.mark.parametrize("budget", ["gpu-hours=500", "flops=1e20"])
+def test_a_budget_without_a_data_root_is_one_message(tmp_path, capsys, budget):
+    """Budgets need the training-set size: without a data root, exit 2 with the fix, not a traceback."""
+    assert main(["show", "fixed-encoder", "--budget", budget, "--output", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "data.root" in err and "Traceback" not in err
+
+
+def test_a_missing_data_root_names_both_layouts(tmp_path, capsys):
+    assert main(["run", "smoke", "--variant", "debug", "--dry-run", "--set", "data.dataset=folder",
+                 "--set", f"data.root={tmp_path / 'nope'}", "--output", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "train/ and val/" in err and "MIXMIM_TRANSFER_ROOT" in err
