@@ -85,12 +85,12 @@ def _shape_only_codebook(cfg: RunConfig, run_dir: Path) -> Path | None:
         return None
     import torch
 
+    from baselines.tokenizers.kmeans import CELL_RESOLUTION as CELL
     from baselines.tokenizers.kmeans import KMeansTokenizer
     from baselines.tokenizers.stage import CODEBOOK_FILE, STAGE
 
     (run_dir / STAGE).mkdir(parents=True)
-    cell = 4  # the cell resolution the tokenizer stage fits with (KMeansTokenizer.fit's default): 4x4x3 values
-    KMeansTokenizer(torch.zeros(cfg.method.vocab_size, cell * cell * 3), cell).save(run_dir / STAGE / CODEBOOK_FILE)
+    KMeansTokenizer(torch.zeros(cfg.method.vocab_size, CELL * CELL * 3), CELL).save(run_dir / STAGE / CODEBOOK_FILE)
     return run_dir
 
 

@@ -25,6 +25,7 @@ from mixmim.targets import patchify
 log = logging.getLogger(__name__)
 
 FILE_FORMAT = "mixmim-bench/kmeans-tokenizer"
+CELL_RESOLUTION = 4  # r: a cell is pooled to r x r pixels, 48 values (the tokenizer stage fits with it)
 
 
 def cell_features(images: torch.Tensor, grid: tuple[int, int], cell_resolution: int) -> torch.Tensor:
@@ -37,7 +38,8 @@ def cell_features(images: torch.Tensor, grid: tuple[int, int], cell_resolution: 
 class KMeansTokenizer(Tokenizer):
     """Nearest-centroid tokens. ``centroids`` [K, r*r*3] is a buffer, so ``.to(device)`` moves it."""
 
-    def __init__(self, centroids: torch.Tensor, cell_resolution: int = 4, fit_info: dict[str, Any] | None = None):
+    def __init__(self, centroids: torch.Tensor, cell_resolution: int = CELL_RESOLUTION,
+                 fit_info: dict[str, Any] | None = None):
         super().__init__()
         if centroids.ndim != 2 or centroids.shape[1] != cell_resolution**2 * 3:
             raise ValueError(f"centroids must be [K, {cell_resolution**2 * 3}] for cell_resolution "
@@ -56,7 +58,7 @@ class KMeansTokenizer(Tokenizer):
 
     @classmethod
     def fit(cls, images: torch.Tensor | Iterable[torch.Tensor], grid: tuple[int, int], vocab_size: int,
-            seed: int = 0, cell_resolution: int = 4, max_samples: int = 100_000,
+            seed: int = 0, cell_resolution: int = CELL_RESOLUTION, max_samples: int = 100_000,
             max_iter: int = 100) -> KMeansTokenizer:
         """Fit ``vocab_size`` centroids on the cells of ``images`` (a [N, 3, H, W] tensor or batches of them).
 
