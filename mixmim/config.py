@@ -187,6 +187,7 @@ class LaunchConfig:
     time_min: int = 60 * 24
     nodes: int = 1
     gpus_per_node: int = 0
+    tasks_per_node: int = 0  # processes (ranks) per node; 0: gpus_per_node, or 1 without GPUs
     cpus_per_task: int = 8
     mem_gb: int = 0  # 0: the partition's default
     constraint: str = ""
@@ -301,8 +302,19 @@ RANGES: dict[str, Range] = {
     "coco.img_size": POSITIVE, "coco.score_thresh": Range(0, 1, high_open=True),
     "coco.weight_decay": NON_NEGATIVE, "coco.warmup_steps": NON_NEGATIVE,
     "launch.time_min": AT_LEAST_ONE, "launch.nodes": AT_LEAST_ONE, "launch.gpus_per_node": NON_NEGATIVE,
-    "launch.cpus_per_task": AT_LEAST_ONE, "launch.mem_gb": NON_NEGATIVE, "launch.max_num_timeout": NON_NEGATIVE,
+    "launch.tasks_per_node": NON_NEGATIVE, "launch.cpus_per_task": AT_LEAST_ONE, "launch.mem_gb": NON_NEGATIVE,
+    "launch.max_num_timeout": NON_NEGATIVE,
 }
+
+
+def tasks_per_node(launch: LaunchConfig) -> int:
+    """Processes (ranks) a stage runs per node: ``launch.tasks_per_node``, else one per GPU, else one."""
+    return launch.tasks_per_node or max(1, launch.gpus_per_node)
+
+
+def world_size(launch: LaunchConfig) -> int:
+    """Processes a stage runs in all: ``launch.nodes x`` :func:`tasks_per_node`."""
+    return launch.nodes * tasks_per_node(launch)
 
 
 def _get(cfg: Any, key: str) -> Any:

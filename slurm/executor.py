@@ -1,8 +1,8 @@
 """From a ``LaunchConfig`` to a submitit executor for Slurm.
 
-One task per GPU (``tasks_per_node = gpus_per_node``) for multi-node DDP; with no GPUs no GPU flag is
-passed at all (some clusters reject ``--gpus-per-node=0``). ``slurm_extra`` holds extra sbatch options
-(``{"mail-type": "END"}`` becomes ``#SBATCH --mail-type=END``).
+``launch.tasks_per_node`` Slurm tasks per node (default: one per GPU, or one without GPUs) for DDP; with no
+GPUs no GPU flag is passed at all (some clusters reject ``--gpus-per-node=0``). ``slurm_extra`` holds extra
+sbatch options (``{"mail-type": "END"}`` becomes ``#SBATCH --mail-type=END``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def executor_parameters(launch_cfg: LaunchConfig, job_name: str) -> dict[str, An
         "name": job_name,
         "timeout_min": launch_cfg.time_min,
         "nodes": launch_cfg.nodes,
-        "tasks_per_node": max(1, gpus),
+        "tasks_per_node": launch_cfg.tasks_per_node or max(1, gpus),  # = mixmim.config.tasks_per_node
         "cpus_per_task": launch_cfg.cpus_per_task,
     }
     if gpus > 0:
