@@ -227,15 +227,21 @@ class Trainer:
         self.progress.start_epoch(pos.epoch, pos.step_in_epoch)
         batches = iter(loader)
         while pos.step_in_epoch < r.iters_per_epoch and not self.finished():
-            images, labels, corrupt = unpack_batch(next(batches))
-            loss = self.micro_step(images.to(self.device, non_blocking=True), labels.to(self.device))
-            self.totals.add_batch(loss, corrupt)
-            pos.step_in_epoch += 1
-            self.progress.step(loss)
-            if pos.step_in_epoch % r.accum_iter == 0:
-                self.optimizer_step()
+            self.train_batch(*unpack_batch(next(batches)))
         if pos.step_in_epoch >= r.iters_per_epoch:
             self.end_epoch()
+
+    def train_batch(self, images: torch.Tensor, labels: torch.Tensor, corrupt: int = 0) -> None:
+        """One micro-batch (images [B,3,H,W], labels [B] on any device; corrupt: unreadable images in it):
+        forward, backward and, at the end of an accumulation group, the optimizer step; the position, totals
+        and progress advance (the body of the training loop, also what ``bench`` times)."""
+        pos = self.position
+        loss = self.micro_step(images.to(self.device, non_blocking=True), labels.to(self.device))
+        self.totals.add_batch(loss, corrupt)
+        pos.step_in_epoch += 1
+        self.progress.step(loss)
+        if pos.step_in_epoch % self.recipe.accum_iter == 0:
+            self.optimizer_step()
 
     def micro_step(self, images: torch.Tensor, labels: torch.Tensor) -> float:
         """Forward and backward of one micro-batch (images [B,3,H,W], labels [B]); return its loss."""
