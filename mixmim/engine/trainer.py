@@ -236,7 +236,7 @@ class Trainer:
         forward, backward and, at the end of an accumulation group, the optimizer step; the position, totals
         and progress advance (the body of the training loop, also what ``bench`` times)."""
         pos = self.position
-        loss = self.micro_step(images.to(self.device, non_blocking=True), labels.to(self.device))
+        loss = self.micro_step(images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True))
         self.totals.add_batch(loss, corrupt)
         pos.step_in_epoch += 1
         self.progress.step(loss)
