@@ -19,7 +19,9 @@ from gpu_helpers import BACKBONES, METHOD_NAMES, small_method, small_trainer
 from experiments.cli import main
 from mixmim.backbones.attention import ATTENTION_IMPLS, WindowAttention
 from mixmim.backbones.groups import WindowGroupMask
+from mixmim.device_copy import to_device
 from mixmim.engine.precision import autocast
+from mixmim.masking import gaussian_like
 
 TRAIN_CASES = device_cases(cpu=("bf16",), cuda=("bf16", "fp16"))  # CPU fp32: the golden and engine tests
 COMBOS = [(m, b) for b in BACKBONES for m in METHOD_NAMES]
@@ -140,6 +142,33 @@ def test_cuda_step_has_no_host_synchronisation(name, backbone, codebooks):
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert torch.isfinite(loss).item()
+
+
+@pytest.mark.parametrize("device, precision", device_cases(cpu=("fp32",), cuda=("fp32",)))
+def test_host_tensors_reach_the_device_without_blocking(device, precision):
+    host = torch.arange(12).reshape(3, 4)[:, ::2]  # not contiguous, as a view of a plan can be
+    if device == "cpu":
+        assert to_device(host, "cpu") is host  # nothing copied on the CPU
+        return
+    torch.cuda.set_sync_debug_mode("error")  # a pageable .to("cuda") would synchronise here
+    try:
+        on_device = to_device(host, device)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert on_device.is_cuda and torch.equal(on_device.cpu(), host)
+
+
+@pytest.mark.parametrize("device, precision", device_cases(cpu=("fp32", "bf16"), cuda=("bf16", "fp16")))
+def test_noise_is_drawn_where_the_tokens_are_and_follows_the_generator(device, precision):
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    tokens = torch.zeros(2, 16, 8, device=device, dtype=dtype)
+    noise = gaussian_like(tokens, torch.Generator().manual_seed(3))
+    assert noise.device == tokens.device and noise.dtype == dtype and noise.shape == tokens.shape
+    assert torch.equal(noise, gaussian_like(tokens, torch.Generator().manual_seed(3)))  # resume, reseed
+    if device == "cpu":  # the CPU draw is the generator's own, as before (the golden losses)
+        assert torch.equal(noise, torch.randn(tokens.shape, generator=torch.Generator().manual_seed(3)).to(tokens))
+    else:
+        assert 0.5 < noise.float().std().item() < 1.5
 
 
 BENCH = ["--backbone", "mixmim_tiny_32", "--batch-size", "4", "--steps", "1", "--warmup", "1", "--set",
