@@ -59,6 +59,7 @@ def test_the_plan_fits_the_budget_and_the_cli_accepts_its_runs(tmp_path, capsys)
     plan = capsys.readouterr().out
     assert all(f"{m}-mixmim_base-encoderMixMIM-B-s0" in plan for m in ("mixmim", "mae", "simmim", "beit"))
     assert "fixed-encoder" in plan and "vit_base" not in plan
+    assert "method.vocab_size=128" in smoke.argv  # BEiT's tokenizer fit stays short
     bench = steps[3].argv
     assert bench[bench.index("--precision") + 1] == "bf16" and bench[bench.index("--img-size") + 1] == "224"
 
@@ -76,6 +77,8 @@ def test_report_is_assembled_from_the_rows(tmp_path):
     (run / "pretrain" / "result.json").write_text(json.dumps({"status": "done", "metrics": metrics}))
     (tmp_path / "smoke" / "fixed-encoder" / "mae-broken" / "pretrain").mkdir(parents=True)
     (tmp_path / "smoke" / "fixed-encoder" / "mae-broken" / "config.yaml").write_text("{}")
+    error = {"traceback": "Traceback (most recent call last):\n  ...\nNonFiniteLossError: loss is nan at step 3"}
+    (tmp_path / "smoke" / "fixed-encoder" / "mae-broken" / "pretrain" / "error.json").write_text(json.dumps(error))
     (tmp_path / "bench" / "bench").mkdir(parents=True)
     bench_row = {"method": "mixmim", "backbone": "mixmim_base", "attention": "grouped", "batch_size": 128,
                  "ms_per_step": 210.0, "images_per_s": 609.5, "peak_memory_mib": 30000.0, "mfu": 0.4321,
@@ -94,5 +97,6 @@ def test_report_is_assembled_from_the_rows(tmp_path):
     assert "- gpu: NVIDIA H200, 139 GiB" in report
     assert "| tests | failed | 30.0 | 75 | 1 |" in report and "| bench-mixmim_large | timed out |" in report
     assert "1 passed, 1 failed, 1 skipped" in report and "- FAILED t::b" in report
+    assert "run `mae-broken` (fp16) failed: `NonFiniteLossError: loss is nan at step 3`" in report
     assert "| mixmim-mixmim_base-encoderMixMIM-B-s0 | fp16 | done | 20 | 1.2 | 0.8 | 0.8 | 900.0 | 0 | 12.0 |" in report
     assert "| mixmim | mixmim_base | grouped | 128 | 210.0 | 609.5 | 30000.0 | 43.2% | 1.3 |" in report
