@@ -12,17 +12,6 @@ import pytest
 import torch
 from gpu_helpers import BACKBONES, fit_codebook
 
-NO_CUDA = "needs a CUDA device (torch.cuda.is_available() is False); run scripts/gpu-check on a GPU machine"
-requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_CUDA)
-
-
-def device_cases(cpu: tuple[str, ...], cuda: tuple[str, ...]) -> list:
-    """``(device, precision)`` parameters: the CPU ones plain, the CUDA ones marked ``gpu`` and skipped without
-    CUDA."""
-    cases = [pytest.param("cpu", p, id=f"cpu-{p}") for p in cpu]
-    cases += [pytest.param("cuda", p, id=f"cuda-{p}", marks=(pytest.mark.gpu, requires_cuda)) for p in cuda]
-    return cases
-
 
 @pytest.fixture(scope="session")
 def codebooks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:

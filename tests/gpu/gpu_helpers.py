@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -16,6 +17,18 @@ from mixmim.engine.distributed import init_distributed
 from mixmim.engine.pretrain import STAGE, PretrainTask
 from mixmim.engine.trainer import Trainer
 from mixmim.rundir import stage_dir
+
+NO_CUDA = "needs a CUDA device (torch.cuda.is_available() is False); run scripts/gpu-check on a GPU machine"
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_CUDA)
+
+
+def device_cases(cpu: tuple[str, ...], cuda: tuple[str, ...]) -> list:
+    """``(device, precision)`` parameters: the CPU ones plain, the CUDA ones marked ``gpu`` and skipped without
+    CUDA."""
+    cases = [pytest.param("cpu", p, id=f"cpu-{p}") for p in cpu]
+    cases += [pytest.param("cuda", p, id=f"cuda-{p}", marks=(pytest.mark.gpu, requires_cuda)) for p in cuda]
+    return cases
+
 
 BACKBONES = ("mixmim_tiny_32", "mixmim_vit_tiny_patch4_32")  # the hierarchical backbone and the plain ViT
 METHOD_NAMES = tuple(METHODS)

@@ -13,8 +13,7 @@ import math
 
 import pytest
 import torch
-from conftest import device_cases, requires_cuda
-from gpu_helpers import BACKBONES, METHOD_NAMES, small_method, small_trainer
+from gpu_helpers import BACKBONES, METHOD_NAMES, device_cases, requires_cuda, small_method, small_trainer
 
 from experiments.cli import main
 from mixmim.backbones.attention import ATTENTION_IMPLS, WindowAttention
