@@ -115,6 +115,8 @@ class DetectionTask(TrainTask):
         self.step_seed = int(counters.get(STEP_SEED, self.seed))
 
     def batches(self, epoch: int, start: int) -> Iterator[DetectionBatch]:
+        """Steps ``start..`` of ``epoch``, drawn lazily (each when the trainer asks for it); one batch per
+        optimizer step (``accum_iter`` 1), so a batch's index in the run is its optimizer step."""
         spe = self.recipe.steps_per_epoch
         return (self.batch(epoch * spe + within) for within in range(start, spe))
 
