@@ -13,15 +13,24 @@ buffer is not reused before the copy has run.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 __all__ = ["to_device"]
 
 
-def to_device(tensor: torch.Tensor, device: torch.device | str) -> torch.Tensor:
-    """``tensor`` on ``device``: host -> CUDA through pinned memory without blocking the host; otherwise
-    ``tensor.to(device)`` (the same tensor when it is already there: no copy on the CPU)."""
+def to_device(data: Any, device: torch.device | str) -> Any:
+    """``data`` (a tensor, or lists/tuples/dicts of them, e.g. a detector's images and targets) on ``device``:
+    host -> CUDA through pinned memory without blocking the host; otherwise ``tensor.to(device)`` (the same
+    tensor when it is already there: no copy on the CPU). Anything else is returned as it is."""
     device = torch.device(device)
-    if tensor.device.type == "cpu" and device.type == "cuda":
-        return tensor.contiguous().pin_memory().to(device, non_blocking=True)
-    return tensor.to(device)
+    if isinstance(data, torch.Tensor):
+        if data.device.type == "cpu" and device.type == "cuda":
+            return data.contiguous().pin_memory().to(device, non_blocking=True)
+        return data.to(device)
+    if isinstance(data, (list, tuple)):
+        return type(data)(to_device(item, device) for item in data)
+    if isinstance(data, dict):
+        return {key: to_device(value, device) for key, value in data.items()}
+    return data
