@@ -160,8 +160,10 @@ class Trainer:
         self.position = TrainPosition()
         self.guard = NonFiniteGuard(task.nonfinite)
         self.nonfinite_flag = NonFiniteFlag(device)
-        # (loss [] on the device, (step, epoch, iteration)) of every micro-batch since the guard's last read
+        # (loss [] on the device, (step, epoch, iteration)) of every micro-batch since the guard's last read; the
+        # first `closed` of them are in groups the flag holds (the rest: the open accumulation group)
         self.unchecked: list[tuple[torch.Tensor, tuple[int, int, int]]] = []
+        self.closed = 0
         self.poison: torch.Tensor | None = None  # fp16: NaN once the flag is set, so that the scaler skips too
         self.pending_rng: dict[str, Any] | None = None  # restored right before the next batch is drawn
         self.last_checkpoint_step = 0
@@ -220,7 +222,7 @@ class Trainer:
         task.load_counters(counters)
         self.last_checkpoint_step = self.position.global_step
         self.nonfinite_flag.reset()  # a checkpoint never holds a bad step
-        self.unchecked, self.poison = [], None
+        self.unchecked, self.closed, self.poison = [], 0, None
         changed = {k: (task.config[k], v) for k, v in ckpt["config"].items()
                    if k in task.config and task.config[k] != v}  # fmt: skip
         if changed:
@@ -280,7 +282,8 @@ class Trainer:
         r, pos, task = self.recipe, self.position, self.task
         lr = lr_at_step(pos.global_step, r.total_steps, r.warmup_steps, r.lr, r.min_lr)
         set_lr(self.optimizer, lr)
-        found = self.nonfinite_flag.close_group([loss for loss, _ in self.unchecked[-r.accum_iter :]])
+        found = self.nonfinite_flag.close_group([loss for loss, _ in self.unchecked[self.closed :]])
+        self.closed = len(self.unchecked)
         if task.clip_grad > 0:  # a NaN norm makes NaN gradients only in a group that is skipped and dropped
             self.scaler.unscale_(self.optimizer)
             nn.utils.clip_grad_norm_(task.trainable.parameters(), task.clip_grad)
@@ -346,9 +349,9 @@ class Trainer:
 
         One read of the device flag; on the failure path, every rank's first bad micro-batch is gathered too.
         """
-        if not self.unchecked:
+        if not self.closed:
             return
-        unchecked, self.unchecked = self.unchecked, []
+        unchecked, self.unchecked, self.closed = self.unchecked[: self.closed], self.unchecked[self.closed :], 0
         if not self.nonfinite_flag.read():
             return
         values = torch.stack([loss.float() for loss, _ in unchecked]).tolist()
