@@ -4,8 +4,12 @@ naming the first bad step, before any record or checkpoint could hold it (fp32 a
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 from standin_method import TinyMaskedAutoencoder
 from tiny_run import IMG, tiny_config, tiny_dataset
 
@@ -18,11 +22,14 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class SnapshotBeforeNaN(TinyMaskedAutoencoder):
-    """NaN losses on ``nan_at_calls``; remembers its weights at the first of them (before that step's update)."""
+    """NaN losses on ``nan_at_calls``; remembers its weights at forward call ``snapshot_at`` (default: the first NaN
+    call), before that step's update."""
+
+    snapshot_at = 0
 
     def forward(self, images, mask=None):
         out = super().forward(images, mask)
-        if self.calls == min(self.nan_at_calls):
+        if self.calls == (self.snapshot_at or min(self.nan_at_calls)):
             self.snapshot = {k: v.clone() for k, v in self.state_dict().items()}
         return out
 
@@ -71,3 +78,38 @@ def test_a_rollback_between_reads_replays_from_the_last_checkpoint(tmp_path):
     events = [r for r in read_jsonl(tmp_path / "pretrain" / "metrics.jsonl") if r.get("event")]
     assert [(e["step"], e["restored_step"]) for e in events] == [(5, 3)]
     assert all(torch.isfinite(p).all() for p in method.parameters())
+
+
+def _rank_with_nan_on_rank_1(rank: int, run_dir: str, port: int, results) -> None:
+    """One of two Gloo ranks (a spawned process): rank 1's 3rd forward is NaN (step 2 of 2 per epoch)."""
+    os.environ.update(WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))  # fmt: skip
+    torch.set_num_threads(1)
+    cfg = tiny_config(**{"pretrain.epochs": 1, "pretrain.accum_iter": 2})  # 64 images a rank: 2 steps
+    method = SnapshotBeforeNaN(img_size=IMG)
+    method.nan_at_calls = {3} if rank == 1 else set()
+    method.snapshot_at = 3
+    try:
+        pretrain(method, tiny_dataset(cfg), cfg, run_dir, log_every=100)
+        results.put((rank, "finished", False))
+    except NonFiniteLossError as error:
+        unchanged = all(torch.equal(v, method.snapshot[k]) for k, v in method.state_dict().items())
+        results.put((rank, str(error), unchanged))
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_a_nan_on_one_rank_skips_and_stops_every_rank(tmp_path):
+    context = mp.get_context("spawn")
+    results = context.Queue()
+    port = 20000 + os.getpid() % 20000
+    ranks = [context.Process(target=_rank_with_nan_on_rank_1, args=(r, str(tmp_path), port, results)) for r in (0, 1)]
+    for process in ranks:
+        process.start()
+    outcomes = sorted(results.get(timeout=240) for _ in ranks)
+    for process in ranks:
+        process.join(timeout=60)
+    for rank, message, unchanged in outcomes:  # rank 0 saw only finite losses: the all-reduced flag skipped it too
+        assert "at step 2 (epoch 0, iteration 2)" in message and unchanged, (rank, message)
