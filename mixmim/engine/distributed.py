@@ -88,6 +88,24 @@ def all_reduce_sum(value: float, device: torch.device) -> float:
     return float(tensor.item())
 
 
+def all_reduce_sums(values: list[float], device: torch.device) -> list[float]:
+    """Element-wise sums of ``values`` over all ranks in one collective (``values`` when not distributed)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return list(values)
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+def all_gather_objects(obj: Any) -> list[Any]:
+    """``[obj of rank 0, obj of rank 1, ...]`` on every rank (``[obj]`` when not distributed)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return [obj]
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
 def gather_to_main(obj: Any) -> list[Any]:
     """``[obj of rank 0, obj of rank 1, ...]`` on rank 0 (``[obj]`` when not distributed; ``[]`` elsewhere)."""
     if not (dist.is_available() and dist.is_initialized()):

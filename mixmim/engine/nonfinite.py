@@ -1,5 +1,12 @@
 """The non-finite loss guard: a NaN/inf loss is never applied; stop with a clear message, or roll back.
 
+Two halves. On the device, :class:`NonFiniteFlag` notices a non-finite loss without a host read: once per
+optimizer step it folds ``~isfinite`` of the accumulation group's losses (MAX all-reduced over ranks, a device
+collective) into a flag that the optimizer step takes as ``found_inf`` (:func:`~mixmim.engine.optim.step_unless`),
+as a GradScaler skips an inf step. The flag is sticky: every later step is skipped too, so the model stays as it
+was before the first bad step until the host reads the flag (logging steps, epoch ends, before every checkpoint)
+and :class:`NonFiniteGuard` acts.
+
 Modes (``pretrain.nonfinite``): ``stop`` raises :class:`NonFiniteLossError` naming the step and the last good
 checkpoint; ``rollback`` raises :class:`RollbackRequested`, which the training loop answers by reloading
 its last checkpoint and continuing on a reseeded random path (replaying the same batch and mask would hit
@@ -8,13 +15,11 @@ the same value). A step that is still non-finite after ``max_rollbacks`` rollbac
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from pathlib import Path
 
 import torch
-
-from mixmim.engine.distributed import all_reduce_sum
+import torch.distributed as dist
 
 NONFINITE_MODES = ("stop", "rollback")
 
@@ -27,9 +32,33 @@ class RollbackRequested(Exception):
     """Raised inside a step to unwind the loop to the last checkpoint (``nonfinite=rollback``)."""
 
 
-def any_rank_nonfinite(value: float, device: torch.device) -> bool:
-    """Whether ``value`` is NaN/inf on this or any other rank (all ranks must take the same branch)."""
-    return all_reduce_sum(0.0 if math.isfinite(value) else 1.0, device) > 0
+class NonFiniteFlag:
+    """Whether any rank saw a non-finite loss since the last :meth:`reset`, kept on the device.
+
+    :attr:`found` is a float32 scalar (the dtype fused optimizers and GradScaler use for ``found_inf``):
+    1.0 once an accumulation group of any rank had a NaN/inf loss, and from then on until :meth:`reset`.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.found = torch.zeros((), dtype=torch.float32, device=device)
+
+    def close_group(self, losses: list[torch.Tensor]) -> torch.Tensor:
+        """Fold one accumulation group's losses (device scalars, this rank's) into :attr:`found`; return it.
+
+        Every rank must call it at the same optimizer step (a MAX all-reduce when distributed; no host read).
+        """
+        bad = (~torch.stack(losses).isfinite().all()).float()  # [] 1.0: a loss of this group is NaN/inf
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+        torch.maximum(self.found, bad, out=self.found)
+        return self.found
+
+    def read(self) -> bool:
+        """The host read: whether a non-finite loss was seen (rank-identical)."""
+        return bool(self.found.item())
+
+    def reset(self) -> None:
+        self.found.zero_()
 
 
 class NonFiniteGuard:

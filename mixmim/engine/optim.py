@@ -167,3 +167,40 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     """Set every group's lr to ``lr * group['lr_scale']`` (scale 1 when a group has none)."""
     for group in optimizer.param_groups:
         group["lr"] = lr * group.get("lr_scale", 1.0)
+
+
+def step_unless(optimizer: torch.optim.Optimizer, found_inf: torch.Tensor) -> None:
+    """``optimizer.step()``, a no-op where ``found_inf`` (a float32 scalar on the parameters' device) is 1.0,
+    decided on the device: no host read.
+
+    Optimizers that take ``found_inf`` themselves (torch's fused Adam, AdamW and SGD: the contract GradScaler
+    uses, ``_step_supports_amp_scaling``) skip in their kernel: parameters and state (``step`` included) stay
+    unchanged. Any other optimizer (the linear probe's LARS) steps and is reverted with ``torch.where``: its
+    parameters and the tensor state it held on their device before; state the step created (a first momentum
+    buffer) becomes zeros, which SGD and LARS without dampening treat as no buffer. That costs a copy of the
+    parameters and state per step, so it suits small optimizers (a probe's head).
+    """
+    if getattr(optimizer, "_step_supports_amp_scaling", False):
+        optimizer.grad_scale, optimizer.found_inf = None, found_inf
+        try:
+            optimizer.step()
+        finally:
+            del optimizer.grad_scale, optimizer.found_inf
+        return
+    params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    device = found_inf.device
+    saved_params = [p.detach().clone() for p in params]
+    saved_state = {
+        (i, k): v.clone()
+        for i, p in enumerate(params)
+        for k, v in optimizer.state.get(p, {}).items()
+        if torch.is_tensor(v) and v.device == device
+    }
+    optimizer.step()
+    skip = found_inf.bool()
+    with torch.no_grad():
+        for i, p in enumerate(params):
+            p.copy_(torch.where(skip, saved_params[i], p))
+            for k, v in optimizer.state.get(p, {}).items():
+                if torch.is_tensor(v) and v.device == device:
+                    v.copy_(torch.where(skip, saved_state.get((i, k), torch.zeros_like(v)), v))

@@ -95,12 +95,18 @@ class StageProgress:
                 self.bar.set_description(self.label(epoch), refresh=True)
 
     def step(self, loss: float | None = None) -> None:
-        """One iteration done; ``loss`` (when given) shows next to the bar."""
+        """One iteration done; ``loss`` (when given) shows next to the bar (the trainer passes none: it shows the
+        loss of each logging window with :meth:`show_loss`, so that no step waits for a value)."""
         self.done += 1
         if self.bar is not None:
             self.bar.update(1)
             if loss is not None:
-                self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+                self.show_loss(loss)
+
+    def show_loss(self, loss: float) -> None:
+        """Show ``loss`` next to the bar (from the next redraw)."""
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
 
     def eta_s(self) -> float | None:
         """Seconds left for the stage at the pace of this process, or None before the first step."""

@@ -3,6 +3,8 @@ seen, wall time. Saved in checkpoints so that a resumed run reports what an unin
 
 Each rank adds to its own pending sums; :meth:`RunningTotals.sync` all-reduces them into ``values``, which are
 then identical on every rank. Call ``sync`` at the same points on every rank (logging, checkpoints, epoch end).
+The losses stay on the device until ``sync`` reads them all at once (one host read, none per step); the host
+then sums them in order, as it would have summed one ``loss.item()`` per micro-batch.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import time
 
 import torch
 
-from mixmim.engine.distributed import all_reduce_sum
+from mixmim.engine.distributed import all_reduce_sums
 
 KEYS = (
     "loss_sum",  # this epoch
@@ -34,24 +36,41 @@ class RunningTotals:
     def __init__(self, device: torch.device) -> None:
         self.device = device
         self.values: dict[str, float] = dict.fromkeys(KEYS, 0.0)
-        self._pending = {"loss": 0.0, "count": 0.0, "corrupt": 0.0}
+        self._pending = {"count": 0.0, "corrupt": 0.0}
+        self._losses: list[torch.Tensor] = []  # this rank's micro-batch losses since the last sync, on the device
         self._wall_base, self._session_start = 0.0, time.monotonic()
 
-    def add_batch(self, loss: float, corrupt: int = 0) -> None:
-        """One micro-batch of this rank: its loss and how many of its images were substituted."""
-        self._pending["loss"] += loss
+    def add_batch(self, loss: torch.Tensor | float, corrupt: int = 0) -> None:
+        """One micro-batch of this rank: its loss (a scalar tensor, kept on its device until :meth:`sync`, or a
+        float) and how many of its images were substituted."""
+        if not isinstance(loss, torch.Tensor):
+            loss = torch.tensor(float(loss), device=self.device)
+        self._losses.append(loss.detach().float())
         self._pending["count"] += 1
         self._pending["corrupt"] += corrupt
 
     def sync(self) -> None:
-        """Add every rank's pending sums to :attr:`values` and update the wall time."""
-        loss, count, corrupt = (all_reduce_sum(self._pending[k], self.device) for k in ("loss", "count", "corrupt"))
-        self._pending = dict.fromkeys(self._pending, 0.0)
+        """Add every rank's pending sums to :attr:`values` and update the wall time.
+
+        Reads the pending losses (one host read) and all-reduces the sums (one collective) when a micro-batch was
+        added since the last call; every rank adds the same number of micro-batches, so all take the same branch.
+        """
         v = self.values
+        if self._pending["count"]:
+            self._add_pending()
+        v["wall_time_s"] = self._wall_base + time.monotonic() - self._session_start  # after the read: work done
+
+    def _add_pending(self) -> None:
+        v = self.values
+        local_loss = 0.0
+        for value in torch.stack(self._losses).tolist():  # the one host read of the interval's losses
+            local_loss += value
+        loss, count, corrupt = all_reduce_sums([local_loss, self._pending["count"], self._pending["corrupt"]],
+                                               self.device)  # fmt: skip
+        self._pending, self._losses = dict.fromkeys(self._pending, 0.0), []
         v["loss_sum"], v["window_loss_sum"] = v["loss_sum"] + loss, v["window_loss_sum"] + loss
         v["loss_count"], v["window_count"] = v["loss_count"] + count, v["window_count"] + count
         v["corrupt_epoch"], v["corrupt_reads"] = v["corrupt_epoch"] + corrupt, v["corrupt_reads"] + corrupt
-        v["wall_time_s"] = self._wall_base + time.monotonic() - self._session_start
 
     def take_window_loss(self) -> float:
         """Mean loss since the previous call (after :meth:`sync`); starts a new window."""
@@ -83,5 +102,5 @@ class RunningTotals:
     def load_state_dict(self, state: dict[str, float]) -> None:
         """Restore saved totals; the wall clock continues from the saved wall time."""
         self.values.update(state)
-        self._pending = dict.fromkeys(self._pending, 0.0)
+        self._pending, self._losses = dict.fromkeys(self._pending, 0.0), []
         self._wall_base, self._session_start = self.values["wall_time_s"], time.monotonic()

@@ -19,6 +19,16 @@ and its RNG policy (:attr:`TrainTask.generator`, :meth:`TrainTask.reseed`); opti
 (:meth:`TrainTask.batches`, e.g. a detector's lists of images and targets) and its own lr schedule
 (:meth:`TrainTask.learning_rate`).
 
+No host synchronisation in the hot loop: a micro-batch's loss stays on the device (the running totals keep it
+until they are read); a non-finite loss sets a device flag (:class:`~mixmim.engine.nonfinite.NonFiniteFlag`, MAX
+all-reduced over ranks once per optimizer step) that makes every optimizer step a no-op from that group on
+(:func:`~mixmim.engine.optim.step_unless`; fp16: the GradScaler's own skip). The host reads values only at
+logging steps (the guard's flag, then the totals), at epoch ends, before every checkpoint and at the end; there
+the guard acts on the first non-finite loss (stop, or roll back to ``checkpoint-last.pth``) before anything of
+a bad step is logged or saved. The steps skipped between the bad one and that read advance the position (and so
+the lr schedule) as usual, and are undone with everything else: stop ends the stage, rollback reloads the last
+checkpoint, which never holds a bad step.
+
 Resume guarantee: a killed stage restarts from its newest readable checkpoint with the RNG states of that
 moment, restored just before the next batch is drawn, so on the CPU (``num_workers=0``) a resumed stage ends
 bitwise equal to an uninterrupted one (the data order is a function of ``(seed, epoch)`` and the loader
@@ -29,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -41,10 +52,10 @@ from mixmim.data import ResumableSampler, build_loader, unpack_batch
 from mixmim.device_copy import to_device
 from mixmim.engine import checkpoint as ckpt_io
 from mixmim.engine.checkpoint import LAST, TrainPosition
-from mixmim.engine.distributed import DistEnv, barrier, gather_to_main
+from mixmim.engine.distributed import DistEnv, all_gather_objects, barrier, gather_to_main
 from mixmim.engine.metrics import MetricsLogger
-from mixmim.engine.nonfinite import NonFiniteGuard, RollbackRequested, any_rank_nonfinite
-from mixmim.engine.optim import set_lr
+from mixmim.engine.nonfinite import NonFiniteFlag, NonFiniteGuard, RollbackRequested
+from mixmim.engine.optim import set_lr, step_unless
 from mixmim.engine.precision import autocast, grad_scaler
 from mixmim.engine.progress import StageProgress
 from mixmim.engine.recipe import Recipe
@@ -167,6 +178,12 @@ class Trainer:
         self.totals = RunningTotals(device)
         self.position = TrainPosition()
         self.guard = NonFiniteGuard(task.nonfinite)
+        self.nonfinite_flag = NonFiniteFlag(device)
+        # (loss [] on the device, (step, epoch, iteration)) of every micro-batch since the guard's last read; the
+        # first `closed` of them are in groups the flag holds (the rest: the open accumulation group)
+        self.unchecked: list[tuple[torch.Tensor, tuple[int, int, int]]] = []
+        self.closed = 0
+        self.poison: torch.Tensor | None = None  # fp16: NaN once the flag is set, so that the scaler skips too
         self.pending_rng: dict[str, Any] | None = None  # restored right before the next batch is drawn
         self.last_checkpoint_step = 0
         self.prefix = f"{task.stage}/"
@@ -187,6 +204,7 @@ class Trainer:
         while not self.finished():
             try:
                 self.train_epoch()
+                self.check_nonfinite()  # the last steps of a run that max_steps stops inside an epoch
             except RollbackRequested as request:
                 logger.warning("%s", request)
                 self.rollback()
@@ -222,6 +240,8 @@ class Trainer:
         self.totals.load_state_dict({k: v for k, v in counters.items() if k in TOTAL_KEYS})
         task.load_counters(counters)
         self.last_checkpoint_step = self.position.global_step
+        self.nonfinite_flag.reset()  # a checkpoint never holds a bad step
+        self.unchecked, self.closed, self.poison = [], 0, None
         changed = {k: (task.config[k], v) for k, v in ckpt["config"].items()
                    if k in task.config and task.config[k] != v}  # fmt: skip
         if changed:
@@ -261,42 +281,50 @@ class Trainer:
         loss = self.micro_step(to_device(images, self.device), to_device(labels, self.device))
         self.totals.add_batch(loss, corrupt)
         pos.step_in_epoch += 1
-        self.progress.step(loss)
+        self.progress.step()
         if pos.step_in_epoch % self.recipe.accum_iter == 0:
             self.optimizer_step()
 
-    def micro_step(self, images: Images, labels: Targets) -> float:
-        """Forward and backward of one micro-batch (images and labels on the device); return its loss."""
-        r = self.recipe
-        last_of_group = (self.position.step_in_epoch + 1) % r.accum_iter == 0
+    def micro_step(self, images: Images, labels: Targets) -> torch.Tensor:
+        """Forward and backward of one micro-batch (images and labels on the device); return its loss (a
+        detached scalar on the device: nothing here waits for the device)."""
+        r, pos = self.recipe, self.position
+        last_of_group = (pos.step_in_epoch + 1) % r.accum_iter == 0
         sync = contextlib.nullcontext() if last_of_group or not self.env.distributed else self.model.no_sync()
         inputs, targets = self.task.prepare(images, labels)
         with sync:
             with autocast(r.precision, self.device):
                 loss = self.task.loss(self.model, inputs, targets)
-            value = float(loss.detach().float().item())
-            if any_rank_nonfinite(value, self.device):
-                self.on_nonfinite(value)
-            self.scaler.scale(loss / r.accum_iter).backward()
-        return value
+            self.unchecked.append((loss.detach(), (pos.global_step + 1, pos.epoch, pos.step_in_epoch)))
+            backward_loss = loss if self.poison is None else loss * self.poison
+            self.scaler.scale(backward_loss / r.accum_iter).backward()
+        return loss.detach()
 
     def optimizer_step(self) -> None:
         r, pos, task = self.recipe, self.position, self.task
         lr = self.learning_rate(pos.global_step)
         set_lr(self.optimizer, lr)
-        if task.clip_grad > 0:
+        found = self.nonfinite_flag.close_group([loss for loss, _ in self.unchecked[self.closed :]])
+        self.closed = len(self.unchecked)
+        if task.clip_grad > 0:  # a NaN norm makes NaN gradients only in a group that is skipped and dropped
             self.scaler.unscale_(self.optimizer)
             nn.utils.clip_grad_norm_(task.trainable.parameters(), task.clip_grad)
-        self.scaler.step(self.optimizer)
+        if self.scaler.is_enabled():  # fp16: the scaler skips NaN/inf gradients itself
+            self.scaler.step(self.optimizer)
+            self.poison = torch.where(found.bool(), math.nan, 1.0)  # the later groups' gradients: NaN, skipped too
+        else:
+            step_unless(self.optimizer, found)
         self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad(set_to_none=True)  # a skipped group's gradients are dropped
         pos.global_step += 1
         self.totals.values["images"] += r.effective_batch
         if pos.global_step % self.log_every == 0:
+            self.check_nonfinite()  # before the record: a bad step is never logged
             self.totals.sync()
             epoch = round(pos.epoch + pos.step_in_epoch / r.iters_per_epoch, 4)
             record = {"step": pos.global_step, "epoch": epoch, "loss": self.totals.take_window_loss(), "lr": lr}
             self.metrics.log({**record, "images_per_s": self.totals.images_per_s()}, prefix=self.prefix)
+            self.progress.show_loss(record["loss"])
         every = task.checkpoint_every_steps
         if every and pos.global_step % every == 0 and pos.step_in_epoch < r.iters_per_epoch:
             self.save_checkpoint()
@@ -309,6 +337,7 @@ class Trainer:
 
     def end_epoch(self) -> None:
         pos = self.position
+        self.check_nonfinite()
         self.totals.sync()
         loss = self.totals.close_epoch()
         pos.epoch, pos.step_in_epoch = pos.epoch + 1, 0
@@ -326,7 +355,9 @@ class Trainer:
 
     # -- checkpoints and failures ------------------------------------------------------------------------
     def save_checkpoint(self, extra_names: list[str] | tuple[str, ...] = ()) -> None:
-        """Write ``checkpoint-last.pth`` (and ``extra_names``) from rank 0 with every rank's RNG states."""
+        """Write ``checkpoint-last.pth`` (and ``extra_names``) from rank 0 with every rank's RNG states (after the
+        guard has looked at the steps it would hold)."""
+        self.check_nonfinite()
         self.totals.sync()
         pos, task = self.position, self.task
         rng = gather_to_main(capture_rng_state(task.generator))
@@ -340,15 +371,33 @@ class Trainer:
         barrier()
         self.last_checkpoint_step = pos.global_step
 
-    def on_nonfinite(self, value: float) -> None:
-        """Drop this step's gradients, record the event, then stop or roll back (both raise)."""
+    def check_nonfinite(self) -> None:
+        """The guard's host read (logging steps, epoch ends, before every checkpoint, the end of a run): when a
+        loss since the last read was NaN/inf on any rank, act on the first one (:meth:`on_nonfinite` raises).
+
+        One read of the device flag; on the failure path, every rank's first bad micro-batch is gathered too.
+        """
+        if not self.closed:
+            return
+        unchecked, self.unchecked, self.closed = self.unchecked[: self.closed], self.unchecked[self.closed :], 0
+        if not self.nonfinite_flag.read():
+            return
+        values = torch.stack([loss.float() for loss, _ in unchecked]).tolist()
+        mine = next(((i, v) for i, v in enumerate(values) if not math.isfinite(v)), None)  # (index, loss)
+        index, value = min((m for m in all_gather_objects(mine) if m is not None), key=lambda m: m[0])
+        self.on_nonfinite(value, *unchecked[index][1])
+
+    def on_nonfinite(self, value: float, step: int, epoch: int, iteration: int) -> None:
+        """Drop the gradients, record the event of the loss ``value`` at optimizer ``step`` (1-based) of micro-batch
+        ``iteration`` of ``epoch``, then stop or roll back (both raise)."""
         self.optimizer.zero_grad(set_to_none=True)
-        pos = self.position
+        self.nonfinite_flag.reset()
+        self.poison = None
         self.totals.values["nonfinite_events"] += 1
-        event = {"event": "nonfinite_loss", "step": pos.global_step + 1, "epoch": pos.epoch, "loss": value}
+        event = {"event": "nonfinite_loss", "step": step, "epoch": epoch, "loss": value}
         self.metrics.event({**event, "action": self.guard.mode, "restored_step": self.last_checkpoint_step})
-        where = f"epoch {pos.epoch}, iteration {pos.step_in_epoch}"
-        self.guard.handle(value, pos.global_step + 1, where, self.dir / LAST, self.last_checkpoint_step)
+        where = f"epoch {epoch}, iteration {iteration}"
+        self.guard.handle(value, step, where, self.dir / LAST, self.last_checkpoint_step)
 
     def rollback(self) -> None:
         """Reload ``checkpoint-last.pth`` and continue on a reseeded random path (keeping the event count)."""

@@ -6,6 +6,7 @@ import copy
 
 import pytest
 import torch
+from timm.optim import Lars
 from torch import nn
 
 from mixmim.backbones import create_backbone
@@ -18,6 +19,7 @@ from mixmim.engine.optim import (
     no_weight_decay_names,
     pretrain_param_groups,
     set_lr,
+    step_unless,
 )
 from mixmim.engine.recipe import make_recipe
 
@@ -196,3 +198,42 @@ def test_adamw_is_fused_on_one_supported_device_and_matches_the_default_update()
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
     integer = {"params": [torch.zeros(3, dtype=torch.long)], "weight_decay": 0.0}
     assert not build_adamw([integer]).defaults["fused"]  # the fused kernel takes floating tensors only
+
+
+def _optimizer(kind: str, model: nn.Module) -> torch.optim.Optimizer:
+    if kind == "fused-adamw":
+        return build_adamw([{"params": list(model.parameters()), "weight_decay": 0.05}])
+    return Lars(model.parameters(), lr=0.1, momentum=0.9, trust_coeff=0.001, always_adapt=True)  # the probe's
+
+
+def _state(model: nn.Module, optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    """Parameters and the optimizer's tensor state, in a fixed order (cloned)."""
+    state = [v for p in model.parameters() for _, v in sorted(optimizer.state[p].items()) if torch.is_tensor(v)]
+    return [t.detach().clone() for t in [*model.parameters(), *state]]
+
+
+def _step(model, optimizer, grads, found=None):
+    for p, g in zip(model.parameters(), grads):
+        p.grad = g.clone()
+    set_lr(optimizer, 0.1)
+    optimizer.step() if found is None else step_unless(optimizer, torch.tensor(float(found)))
+    optimizer.zero_grad(set_to_none=True)
+
+
+@pytest.mark.parametrize("kind", ["fused-adamw", "lars"])
+def test_step_unless_skips_on_the_flag_and_steps_exactly_without_it(kind):
+    torch.manual_seed(0)
+    plain, flagged = nn.Linear(4, 3), nn.Linear(4, 3)
+    flagged.load_state_dict(plain.state_dict())
+    plain_opt, flagged_opt = _optimizer(kind, plain), _optimizer(kind, flagged)
+    grads = [[torch.randn_like(p) for p in plain.parameters()] for _ in range(3)]
+    nan_grads = [torch.full_like(p, float("nan")) for p in plain.parameters()]
+    _step(flagged, flagged_opt, nan_grads, found=1)  # a skipped first step: as if it never happened
+    for g in grads:
+        _step(plain, plain_opt, g)
+        _step(flagged, flagged_opt, g, found=0)
+        before = _state(flagged, flagged_opt)
+        _step(flagged, flagged_opt, nan_grads, found=1)
+        after = _state(flagged, flagged_opt)
+        assert all(torch.equal(a, b) for a, b in zip(before, after))
+    assert all(torch.equal(a, b) for a, b in zip(_state(plain, plain_opt), _state(flagged, flagged_opt)))
