@@ -3,7 +3,8 @@
 ``run_tokenizer_stage(cfg, run_dir)`` follows the stage contract (``docs/architecture.md``): it fits the
 k-means codebook on the training images (``method.tokenizer=kmeans``) and caches it as
 ``<run_dir>/tokenizer/kmeans.pt``, or checks the DALL-E file (``method.tokenizer=dalle``), then writes
-``<run_dir>/tokenizer/result.json``; a stage whose result exists returns it without work.
+``<run_dir>/tokenizer/result.json``; a stage whose result exists returns it without work. With several ranks,
+rank 0 does the work and writes; the others wait at a barrier and return the result it wrote.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from baselines.tokenizers.interface import Tokenizer
 from baselines.tokenizers.kmeans import KMeansTokenizer
 from mixmim.backbones import create_backbone
 from mixmim.config import MethodConfig, RunConfig
+from mixmim.engine.distributed import barrier, init_distributed
 from mixmim.rundir import is_done, read_result, stage_dir, write_result
 
 log = logging.getLogger(__name__)
@@ -85,10 +87,18 @@ def _sha256(path: Path) -> str:
 
 
 def run_tokenizer_stage(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
-    """Fit (k-means) or check (DALL-E) the tokenizer of ``cfg.method`` and record it in ``run_dir``."""
+    """Fit (k-means) or check (DALL-E) the tokenizer of ``cfg.method`` and record it in ``run_dir`` (rank 0)."""
     if is_done(run_dir, STAGE):
         log.info("stage %s is done in %s; skipping", STAGE, run_dir)
         return read_result(run_dir, STAGE) or {}
+    if init_distributed().is_main:
+        fit_tokenizer(cfg, run_dir)
+    barrier()  # the other ranks wait for rank 0's codebook and result
+    return read_result(run_dir, STAGE) or {}
+
+
+def fit_tokenizer(cfg: RunConfig, run_dir: str | Path) -> None:
+    """Fit or check the tokenizer, save the codebook and write ``result.json``."""
     start = time.time()
     mcfg = cfg.method
     out = stage_dir(run_dir, STAGE)
@@ -110,4 +120,3 @@ def run_tokenizer_stage(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
               "wall_time_s": time.time() - start, **record}
     write_result(run_dir, STAGE, result)
     log.info("tokenizer stage done: %s", record)
-    return read_result(run_dir, STAGE) or result
