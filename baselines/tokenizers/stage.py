@@ -55,8 +55,10 @@ def build_tokenizer(mcfg: MethodConfig, run_dir: str | Path | None = None) -> To
         if mcfg.tokenizer_path:
             return KMeansTokenizer.load(mcfg.tokenizer_path)
         if run_dir is None:
-            raise ValueError("the k-means tokenizer needs the run directory (its 'tokenizer' stage caches the "
-                             "codebook there) or method.tokenizer_path")
+            raise ValueError(
+                "the k-means tokenizer needs the run directory (its 'tokenizer' stage caches the "
+                "codebook there) or method.tokenizer_path"
+            )
         return KMeansTokenizer.load(Path(run_dir) / STAGE / CODEBOOK_FILE)
     if mcfg.tokenizer == "dalle":
         if not mcfg.tokenizer_path:
@@ -104,19 +106,30 @@ def fit_tokenizer(cfg: RunConfig, run_dir: str | Path) -> None:
     out = stage_dir(run_dir, STAGE)
     if mcfg.tokenizer == "dalle":
         tokenizer = build_tokenizer(mcfg)
-        record: dict[str, Any] = {"tokenizer": "dalle", "path": str(Path(mcfg.tokenizer_path).resolve()),
-                                  "sha256": _sha256(Path(mcfg.tokenizer_path))}
+        record: dict[str, Any] = {
+            "tokenizer": "dalle",
+            "path": str(Path(mcfg.tokenizer_path).resolve()),
+            "sha256": _sha256(Path(mcfg.tokenizer_path)),
+        }
     elif mcfg.tokenizer == "kmeans":
         grid, img_size = target_grid(cfg)
         max_images = math.ceil(MAX_FIT_CELLS / (grid[0] * grid[1]))
-        tokenizer = KMeansTokenizer.fit(_training_batches(cfg, img_size, max_images), grid, mcfg.vocab_size,
-                                        seed=cfg.seed, max_samples=MAX_FIT_CELLS)
+        tokenizer = KMeansTokenizer.fit(
+            _training_batches(cfg, img_size, max_images),
+            grid,
+            mcfg.vocab_size,
+            seed=cfg.seed,
+            max_samples=MAX_FIT_CELLS,
+        )
         tokenizer.save(out / CODEBOOK_FILE)
         record = {"tokenizer": "kmeans", "codebook": CODEBOOK_FILE, **tokenizer.fit_info}
     else:
         raise ValueError(f"method.tokenizer must be one of {TOKENIZERS}, got {mcfg.tokenizer!r}")
-    result = {"status": "done", "metrics": {"vocab_size": tokenizer.vocab_size,
-                                            "inertia": record.get("inertia")},
-              "wall_time_s": time.time() - start, **record}
+    result = {
+        "status": "done",
+        "metrics": {"vocab_size": tokenizer.vocab_size, "inertia": record.get("inertia")},
+        "wall_time_s": time.time() - start,
+        **record,
+    }
     write_result(run_dir, STAGE, result)
     log.info("tokenizer stage done: %s", record)
