@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,22 +36,38 @@ def run_stage_in_ranks(run_name: str, run_dir: Path, stage: StageSpec, tasks: in
         torch.distributed.elastic.multiprocessing.errors.ChildFailedError: a rank failed (the others were
             stopped); its message holds the failed rank's traceback.
     """
+    logger.info("%s/%s: starting %d local ranks", run_name, stage.name, tasks)
+    args = (run_name, str(run_dir), stage, str(log_path), tasks)
+    return launch_local_ranks(stage_rank, args, tasks, f"{run_name}-{stage.name}")[0]
+
+
+def launch_local_ranks(fn: Callable[..., Any], args: tuple[Any, ...], tasks: int, name: str) -> dict[int, Any]:
+    """``fn(*args)`` in ``tasks`` spawned processes on this machine, as torchrun --standalone would run it.
+
+    Args:
+        fn: a module-level function (pickled by reference); it finds its rank in ``RANK``/``WORLD_SIZE``.
+        name: prefix of the rendezvous id (a fresh suffix is added).
+
+    Returns:
+        ``{rank: fn's return value}``.
+
+    Raises:
+        torch.distributed.elastic.multiprocessing.errors.ChildFailedError: a rank failed (the others stopped).
+    """
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     config = LaunchConfig(
         min_nodes=1,
         max_nodes=1,
         nproc_per_node=tasks,
-        run_id=f"{run_name}-{stage.name}-{uuid.uuid4().hex[:8]}",
+        run_id=f"{name}-{uuid.uuid4().hex[:8]}",
         rdzv_backend="c10d",
         rdzv_endpoint="localhost:0",  # torchrun --standalone: the store picks a free port
         max_restarts=0,
         monitor_interval=MONITOR_INTERVAL_S,
         start_method="spawn",
     )
-    logger.info("%s/%s: starting %d local ranks", run_name, stage.name, tasks)
-    results = elastic_launch(config, stage_rank)(run_name, str(run_dir), stage, str(log_path), tasks)
-    return results[0]
+    return elastic_launch(config, fn)(*args)
 
 
 def stage_rank(run_name: str, run_dir: str, stage: StageSpec, log_path: str, tasks: int) -> dict[str, Any]:
