@@ -15,6 +15,7 @@ The launching process keeps the run's lock; the ranks do not take it. Rank 0 wri
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import uuid
 from collections.abc import Callable
@@ -26,6 +27,11 @@ from slurm.spec import StageSpec
 
 logger = logging.getLogger(__name__)
 
+START_METHOD = "forkserver"
+PRELOAD = ("torch", "torch.distributed")  # imported once by the fork server, not by every rank of every stage
+AGENT_VARIABLES = ("RANK", "LOCAL_RANK", "GROUP_RANK", "ROLE_RANK", "ROLE_NAME", "WORLD_SIZE", "LOCAL_WORLD_SIZE",
+                   "GROUP_WORLD_SIZE", "ROLE_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
+                   "TORCH_NCCL_ASYNC_ERROR_HANDLING", "NCCL_ASYNC_ERROR_HANDLING")  # fmt: skip
 MONITOR_INTERVAL_S = 0.5  # how often the agent looks at its ranks (a failed one stops the rest this fast)
 
 
@@ -42,7 +48,12 @@ def run_stage_in_ranks(run_name: str, run_dir: Path, stage: StageSpec, tasks: in
 
 
 def launch_local_ranks(fn: Callable[..., Any], args: tuple[Any, ...], tasks: int, name: str) -> dict[int, Any]:
-    """``fn(*args)`` in ``tasks`` spawned processes on this machine, as torchrun --standalone would run it.
+    """``fn(*args)`` in ``tasks`` processes on this machine, as torchrun --standalone would run it.
+
+    The ranks are forked from a fork server that has imported torch once (:data:`PRELOAD`), not spawned
+    afresh: starting two ranks takes about a second instead of 10-20 s of imports on a loaded 2-core machine,
+    for every stage. Each rank runs in this process's current environment (:func:`_in_environment`; the fork
+    server's own is that of its start).
 
     Args:
         fn: a module-level function (pickled by reference); it finds its rank in ``RANK``/``WORLD_SIZE``.
@@ -56,6 +67,7 @@ def launch_local_ranks(fn: Callable[..., Any], args: tuple[Any, ...], tasks: int
     """
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
+    multiprocessing.get_context(START_METHOD).set_forkserver_preload([*PRELOAD, fn.__module__])
     config = LaunchConfig(
         min_nodes=1,
         max_nodes=1,
@@ -65,9 +77,17 @@ def launch_local_ranks(fn: Callable[..., Any], args: tuple[Any, ...], tasks: int
         rdzv_endpoint="localhost:0",  # torchrun --standalone: the store picks a free port
         max_restarts=0,
         monitor_interval=MONITOR_INTERVAL_S,
-        start_method="spawn",
+        start_method=START_METHOD,
     )
-    return elastic_launch(config, fn)(*args)
+    return elastic_launch(config, _in_environment)(dict(os.environ), fn, *args)
+
+
+def _in_environment(environ: dict[str, str], fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` with ``environ`` as the environment, plus the variables the elastic agent set."""
+    agent = {k: v for k, v in os.environ.items() if k in AGENT_VARIABLES or k.startswith("TORCHELASTIC_")}
+    os.environ.clear()
+    os.environ.update({**environ, **agent})
+    return fn(*args)
 
 
 def stage_rank(run_name: str, run_dir: str, stage: StageSpec, log_path: str, tasks: int) -> dict[str, Any]:
