@@ -39,12 +39,28 @@ def run_stage_in_ranks(run_name: str, run_dir: Path, stage: StageSpec, tasks: in
     """Run ``stage`` as ``tasks`` local ranks and return rank 0's metrics.
 
     Raises:
+        ValueError: more ranks than this machine's GPUs (each rank takes one).
         torch.distributed.elastic.multiprocessing.errors.ChildFailedError: a rank failed (the others were
             stopped); its message holds the failed rank's traceback.
     """
+    check_gpus_for(tasks)
     logger.info("%s/%s: starting %d local ranks", run_name, stage.name, tasks)
     args = (run_name, str(run_dir), stage, str(log_path), tasks)
     return launch_local_ranks(stage_rank, args, tasks, f"{run_name}-{stage.name}")[0]
+
+
+def check_gpus_for(tasks: int) -> None:
+    """With CUDA, every rank needs its own GPU.
+
+    Raises:
+        ValueError: ``tasks`` exceeds the visible GPUs; the message says what to set.
+    """
+    import torch
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if 0 < gpus < tasks:
+        raise ValueError(f"{tasks} local ranks (launch.tasks_per_node, default launch.gpus_per_node) but this machine "
+                         f"has {gpus} GPU(s): pass --set launch.tasks_per_node={gpus}")  # fmt: skip
 
 
 def launch_local_ranks(fn: Callable[..., Any], args: tuple[Any, ...], tasks: int, name: str) -> dict[int, Any]:
