@@ -46,7 +46,7 @@ def run_stage_in_ranks(run_name: str, run_dir: Path, stage: StageSpec, tasks: in
     check_gpus_for(tasks)
     logger.info("%s/%s: starting %d local ranks", run_name, stage.name, tasks)
     args = (run_name, str(run_dir), stage, str(log_path), tasks)
-    return launch_local_ranks(stage_rank, args, tasks, f"{run_name}-{stage.name}")[0]
+    return launch_local_ranks(stage_rank, args, tasks, f"{run_name}-{stage.name}", stage.preload)[0]
 
 
 def check_gpus_for(tasks: int) -> None:
@@ -63,17 +63,20 @@ def check_gpus_for(tasks: int) -> None:
                          f"has {gpus} GPU(s): pass --set launch.tasks_per_node={gpus}")  # fmt: skip
 
 
-def launch_local_ranks(fn: Callable[..., Any], args: tuple[Any, ...], tasks: int, name: str) -> dict[int, Any]:
+def launch_local_ranks(fn: Callable[..., Any], args: tuple[Any, ...], tasks: int, name: str,
+                       preload: tuple[str, ...] = ()) -> dict[int, Any]:  # fmt: skip
     """``fn(*args)`` in ``tasks`` processes on this machine, as torchrun --standalone would run it.
 
-    The ranks are forked from a fork server that has imported torch once (:data:`PRELOAD`), not spawned
-    afresh: starting two ranks takes about a second instead of 10-20 s of imports on a loaded 2-core machine,
-    for every stage. Each rank runs in this process's current environment (:func:`_in_environment`; the fork
+    The ranks are forked from a fork server that has imported torch once (:data:`PRELOAD`, ``preload`` and
+    ``fn``'s module; the fork server of this process starts at its first launch and keeps its imports), not
+    spawned afresh: starting two ranks takes about a second instead of 10-20 s of imports on a loaded 2-core
+    machine, for every stage. Each rank runs in this process's current environment (:func:`_in_environment`; the fork
     server's own is that of its start).
 
     Args:
         fn: a module-level function (pickled by reference); it finds its rank in ``RANK``/``WORLD_SIZE``.
         name: prefix of the rendezvous id (a fresh suffix is added).
+        preload: more modules for the fork server to import (at this process's first launch only).
 
     Returns:
         ``{rank: fn's return value}``.
@@ -83,7 +86,7 @@ def launch_local_ranks(fn: Callable[..., Any], args: tuple[Any, ...], tasks: int
     """
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    multiprocessing.get_context(START_METHOD).set_forkserver_preload([*PRELOAD, fn.__module__])
+    multiprocessing.get_context(START_METHOD).set_forkserver_preload([*PRELOAD, *preload, fn.__module__])
     config = LaunchConfig(
         min_nodes=1,
         max_nodes=1,
