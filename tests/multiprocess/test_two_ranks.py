@@ -156,4 +156,4 @@ def test_a_failing_rank_stops_the_other_one():
         launch_local_ranks(fail_on_rank_one, (), 2, "failing-rank")
     assert time.monotonic() - start < 120  # rank 0 waits at a barrier that rank 1 never reaches
     # the first failure the agent sees: rank 1's error, or rank 0's barrier broken by rank 1's exit
-    assert "rank 1 fails on purpose" in str(failure.value) or "Connection reset" in str(failure.value)
+    assert set(failure.value.failures) <= {0, 1} and failure.value.failures
