@@ -16,6 +16,7 @@ from torch import nn
 from baselines.masks import batch_mask, beit_block_masks, mask_unit_grid, random_count_masks
 from baselines.tokenizers.interface import Tokenizer
 from mixmim.backbones.interface import Backbone
+from mixmim.device_copy import to_device
 from mixmim.masking import upsample_mask
 from mixmim.method import MASK_STRATEGIES, PretrainMethod
 
@@ -107,8 +108,8 @@ class BEiT(PretrainMethod):
         mask = self.draw_mask(b) if mask is None else batch_mask(mask, b, self.mask_grid)
         # Masked positions are found on the CPU (where masks are drawn): no device synchronisation.
         token_mask = upsample_mask(mask.cpu(), self.token_grid).flatten(1)  # [B, L] bool
-        positions = token_mask.flatten().nonzero().squeeze(1).to(images.device)  # [M]
-        z = self.forward_encoder(images, mask.to(images.device))  # [B, L, C]
+        positions = to_device(token_mask.flatten().nonzero().squeeze(1), images.device)  # [M]
+        z = self.forward_encoder(images, to_device(mask, images.device))  # [B, L, C]
         logits = self.lm_head(z.flatten(0, 1)[positions])  # [M, V]: the head runs on the masked positions only
         loss = self._loss_at(images, logits, positions)
-        return {"loss": loss, "pred": logits, "mask": token_mask.to(device=images.device, dtype=logits.dtype)}
+        return {"loss": loss, "pred": logits, "mask": to_device(token_mask, images.device).to(logits.dtype)}

@@ -13,6 +13,7 @@ import torch
 from baselines.masks import batch_mask, mask_unit_grid
 from mixmim.backbones.interface import Backbone
 from mixmim.decoder import PixelDecoder
+from mixmim.device_copy import to_device
 from mixmim.masking import random_mask, upsample_mask
 from mixmim.method import PretrainMethod
 from mixmim.targets import pixel_targets
@@ -134,9 +135,9 @@ class MAE(PretrainMethod):
         # Index bookkeeping on the CPU (where masks are drawn): no device synchronisation, meta-friendly.
         token_mask = upsample_mask(mask.cpu(), self.token_grid).flatten(1)  # [B, L] bool
         ids_keep, ids_restore = visible_first_order(token_mask) if self.drop_tokens else (None, None)
-        device = images.device
-        latent = self.forward_encoder(images, mask.to(device), None if ids_keep is None else ids_keep.to(device))
-        pred = self.forward_decoder(latent, token_mask.to(device),
-                                    None if ids_restore is None else ids_restore.to(device))
-        m = token_mask.to(device=device, dtype=pred.dtype)
+        device = images.device  # the host mask groups the hierarchical backbone's tokens (planned on the host)
+        latent = self.forward_encoder(images, mask.cpu(), None if ids_keep is None else to_device(ids_keep, device))
+        token_mask = to_device(token_mask, device)
+        pred = self.forward_decoder(latent, token_mask, None if ids_restore is None else to_device(ids_restore, device))
+        m = token_mask.to(pred.dtype)
         return {"loss": self.forward_loss(images, pred, m), "pred": pred, "mask": m}

@@ -16,6 +16,7 @@ from torch import nn
 
 from baselines.masks import batch_mask, mask_unit_grid
 from mixmim.backbones.interface import Backbone
+from mixmim.device_copy import to_device
 from mixmim.masking import random_mask, upsample_mask
 from mixmim.method import PretrainMethod
 
@@ -79,7 +80,7 @@ class SimMIM(PretrainMethod):
         """
         b = images.shape[0]
         mask = self.draw_mask(b) if mask is None else batch_mask(mask, b, self.mask_grid)
-        mask = mask.to(images.device)
+        mask = to_device(mask, images.device)  # drawn on the host: a pinned asynchronous copy
         rec = self.forward_decoder(self.forward_encoder(images, mask))
         return {"loss": self.forward_loss(images, rec, mask), "pred": rec, "mask": mask.float()}
 

@@ -174,6 +174,7 @@ class CocoConfig:
     precision: str = "auto"  # auto (AMP bf16/fp16 on GPU, fp32 on CPU) | fp32 | bf16 | fp16
     score_thresh: float = 0.05  # test score threshold of both engines (their default 0.05); debug: 0.001
     lsj: bool = True  # detectron2: ViTDet's large-scale jitter (0.1-2.0); False: flip + resize (debug, built-in)
+    nonfinite: str = "stop"  # built-in engine: stop | rollback on a NaN/inf loss (as pretrain.nonfinite)
 
 
 @dataclass
@@ -242,6 +243,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "pretrain.precision": PRECISIONS, "finetune.precision": PRECISIONS, "linprobe.precision": PRECISIONS,
     "coco.precision": PRECISIONS,
     "pretrain.nonfinite": ("stop", "rollback"),  # mixmim.engine.nonfinite.NONFINITE_MODES
+    "coco.nonfinite": ("stop", "rollback"),
     "linprobe.optimizer": ("lars", "sgd"),  # mixmim.evaluate.linprobe.OPTIMIZERS
     "coco.engine": ("torchvision", "detectron2"),
     "coco.attention": ("window_global", "global", "window"),  # mixmim.transfer.layout.ATTENTION_LAYOUTS

@@ -89,6 +89,20 @@ def block_mask(grid: tuple[int, int], num_masked: int, generator: torch.Generato
     return mask
 
 
+def gaussian_like(tokens: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Standard normal noise shaped, typed and placed like ``tokens``, a function of ``generator``'s state.
+
+    Where ``generator`` lives (the CPU for every method): drawn from it, as always. On another device: one
+    integer drawn from ``generator`` seeds a generator there, which draws the noise in place (no [B, L, C]
+    host tensor, no copy, no synchronisation); reseeding and resuming ``generator`` still fix the noise.
+    """
+    if tokens.device == generator.device:
+        return torch.randn(tokens.shape, generator=generator).to(tokens)
+    seed = int(torch.randint(0, 2**62, (), generator=generator))  # a host draw: no device synchronisation
+    device_generator = torch.Generator(device=tokens.device).manual_seed(seed)
+    return torch.randn(tokens.shape, generator=device_generator, device=tokens.device, dtype=tokens.dtype)
+
+
 def upsample_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Nearest-neighbour upsampling of [..., h, w] to [..., H, W] (keeps the dtype)."""
     if tuple(mask.shape[-2:]) == tuple(size):

@@ -14,7 +14,8 @@ from torch import nn
 
 from mixmim.backbones.interface import Backbone
 from mixmim.decoder import PixelDecoder
-from mixmim.masking import block_mask, mix_mask, normalize_mask_arg, upsample_mask
+from mixmim.device_copy import to_device
+from mixmim.masking import block_mask, gaussian_like, mix_mask, normalize_mask_arg, upsample_mask
 from mixmim.targets import pixel_targets
 
 MASK_TYPES = ("mix", "mask_token", "zero", "noise")
@@ -107,19 +108,20 @@ class MixMIM(PretrainMethod):
         elif self.mask_type == "mask_token":
             filler = self.input_mask_token.to(tokens.dtype).expand_as(tokens)
         elif self.mask_type == "noise":
-            filler = torch.randn(tokens.shape, generator=self.generator).to(tokens)
+            filler = gaussian_like(tokens, self.generator)
         else:
             filler = torch.zeros_like(tokens)
         return tokens * (1 - m) + filler * m
 
     def forward_encoder(self, images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """[B, 3, H, W], M [h, w] -> features [B, L_out, C] of the mixed batch."""
+        """[B, 3, H, W], M [h, w] (on the host, where it is drawn, or on the device) -> features [B, L_out, C] of
+        the mixed batch."""
         tokens = self.encoder.embed(images)  # [B, L0, C0], before the position embedding
-        m0 = upsample_mask(mask, self.encoder.grid_size).reshape(1, -1, 1).to(tokens.dtype)
+        m0 = to_device(upsample_mask(mask, self.encoder.grid_size).reshape(1, -1, 1), tokens.device).to(tokens.dtype)
         tokens = self.mix_tokens(tokens, m0)
         if self.mask_type != "mix":  # one image per sample: nothing to keep apart
             return self.encoder.forward_tokens(tokens)
-        groups = mask.long()[None]  # [1, h, w]: 0 = own image, 1 = partner
+        groups = mask.long()[None]  # [1, h, w]: 0 = own image, 1 = partner (the backbone plans on the host)
         embeds = list(self.mix_embeds) if self.mix_embedding else None
         return self.encoder.forward_tokens(tokens, groups, embeds, mask_attention=not self.mix_embedding)
 
@@ -158,10 +160,10 @@ class MixMIM(PretrainMethod):
             ``loss`` (scalar), ``pred`` [B, L_out, P] (each image's reconstruction, unmixed),
             ``mask`` [1, L_out] (1 where image i's token was hidden, at the decoder's token grid).
         """
-        mask = self.draw_mask() if mask is None else normalize_mask_arg(mask, self.mask_grid)
-        mask = mask.to(images.device)
+        mask = self.draw_mask() if mask is None else normalize_mask_arg(mask, self.mask_grid).cpu()
+        # M stays on the host (mixmim.device_copy): the attention plan is made there, the device gets copies.
         z = self.forward_encoder(images, mask)
-        m = upsample_mask(mask, self.token_grid).reshape(1, -1, 1).to(z.dtype)
+        m = to_device(upsample_mask(mask, self.token_grid).reshape(1, -1, 1), z.device).to(z.dtype)
         rec = self.forward_decoder(z, m)
         loss, pred = self.forward_loss(images, rec, m)
         return {"loss": loss, "pred": pred, "mask": m[..., 0]}

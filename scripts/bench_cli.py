@@ -6,7 +6,7 @@ Each command runs in a fresh process (``python -m experiments.cli ...``), ``--re
 gives the minimum wall time (the machine is shared: the minimum is what the command costs, the rest is
 waiting), every wall time, and the minimum CPU time (user + system) of the process, which other processes on
 the machine barely change. ``report-10k`` is ``mixmim-bench report smoke`` over ``--runs`` synthetic runs
-(``reports.synthetic``, written once, not timed): reading, tables, plots and the review bundle. The
+(``tests/synthetic_runs.py``, written once, not timed): reading, tables, plots and the review bundle. The
 ``torch`` column says whether the process had imported torch when it exited.
 """
 
@@ -73,8 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         cmds = {k: v for k, v in cmds.items() if k in args.only}
     try:
         if "report-10k" in cmds and not (big / "smoke").is_dir():
-            sys.path.insert(0, str(ROOT))
-            from reports.synthetic import synthetic_experiment
+            sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # the tests' synthetic run writer
+            from synthetic_runs import synthetic_experiment
 
             synthetic_experiment(big / "smoke", args.runs)
         print("| command | min wall s | all wall s | min CPU s | torch | exit | target |")

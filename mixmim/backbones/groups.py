@@ -15,6 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mixmim.device_copy import to_device
+
 MAX_BUCKETS = 4  # few buckets keep the op count low (each bucket is one batched attention call)
 MAX_PLAN_COST = 0.85  # use the sorted path only if it needs at most this fraction of the dense scores
 
@@ -55,9 +57,12 @@ class WindowGroupMask:
     """The attention mask of one stage, window-partitioned like the tokens.
 
     Attributes:
-        allowed: [G, nW, 1, N, N] bool, True where query i may attend to key j (G = 1 or B).
-        empty_rows: [G, nW, 1, N, 1] bool where a query has no allowed key, or None if there are none.
-        groups: [G, nW, N] the group id of every token, window-partitioned (None when built by hand).
+        allowed: [G, nW, 1, N, N] bool, True where query i may attend to key j (G = 1 or B), on the device the
+            attention runs on.
+        empty_rows: [G, nW, 1, N, 1] bool where a query has no allowed key, or None if there are none (on the
+            device of ``allowed``).
+        groups: [G, nW, N] the group id of every token, window-partitioned, where the group map was given (the
+            host, for the methods: the segment plan is made there), or None when built by hand.
     """
 
     allowed: torch.Tensor
@@ -73,18 +78,25 @@ class WindowGroupMask:
         """
         key = (max_buckets, max_cost)
         if key not in self._plan:
-            plan = None if self.groups is None else plan_segments(self.groups.flatten(0, 1), max_buckets)
+            plan = (None if self.groups is None
+                    else plan_segments(self.groups.flatten(0, 1), max_buckets, self.allowed.device))
             self._plan[key] = plan if plan is not None and plan.cost <= max_cost else None
         return self._plan[key]
 
     @classmethod
-    def from_groups(cls, groups: torch.Tensor, window: int) -> WindowGroupMask:
-        """Build from a group map at the stage resolution [G, H, W]."""
-        g = window_partition(groups[..., None], window)[..., 0]  # [G, nW, N]
-        allowed = (g[..., :, None] == g[..., None, :]) & (g[..., None, :] >= 0)  # [G, nW, N, N]
-        has_any = allowed.any(-1, keepdim=True)  # [G, nW, N, 1]
-        # One host sync per stage (not per block) to know whether zeroing is needed at all.
-        empty = None if bool(has_any.all()) else (~has_any)[:, :, None]
+    def from_groups(cls, groups: torch.Tensor, window: int, device: torch.device | None = None) -> WindowGroupMask:
+        """Build from a group map at the stage resolution [G, H, W] for attention on ``device`` (default: the
+        map's). A map on the host (as the methods pass it) costs no synchronisation: the plan is made from it
+        and only the masks are copied (:func:`~mixmim.device_copy.to_device`); a map on the GPU costs one host
+        read per stage (not per block), to know whether any query must be zeroed."""
+        device = groups.device if device is None else torch.device(device)
+        g = window_partition(groups[..., None], window)[..., 0]  # [G, nW, N], where the map is
+        on_device = to_device(g, device)
+        allowed = (on_device[..., :, None] == on_device[..., None, :]) & (on_device[..., None, :] >= 0)
+        # A token attends to itself unless it is excluded, so the queries without an allowed key are exactly
+        # the excluded tokens (negative ids).
+        excluded = g < 0  # [G, nW, N]
+        empty = to_device(excluded[:, :, None, :, None], device) if bool(excluded.any()) else None
         return cls(allowed=allowed[:, :, None], empty_rows=empty, groups=g)
 
 
@@ -159,10 +171,14 @@ def bucket_lengths(lengths: np.ndarray, max_buckets: int) -> list[int]:
     return ends[::-1]
 
 
-def plan_segments(window_groups: torch.Tensor, max_buckets: int = MAX_BUCKETS) -> SegmentPlan | None:
-    """Sort the tokens of every window by group: window_groups [nW, N] (negative: excluded) -> plan.
+def plan_segments(window_groups: torch.Tensor, max_buckets: int = MAX_BUCKETS,
+                  device: torch.device | None = None) -> SegmentPlan | None:
+    """Sort the tokens of every window by group: window_groups [nW, N] (negative: excluded) -> plan whose
+    index tensors are on ``device`` (default: the map's).
 
-    Returns None when no token belongs to a group. Segments keep their tokens in window order.
+    Planned on the host (NumPy): a map on the GPU is read back once (a synchronisation), a host map is not;
+    the plan's indexes reach ``device`` as pinned asynchronous copies. Returns None when no token belongs to a
+    group. Segments keep their tokens in window order.
     """
     g = window_groups.detach().cpu().numpy().astype(np.int64)
     nw, n = g.shape
@@ -188,7 +204,7 @@ def plan_segments(window_groups: torch.Tensor, max_buckets: int = MAX_BUCKETS) -
                                      torch.from_numpy(np.where(real, tokens % n, -1))))
     inverse[inverse < 0] = offset  # excluded tokens read the zero row after the last slot
     cost = sum(b.num_segments * b.length**2 for b in buckets) / (nw * n * n)
-    device = window_groups.device
-    buckets = tuple(SegmentBucket(b.num_segments, b.length, b.tokens.to(device), b.positions.to(device))
-                    for b in buckets)
-    return SegmentPlan(nw, n, buckets, torch.from_numpy(inverse).to(device), cost)
+    device = window_groups.device if device is None else device
+    buckets = tuple(SegmentBucket(b.num_segments, b.length, to_device(b.tokens, device),
+                                  to_device(b.positions, device)) for b in buckets)
+    return SegmentPlan(nw, n, buckets, to_device(torch.from_numpy(inverse), device), cost)

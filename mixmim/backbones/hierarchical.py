@@ -20,6 +20,7 @@ from mixmim.backbones.attention import WindowAttention
 from mixmim.backbones.groups import WindowGroupMask, upsample_groups, window_partition, window_reverse
 from mixmim.backbones.interface import Backbone, check_global_pool
 from mixmim.backbones.pos_embed import resize_pos_embed, sincos_2d
+from mixmim.device_copy import to_device
 
 
 class PatchMerging(nn.Module):
@@ -89,18 +90,19 @@ class MixMIMStage(nn.Module):
 
     def group_mask(self, groups: torch.Tensor | None, h: int, w: int, window: int | None = None,
                    device: torch.device | None = None) -> WindowGroupMask | None:
-        """Window-partitioned mask of this stage (for blocks of ``window``, default the stage's) from a
-        group map [G, Hg, Wg] (or None: a mask only when the grid must be padded to whole windows)."""
+        """Window-partitioned mask of this stage (for blocks of ``window``, default the stage's) on ``device``
+        (default: the map's) from a group map [G, Hg, Wg] on any device (the host: no synchronisation), or None:
+        a mask only when the grid must be padded to whole windows."""
         window = window or self.window
         pad_h, pad_w = (-h) % window, (-w) % window
         if groups is None:
             if not (pad_h or pad_w):
                 return None  # the fast path: no mask at all
-            groups = torch.zeros(1, h, w, dtype=torch.long, device=device)  # one group: only padding excluded
+            groups = torch.zeros(1, h, w, dtype=torch.long)  # one group (on the host): only padding excluded
         g = upsample_groups(groups, (h, w))
         if pad_h or pad_w:  # padded tokens are excluded from every group (masked out of attention)
             g = F.pad(g, (0, pad_w, 0, pad_h), value=-1)
-        return WindowGroupMask.from_groups(g, window)
+        return WindowGroupMask.from_groups(g, window, device)
 
     def forward_blocks(self, x: torch.Tensor, groups: torch.Tensor | None = None) -> torch.Tensor:
         """[B, H, W, C] through every block (one group mask per distinct block window; tokens added to fill whole
@@ -234,7 +236,7 @@ class MixMIMTransformer(Backbone):
         for i, stage in enumerate(self.layers):
             if group_embeds is not None:
                 g = upsample_groups(groups, x.shape[1:3]).clamp(min=0)  # [G, H, W]
-                x = x + group_embeds[i][g].to(x.dtype)
+                x = x + group_embeds[i][to_device(g, x.device)].to(x.dtype)
             pad = valid_token_groups(valid, x.shape[1:3], self.strides[i]) if valid is not None else None
             x = stage.forward_blocks(x, pad if pad is not None else groups if mask_attention else None)
             if pad is not None:

@@ -83,7 +83,9 @@ class Backbone(nn.Module):
         Args:
             tokens: output of :meth:`embed` (possibly mixed or with mask tokens substituted).
             groups: [G, Hg, Wg] integer group map (G = 1 or B) at a grid dividing every stage grid;
-                a token attends only to tokens of its own group; negative ids are excluded tokens.
+                a token attends only to tokens of its own group; negative ids are excluded tokens. On any
+                device: a map on the host (as the methods pass it) is planned there and copied without a
+                host synchronisation (``mixmim.device_copy``).
             group_embeds: one [num_groups, C_stage] tensor per stage, added by group at each stage start.
             keep: [B, L_keep] token indices to keep after the position embedding (token dropping).
             mask_attention: False uses ``groups`` only to index ``group_embeds`` (mix embedding without

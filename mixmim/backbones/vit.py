@@ -30,6 +30,7 @@ from mixmim.backbones.groups import upsample_groups
 from mixmim.backbones.interface import Backbone, check_global_pool
 from mixmim.backbones.pos_embed import resize_pos_embed, sincos_2d
 from mixmim.backbones.rel_pos_bias import RelativePositionBias
+from mixmim.device_copy import to_device
 
 REL_POS_BIAS = ("none", "shared", "layer")
 GLOBAL_POOL = ("avg", "token")  # the run config's choices; reset_classifier also takes "" (timm)
@@ -117,6 +118,7 @@ class PlainViT(Backbone):
             g = upsample_groups(groups, self.grid_size).flatten(1)  # [G, L]
             if (g < 0).any():
                 raise ValueError("the plain ViT takes non-negative groups; drop tokens with keep= instead")
+            g = to_device(g, x.device)  # a host map (as the methods pass it) was checked without a synchronisation
             if group_embeds is not None:
                 x = x + group_embeds[0][g].to(x.dtype)
             g = torch.cat([g.new_zeros(g.shape[0], 1), g], dim=1)  # the cls token joins group 0

@@ -171,7 +171,9 @@ def restore_training_checkpoint(
     """
     if ckpt.get("format") != FORMAT_VERSION:
         raise ValueError(
-            f"checkpoint format {ckpt.get('format')!r} is not {FORMAT_VERSION}: written by another version"
+            f"checkpoint format {ckpt.get('format')!r} is not {FORMAT_VERSION}: written by another version (e.g. "
+            "the built-in COCO engine before it trained with the shared Trainer); delete the stage folder's "
+            "checkpoint-*.pth files to run the stage from the start"
         )
     unwrap(model).load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])

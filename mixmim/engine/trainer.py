@@ -1,4 +1,5 @@
-"""The one training loop: a :class:`Trainer` runs a :class:`TrainTask` (pre-training, fine-tuning, linear probe).
+"""The one training loop: a :class:`Trainer` runs a :class:`TrainTask` (pre-training, fine-tuning, linear probe,
+the built-in COCO detector).
 
 The trainer owns what every stage shares: the data position and the resumable sampler, gradient
 accumulation, AMP (autocast + a GradScaler for fp16), DDP, the per-step lr schedule
@@ -14,7 +15,9 @@ others).
 A task supplies what differs: how a batch becomes a loss (:meth:`TrainTask.prepare` outside autocast, then
 :meth:`TrainTask.loss` inside it), the module the forward runs and the trainable part the optimizer and the
 checkpoints hold, the optimizer over its parameter groups, the recipe, an optional end-of-epoch evaluation
-and its RNG policy (:attr:`TrainTask.generator`, :meth:`TrainTask.reseed`).
+and its RNG policy (:attr:`TrainTask.generator`, :meth:`TrainTask.reseed`); optionally its own batches
+(:meth:`TrainTask.batches`, e.g. a detector's lists of images and targets) and its own lr schedule
+(:meth:`TrainTask.learning_rate`).
 
 Resume guarantee: a killed stage restarts from its newest readable checkpoint with the RNG states of that
 moment, restored just before the next batch is drawn, so on the CPU (``num_workers=0``) a resumed stage ends
@@ -26,14 +29,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
 from mixmim.data import ResumableSampler, build_loader, unpack_batch
+from mixmim.device_copy import to_device
 from mixmim.engine import checkpoint as ckpt_io
 from mixmim.engine.checkpoint import LAST, TrainPosition
 from mixmim.engine.distributed import DistEnv, barrier, gather_to_main
@@ -48,9 +53,12 @@ from mixmim.engine.schedule import lr_at_step
 from mixmim.engine.totals import KEYS as TOTAL_KEYS
 from mixmim.engine.totals import RunningTotals
 
-__all__ = ["TrainTask", "Trainer"]
+__all__ = ["Images", "Targets", "TrainTask", "Trainer", "to_device"]
 
 logger = logging.getLogger(__name__)
+
+Images: TypeAlias = torch.Tensor | list[torch.Tensor]  # a batch [B,3,H,W], or a detector's [3,H_i,W_i] per image
+Targets: TypeAlias = torch.Tensor | list[dict[str, torch.Tensor]]  # labels [B], or a detector's target per image
 
 
 class TrainTask:
@@ -95,12 +103,23 @@ class TrainTask:
         """Seed every random stream the task draws from."""
         seed_everything(seed)
 
+    # -- the data and the schedule ----------------------------------------------------------------------
+    def batches(self, epoch: int, start: int) -> Iterator[tuple[Images, Targets]] | None:
+        """The micro-batches of ``epoch`` from its ``start``-th on, as ``(images, targets[, corrupt])``, or None:
+        the trainer's loader over :attr:`train_set` (resumable sampler, ``(images, labels)`` tensors)."""
+        return None
+
+    def learning_rate(self, step: int) -> float | None:
+        """The peak lr of optimizer step ``step`` (0-based; each group's ``lr_scale`` applies), or None: the
+        trainer's warmup + half-cosine (:func:`~mixmim.engine.schedule.lr_at_step`)."""
+        return None
+
     # -- a batch to a loss -------------------------------------------------------------------------------
-    def prepare(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def prepare(self, images: Images, labels: Targets) -> tuple[Any, Any]:
         """Inputs and targets of one micro-batch on the device (outside autocast: e.g. Mixup)."""
         return images, labels
 
-    def loss(self, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def loss(self, model: nn.Module, inputs: Any, targets: Any) -> torch.Tensor:
         """The scalar loss of one micro-batch; ``model`` is :attr:`module` or its DDP wrapper."""
         raise NotImplementedError
 
@@ -218,34 +237,37 @@ class Trainer:
     # -- training ----------------------------------------------------------------------------------------
     def train_epoch(self) -> None:
         r, pos = self.recipe, self.position
-        self.sampler.set_epoch(pos.epoch, start=pos.step_in_epoch * r.batch_size)
-        loader_seed = (self.seed * 1_000_003 + pos.epoch) * 4099 + self.env.rank
-        loader = build_loader(self.task.train_set, r.batch_size, self.sampler, self.num_workers, seed=loader_seed)
+        batches = self.task.batches(pos.epoch, pos.step_in_epoch)
+        if batches is None:
+            self.sampler.set_epoch(pos.epoch, start=pos.step_in_epoch * r.batch_size)
+            loader_seed = (self.seed * 1_000_003 + pos.epoch) * 4099 + self.env.rank
+            loader = build_loader(self.task.train_set, r.batch_size, self.sampler, self.num_workers, seed=loader_seed)
+            batches = (unpack_batch(batch) for batch in loader)
         if self.pending_rng is not None:  # exactly where the interrupted run drew its next batch
             restore_rng_state(self.pending_rng, self.task.generator)
             self.pending_rng = None
         self.task.module.train()
         self.progress.start_epoch(pos.epoch, pos.step_in_epoch)
-        batches = iter(loader)
         while pos.step_in_epoch < r.iters_per_epoch and not self.finished():
-            self.train_batch(*unpack_batch(next(batches)))
+            self.train_batch(*next(batches))
         if pos.step_in_epoch >= r.iters_per_epoch:
             self.end_epoch()
 
-    def train_batch(self, images: torch.Tensor, labels: torch.Tensor, corrupt: int = 0) -> None:
-        """One micro-batch (images [B,3,H,W], labels [B] on any device; corrupt: unreadable images in it):
-        forward, backward and, at the end of an accumulation group, the optimizer step; the position, totals
-        and progress advance (the body of the training loop, also what ``bench`` times)."""
+    def train_batch(self, images: Images, labels: Targets, corrupt: int = 0) -> None:
+        """One micro-batch (images [B,3,H,W] and labels [B], or a detector's lists, on any device; corrupt:
+        unreadable images in it): forward, backward and, at the end of an accumulation group, the optimizer
+        step; the position, totals and progress advance (the body of the training loop, also what ``bench``
+        times)."""
         pos = self.position
-        loss = self.micro_step(images.to(self.device, non_blocking=True), labels.to(self.device))
+        loss = self.micro_step(to_device(images, self.device), to_device(labels, self.device))
         self.totals.add_batch(loss, corrupt)
         pos.step_in_epoch += 1
         self.progress.step(loss)
         if pos.step_in_epoch % self.recipe.accum_iter == 0:
             self.optimizer_step()
 
-    def micro_step(self, images: torch.Tensor, labels: torch.Tensor) -> float:
-        """Forward and backward of one micro-batch (images [B,3,H,W], labels [B]); return its loss."""
+    def micro_step(self, images: Images, labels: Targets) -> float:
+        """Forward and backward of one micro-batch (images and labels on the device); return its loss."""
         r = self.recipe
         last_of_group = (self.position.step_in_epoch + 1) % r.accum_iter == 0
         sync = contextlib.nullcontext() if last_of_group or not self.env.distributed else self.model.no_sync()
@@ -261,7 +283,7 @@ class Trainer:
 
     def optimizer_step(self) -> None:
         r, pos, task = self.recipe, self.position, self.task
-        lr = lr_at_step(pos.global_step, r.total_steps, r.warmup_steps, r.lr, r.min_lr)
+        lr = self.learning_rate(pos.global_step)
         set_lr(self.optimizer, lr)
         if task.clip_grad > 0:
             self.scaler.unscale_(self.optimizer)
@@ -279,6 +301,12 @@ class Trainer:
         every = task.checkpoint_every_steps
         if every and pos.global_step % every == 0 and pos.step_in_epoch < r.iters_per_epoch:
             self.save_checkpoint()
+
+    def learning_rate(self, step: int) -> float:
+        """The peak lr of optimizer step ``step``: the task's schedule, or warmup + half-cosine."""
+        lr = self.task.learning_rate(step)
+        r = self.recipe
+        return lr if lr is not None else lr_at_step(step, r.total_steps, r.warmup_steps, r.lr, r.min_lr)
 
     def end_epoch(self) -> None:
         pos = self.position

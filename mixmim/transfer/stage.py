@@ -10,14 +10,13 @@ resumes from its checkpoint. ``coco.root`` empty: the built-in dataset is genera
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from mixmim.config import CocoConfig, RunConfig, to_dict
-from mixmim.engine.distributed import env_from_variables
+from mixmim.engine.distributed import DistEnv, env_from_variables
 from mixmim.engine.manifest import record_manifest
 from mixmim.rundir import is_done, read_result, stage_dir, write_result
 from mixmim.transfer.adapter import PyramidAdapter, build_adapter
@@ -119,8 +118,10 @@ def run_coco(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
 
 
 def _train_torchvision(cfg: RunConfig, root: Path, init: Path | None, path: Path) -> dict[str, Any]:
-    """Built-in engine: train, evaluate on val, return metrics and recipe."""
-    from mixmim.transfer.torchvision_engine import TorchvisionTrainer
+    """Built-in engine: train with the shared trainer (resuming from ``path``), evaluate on val, return the
+    metrics and the recipe."""
+    from mixmim.engine.trainer import Trainer
+    from mixmim.transfer.detection_task import LOG_EVERY, DetectionTask
     from mixmim.transfer.torchvision_model import COMPACT, build_maskrcnn
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -130,10 +131,5 @@ def _train_torchvision(cfg: RunConfig, root: Path, init: Path | None, path: Path
     adapter = build_pretrained_adapter(cfg, init, COMPACT["fpn"] if cfg.coco.heads == "compact" else 256)
     model = build_maskrcnn(adapter, len(train_set.category_ids), cfg.coco.img_size, heads=cfg.coco.heads,
                            box_score_thresh=cfg.coco.score_thresh)
-    trainer = TorchvisionTrainer(model, adapter.encoder, cfg.coco, train_set, path, cfg.seed, device)
-    trainer.train()
-    start = time.perf_counter()
-    metrics = trainer.evaluate(splits["val"])
-    log.info("COCO val (torchvision engine): AP box %.2f, AP mask %.2f (%.1f s)", metrics["ap_box"],
-             metrics["ap_mask"], time.perf_counter() - start)
-    return {"metrics": metrics, **trainer.summary()}
+    task = DetectionTask(model, adapter.encoder, cfg.coco, train_set, splits["val"], cfg.seed, device)
+    return Trainer(task, cfg.seed, path, path.parent.name, DistEnv(), device, log_every=LOG_EVERY).run()

@@ -70,7 +70,7 @@ def _run(code: str, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_model_free_paths_never_import_torch(tmp_path: Path) -> None:
-    from reports.synthetic import stage_result, write_run
+    from synthetic_runs import stage_result, write_run
 
     exp_dir = tmp_path / "smoke"
     for method in ("mixmim", "mae"):  # a finished run per method, for `report`

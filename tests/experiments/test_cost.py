@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+from synthetic_runs import stage_result, write_run
 
 from experiments.budget import gpu_matches
 from experiments.cli import main
 from experiments.cost import PRETRAIN_GFLOPS, peak_tflops, project_costs
 from experiments.registry import get_experiment
-from reports.synthetic import stage_result, write_run
 
 
 def _store(tmp_path: Path, *rows: dict) -> None:

@@ -34,6 +34,32 @@ def test_atomic_write_keeps_old_file_when_writing_fails(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]  # no temp file left behind
 
 
+def test_checkpoints_results_and_run_files_share_the_one_atomic_writer(tmp_path, monkeypatch):
+    """Each writer fsyncs its file, renames it into place, then fsyncs the folder (the rename made durable)."""
+    import torch
+
+    from mixmim.engine.checkpoint import atomic_torch_save
+
+    real_fsync, synced = os.fsync, []
+
+    def fsync(fd):
+        synced.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    writers = {
+        "checkpoint": lambda: atomic_torch_save({"w": torch.zeros(2)}, tmp_path / "ckpt" / "checkpoint-last.pth"),
+        "result": lambda: rundir.write_result(tmp_path, "knn", {"metrics": {"top1": 1.0}}),
+        "json": lambda: rundir.atomic_write_json(tmp_path / "m.json", {"v": 1}),
+        "text": lambda: rundir.atomic_write_text(tmp_path / "config.yaml", "seed: 0\n"),
+    }
+    for name, write in writers.items():
+        synced.clear()
+        write()
+        assert synced == ["file", "dir"], name
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
 def test_nonfinite_values_become_null(tmp_path):
     rundir.atomic_write_json(tmp_path / "r.json", {"loss": float("nan"), "xs": [1.0, float("inf")]})
     assert json.loads((tmp_path / "r.json").read_text()) == {"loss": None, "xs": [1.0, None]}

@@ -15,10 +15,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from synthetic_runs import stage_result, write_run
 
 from reports.references import References, load_references
 from reports.spec import Column, TableSpec
-from reports.synthetic import stage_result, write_run
 
 DATA = Path(__file__).with_name("data")
 GOLDEN = Path(__file__).with_name("golden")

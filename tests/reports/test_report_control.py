@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from synthetic_runs import stage_result, write_run
+
 from reports.aggregate import build_table
 from reports.formats import NOT_APPLICABLE, value_text
 from reports.references import References
 from reports.results import NOT_PLANNED, read_results
 from reports.spec import Column, TableSpec
-from reports.synthetic import stage_result, write_run
 
 SPEC = TableSpec(name="smoke", title="t", rows=("method",), labels={"random": "Random init"},
                  columns=(Column("linprobe", "top1", "Probe"), Column("finetune", "top1", "Fine-tune"),

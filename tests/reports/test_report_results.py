@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pandas as pd
+from synthetic_runs import stage_result, write_run
 
 from reports.results import NOT_PLANNED, NOT_PLANNED_REASON, RESULT_COLUMNS, read_curves, read_results
-from reports.synthetic import stage_result, write_run
 
 
 def _row(df: pd.DataFrame, run: str, stage: str, metric: str | None = None) -> pd.Series:

@@ -6,7 +6,10 @@ Each run is a real process:
 - pre-training (``run_tiny_pretrain.py``): 3 epochs x 5 optimizer steps of 2 accumulated micro-batches,
   ``checkpoint-last.pth`` every 2 steps and every epoch;
 - fine-tuning and the linear probe (``tests/mixmim/evaluate/run_tiny_classifier.py``): the real stages on
-  ``mixmim_tiny_32``, 2 epochs x 4 steps, a checkpoint at the start and after every epoch.
+  ``mixmim_tiny_32``, 2 epochs x 4 steps, a checkpoint at the start and after every epoch;
+- the built-in COCO engine (``tests/mixmim/transfer/run_tiny_coco.py``): the real stage (Mask R-CNN on
+  ``mixmim_tiny_32``, the generated images), 8 steps of 8 images, a checkpoint at the start, after step 6
+  (epoch 1) and at the end.
 """
 
 from __future__ import annotations
@@ -29,13 +32,15 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 SCRIPT = Path(__file__).with_name("run_tiny_pretrain.py")
 CLASSIFIER_SCRIPT = Path(__file__).parents[1] / "evaluate" / "run_tiny_classifier.py"
+COCO_SCRIPT = Path(__file__).parents[1] / "transfer" / "run_tiny_coco.py"
 REPO = Path(mixmim.__file__).resolve().parent.parent
 TOTAL_STEPS = 15
 
 
 def start(run_dir: Path, *args: str, stage: str | None = None) -> subprocess.Popen:
-    """Run the tiny pre-training (``stage=None``) or the tiny ``finetune`` / ``linprobe`` stage in ``run_dir``."""
-    command = [str(SCRIPT)] if stage is None else [str(CLASSIFIER_SCRIPT), stage]
+    """Run the tiny pre-training (``stage=None``) or the tiny ``finetune`` / ``linprobe`` / ``coco`` stage in
+    ``run_dir``."""
+    command = {None: [str(SCRIPT)], "coco": [str(COCO_SCRIPT)]}.get(stage, [str(CLASSIFIER_SCRIPT), stage])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "SLURM_NTASKS", "SLURM_PROCID"):
         env.pop(name, None)  # a single process, even inside a Slurm job
@@ -143,3 +148,35 @@ def test_classifier_stage_sigkill_then_resume_is_bitwise_identical(tmp_path, sta
         assert_bitwise_equal(reference, load_checkpoint(run_dir / stage / "checkpoint-last.pth"))
         assert read_result(run_dir, stage)["metrics"] == expected
         assert logged_steps(run_dir, stage) == list(range(1, 9))  # no step logged twice
+
+
+@pytest.mark.slow
+def test_coco_stage_sigkill_then_resume_is_bitwise_identical(tmp_path):
+    """The built-in COCO engine: flips, RPN/RoI sampling and the data order are all random."""
+    straight, mid_step, mid_write = tmp_path / "straight", tmp_path / "mid_step", tmp_path / "mid_write"
+    runs = [  # the writes: last at step 0, last after epoch 1 (step 6: killed half-way), last at step 8
+        start(straight, stage="coco"),
+        start(mid_step, "--step-delay", "0.3", stage="coco"),
+        start(mid_write, "--kill-in-checkpoint", "2", stage="coco"),
+    ]
+    kill_after_step(runs[1], mid_step, 7, "coco")  # inside step 8: steps 7-8 are lost and must be replayed
+    finish(runs[0])
+    finish(runs[2], expect=-signal.SIGKILL)
+
+    assert runs[1].returncode == -signal.SIGKILL and logged_steps(mid_step, "coco")[-1] < 8
+    assert load_checkpoint(mid_step / "coco" / "checkpoint-last.pth")["position"]["global_step"] == 6
+    partial = list((mid_write / "coco").glob(".checkpoint-last.pth.*.tmp"))
+    assert len(partial) == 1 and partial[0].stat().st_size > 0
+    assert load_checkpoint(mid_write / "coco" / "checkpoint-last.pth")["position"]["global_step"] == 0  # complete
+    assert read_result(mid_step, "coco") is None and read_result(mid_write, "coco") is None
+
+    outputs = [finish(p) for p in [start(mid_step, stage="coco"), start(mid_write, stage="coco")]]
+    assert all("resumed from" in out for out in outputs)
+    reference = load_checkpoint(straight / "coco" / "checkpoint-last.pth")
+    assert reference["position"]["global_step"] == 8
+    expected = read_result(straight, "coco")["metrics"]
+    for run_dir in (mid_step, mid_write):
+        assert not list((run_dir / "coco").glob(".checkpoint-*.tmp"))
+        assert_bitwise_equal(reference, load_checkpoint(run_dir / "coco" / "checkpoint-last.pth"))
+        assert read_result(run_dir, "coco")["metrics"] == expected
+        assert logged_steps(run_dir, "coco") == list(range(1, 9))  # no step logged twice

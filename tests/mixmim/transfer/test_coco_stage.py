@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from coco_helpers import same_metrics
 
 import mixmim.transfer.detectron2 as d2_engine
 from mixmim.config import RunConfig, apply_overrides
+from mixmim.engine.checkpoint import load_checkpoint
+from mixmim.engine.distributed import DistEnv
+from mixmim.engine.trainer import Trainer
 from mixmim.rundir import read_json
 from mixmim.transfer import (
     PAPER_NUMBERS,
@@ -16,10 +20,10 @@ from mixmim.transfer import (
     run_coco,
 )
 from mixmim.transfer.coco_data import CocoDetectionDataset, coco_splits
+from mixmim.transfer.detection_task import DetectionTask
 from mixmim.transfer.evaluation import metric_names
 from mixmim.transfer.stage import builtin_spec
 from mixmim.transfer.tiny_coco import generate_tiny_coco
-from mixmim.transfer.torchvision_engine import TorchvisionTrainer
 from mixmim.transfer.torchvision_model import build_maskrcnn
 
 STEPS = 3
@@ -50,33 +54,33 @@ def test_torchvision_engine_end_to_end_and_idempotent(pretrained_run, monkeypatc
     def no_work(*args, **kwargs):
         raise AssertionError("a done stage must not train again")
 
-    monkeypatch.setattr(TorchvisionTrainer, "train", no_work)
+    monkeypatch.setattr(Trainer, "run", no_work)
     assert run_coco(_cfg(), pretrained_run)["metrics"] == on_disk["metrics"]
 
 
 @pytest.mark.slow
 def test_resumed_training_equals_uninterrupted(tmp_path):
-    """Stop after 1 step, resume to 3: the weights equal those of 3 steps in one go."""
+    """Stop after 1 step, resume to 3: the weights equal those of 3 steps in one go (in process; the SIGKILL
+    tests are in ``test_coco_resume.py``)."""
     root = generate_tiny_coco(tmp_path / "data", builtin_spec(64))
-    train_set = CocoDetectionDataset(coco_splits(root)["train"], train=True)
+    splits = coco_splits(root)
+    train_set = CocoDetectionDataset(splits["train"], train=True)
     cfg = _cfg(**{"coco.epochs": 1}).coco  # batch 2: 24 steps per epoch
 
-    def trainer(path, max_steps):
+    def train(path, max_steps):
         torch.manual_seed(0)
         model = build_maskrcnn(build_adapter("mixmim_tiny_32", 64, out_channels=64), 3, 64, heads="compact")
         cfg.max_steps = max_steps
-        return TorchvisionTrainer(model, model.backbone.body.encoder, cfg, train_set, path, seed=0,
-                                  device=torch.device("cpu"))
+        task = DetectionTask(model, model.backbone.body.encoder, cfg, train_set, splits["val"], 0, torch.device("cpu"))
+        return Trainer(task, 0, path, "t", DistEnv(), torch.device("cpu")).run()
 
-    straight = trainer(tmp_path / "a", 3)
-    straight.train()
-    first = trainer(tmp_path / "b", 1)
-    first.train()
-    resumed = trainer(tmp_path / "b", 3)
-    resumed.train()
-    assert resumed.step == 3
-    for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
-        torch.testing.assert_close(a, b, msg=name)
+    straight = train(tmp_path / "a", 3)
+    train(tmp_path / "b", 1)
+    resumed = train(tmp_path / "b", 3)
+    assert resumed["steps"] == straight["steps"] == 3 and same_metrics(resumed["metrics"], straight["metrics"])
+    a, b = (load_checkpoint(tmp_path / name / "checkpoint-last.pth")["model"] for name in "ab")
+    for name, value in a.items():
+        assert torch.equal(value, b[name]), name
 
 
 def test_detectron2_missing_fails_at_start_with_install_hint(pretrained_run, monkeypatch):

@@ -1,7 +1,9 @@
-"""Synthetic run directories in the ``mixmim.rundir`` format, for the report's tests and benchmark.
+"""Synthetic run directories in the ``mixmim.rundir`` format: fixtures of the report's tests, and the runs that
+the report benchmarks (``scripts/bench_report.py``, ``scripts/bench_cli.py``) read.
 
 No model is trained: each run gets a manifest, a small ``config.yaml`` and per-stage ``result.json`` /
-``metrics.jsonl`` files with numbers drawn from a seeded generator.
+``metrics.jsonl`` files with numbers drawn from a seeded generator. Test-only code: it lives in ``tests/``
+(on the tests' import path through ``tests/conftest.py``; the scripts add ``tests/`` to theirs).
 """
 
 from __future__ import annotations

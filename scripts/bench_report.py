@@ -1,6 +1,6 @@
 """Benchmark: read and render a synthetic 10,000-run experiment (target: under 5 s).
 
-    python -m reports.bench_report [--runs 10000] [--dir PATH] [--keep]
+    python scripts/bench_report.py [--runs 10000] [--dir PATH] [--keep]
 
 Prints the time to write the runs (not part of the target), to read them into a DataFrame, and to render
 the tables in every format. A benchmark that prints its time, not a timed test.
@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from reports.references import load_references
-from reports.render import FORMATS, build_tables, format_tables
-from reports.results import read_results
-from reports.spec import Column, TableSpec
-from reports.synthetic import synthetic_experiment
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # the package, and the tests' synthetic run writer
+
+from synthetic_runs import synthetic_experiment  # noqa: E402
+
+from reports.references import load_references  # noqa: E402
+from reports.render import FORMATS, build_tables, format_tables  # noqa: E402
+from reports.results import read_results  # noqa: E402
+from reports.spec import Column, TableSpec  # noqa: E402
 
 TARGET_S = 5.0
 MASK_RATIO_REFERENCE = "mixmim_ablation_mask_ratio_{setting.mask_ratio}_top1"

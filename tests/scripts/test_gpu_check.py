@@ -1,0 +1,104 @@
+"""``scripts/gpu-check``: its help, its stop without CUDA, its plan (validated by the CLI's dry run) and the
+report assembled from rows (the GPU steps themselves run only on a GPU machine)."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from experiments.cli import build_parser, main
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "gpu-check"
+
+
+def _load():
+    loader = importlib.machinery.SourceFileLoader("gpu_check", str(SCRIPT))
+    module = importlib.util.module_from_spec(importlib.util.spec_from_loader("gpu_check", loader))
+    sys.modules["gpu_check"] = module  # dataclasses look their module up
+    loader.exec_module(module)
+    return module
+
+
+gpu_check = _load()
+
+
+def test_help_explains_the_check():
+    out = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0
+    for words in ("OUT_DIR", "report.md", "rows.jsonl", "--budget-s", "docs/performance.md", "exit status 2"):
+        assert words in out.stdout.replace("\n", " ") or words in out.stdout, words
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA: the check would run")
+def test_without_cuda_it_stops_at_once_with_status_2(tmp_path):
+    start = time.monotonic()
+    out = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "out")], capture_output=True, text=True,
+                         timeout=120)  # fmt: skip
+    assert out.returncode == 2 and "no CUDA device" in out.stderr
+    assert not (tmp_path / "out").exists()
+    assert time.monotonic() - start < 30
+
+
+def test_the_plan_fits_the_budget_and_the_cli_accepts_its_runs(tmp_path, capsys):
+    args = gpu_check.parse_args([str(tmp_path / "out")])
+    steps = gpu_check.plan(args, tmp_path / "work")
+    assert [s.name for s in steps] == ["tests", "smoke-bf16", "smoke-fp16", "bench-mixmim_base",
+                                       "bench-mixmim_large"]  # fmt: skip
+    assert sum(s.limit_s for s in steps) <= args.budget_s < 480
+    smoke = steps[2]
+    assert smoke.argv[1:4] == ["-m", "experiments.cli", "run"]
+    assert main([*smoke.argv[3:], "--dry-run"]) == 0  # the experiment, the --only patterns, every --set value
+    plan = capsys.readouterr().out
+    assert all(f"{m}-mixmim_base-encoderMixMIM-B-s0" in plan for m in ("mixmim", "mae", "simmim", "beit"))
+    assert "fixed-encoder" in plan and "vit_base" not in plan
+    assert "method.vocab_size=128" in smoke.argv  # BEiT's tokenizer fit stays short
+    for step in steps[3:]:  # the bench flags exist (a CPU cannot run them)
+        bench = build_parser().parse_args(step.argv[3:])
+        assert (bench.command, bench.device, bench.precision, bench.img_size) == ("bench", "cuda", "bf16", 224)
+        assert bench.methods == ["mixmim", "simmim", "mae"] and bench.batch_size == 128
+
+
+def test_report_is_assembled_from_the_rows(tmp_path):
+    junit = tmp_path / "junit.xml"
+    junit.write_text('<testsuites><testsuite><testcase classname="t" name="a" time="1.5"/>'
+                     '<testcase classname="t" name="b"><failure message="x"/></testcase>'
+                     '<testcase classname="t" name="c"><skipped/></testcase></testsuite></testsuites>')  # fmt: skip
+    run = tmp_path / "smoke" / "fixed-encoder" / "mixmim-mixmim_base-encoderMixMIM-B-s0"
+    (run / "pretrain").mkdir(parents=True)
+    (run / "config.yaml").write_text("{}")
+    (run / "pretrain" / "metrics.jsonl").write_text('{"step": 10, "loss": 1.25}\n{"step": 20, "loss": 0.75}\n')
+    metrics = {"steps": 20, "loss": 0.8, "images_per_s": 900.0, "nonfinite_events": 0, "wall_time_s": 12.0}
+    (run / "pretrain" / "result.json").write_text(json.dumps({"status": "done", "metrics": metrics}))
+    (tmp_path / "smoke" / "fixed-encoder" / "mae-broken" / "pretrain").mkdir(parents=True)
+    (tmp_path / "smoke" / "fixed-encoder" / "mae-broken" / "config.yaml").write_text("{}")
+    error = {"traceback": "Traceback (most recent call last):\n  ...\nNonFiniteLossError: loss is nan at step 3"}
+    (tmp_path / "smoke" / "fixed-encoder" / "mae-broken" / "pretrain" / "error.json").write_text(json.dumps(error))
+    (tmp_path / "bench" / "bench").mkdir(parents=True)
+    bench_row = {"method": "mixmim", "backbone": "mixmim_base", "attention": "grouped", "batch_size": 128,
+                 "ms_per_step": 210.0, "images_per_s": 609.5, "peak_memory_mib": 30000.0, "mfu": 0.4321,
+                 "x_official": 1.31}  # fmt: skip
+    (tmp_path / "bench" / "bench" / "1.jsonl").write_text(json.dumps(bench_row) + "\n")
+
+    rows = (gpu_check.junit_rows(junit) + gpu_check.smoke_rows(tmp_path / "smoke", "fp16")
+            + gpu_check.bench_rows(tmp_path / "bench"))  # fmt: skip
+    assert [r["kind"] for r in rows] == ["test"] * 3 + ["smoke"] * 2 + ["bench"]
+    assert [r["outcome"] for r in rows[:3]] == ["passed", "failed", "skipped"]
+    failed, done = rows[3], rows[4]  # sorted by run folder name
+    assert failed["status"] == "failed" and done["first_loss"] == 1.25 and done["last_loss"] == 0.75
+    results = [gpu_check.StepResult("tests", "failed", 30.0, 75, 1, ["FAILED t::b"]),
+               gpu_check.StepResult("bench-mixmim_large", "timed out", 95.0, 95, -9, ["step 3"])]  # fmt: skip
+    report = gpu_check.render_report({"gpu": "NVIDIA H200, 139 GiB"}, results, rows)
+    assert "- gpu: NVIDIA H200, 139 GiB" in report
+    assert "| tests | failed | 30.0 | 75 | 1 |" in report and "| bench-mixmim_large | timed out |" in report
+    assert "1 passed, 1 failed, 1 skipped" in report and "- FAILED t::b" in report
+    assert "run `mae-broken` (fp16) failed: `NonFiniteLossError: loss is nan at step 3`" in report
+    assert "| mixmim-mixmim_base-encoderMixMIM-B-s0 | fp16 | done | 20 | 1.2 | 0.8 | 0.8 | 900.0 | 0 | 12.0 |" in report
+    assert "| mixmim | mixmim_base | grouped | 128 | 210.0 | 609.5 | 30000.0 | 43.2% | 1.3 |" in report
