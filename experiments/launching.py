@@ -12,7 +12,7 @@ from typing import Any
 
 from experiments.budget import Budget, apply_budget
 from experiments.spec import Experiment, normalize_stages
-from experiments.stages import STAGES
+from experiments.stages import RANK_PRELOAD, STAGES
 from mixmim.config import LaunchConfig, RunConfig, apply_overrides, to_yaml, validate
 from mixmim.rundir import (
     CONFIG_FILE,
@@ -177,8 +177,8 @@ def run_specs(exp: Experiment, output: Path, budget: Budget | None = None, write
         prepare = None
         if write:
             prepare = functools.partial(prepare_run_dir, cfg, run_dir, exp.variant, records.get(cfg.name), force_config)
-        specs.append(RunSpec(run_dir=run_dir, name=cfg.name, prepare=prepare,
-                             stages=[StageSpec(name=s, fn=STAGES[s], cfg=cfg) for s in cfg.stages]))  # fmt: skip
+        stages = [StageSpec(name=s, fn=STAGES[s], cfg=cfg, preload=RANK_PRELOAD) for s in cfg.stages]
+        specs.append(RunSpec(run_dir=run_dir, name=cfg.name, prepare=prepare, stages=stages))
     return specs
 
 

@@ -15,6 +15,10 @@ from mixmim.config import RunConfig
 
 StageFn = Callable[[RunConfig, Path], dict[str, Any]]
 
+# What the stages import, for local ranks to import once (``slurm.StageSpec.preload``): the fork server that
+# forks the ranks of every stage imports these at the first launch (seconds per stage on a small machine).
+RANK_PRELOAD = ("torch", "torchvision", "timm", "sklearn.datasets", "mixmim.evaluate", "baselines")
+
 
 def prepare_process() -> None:
     """Process-level tuning before a stage runs (in the CLI's process or a Slurm job's).

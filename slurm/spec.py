@@ -20,11 +20,14 @@ class StageSpec:
         fn: a module-level function (it is pickled by reference for Slurm jobs; functions defined in a
             test module or inside another function do not unpickle in the job).
         cfg: a picklable config (a dataclass) passed to ``fn`` unchanged.
+        preload: modules that local ranks import once, in the fork server they are forked from
+            (:mod:`slurm.local_ranks`), instead of in every rank of every stage.
     """
 
     name: str
     fn: StageFn
     cfg: Any
+    preload: tuple[str, ...] = ()
 
 
 @dataclass

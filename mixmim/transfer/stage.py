@@ -88,8 +88,13 @@ def run_coco(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
         from mixmim.transfer.detectron2 import require_detectron2
 
         require_detectron2()
-    elif env_from_variables().world_size > 1:
-        raise RuntimeError("the torchvision engine runs in one process: use coco.engine=detectron2 on many GPUs")
+    elif env_from_variables().world_size > 1:  # one process: rank 0 trains, the others end at once
+        env = env_from_variables()
+        if not env.is_main:
+            log.info("coco.engine=torchvision trains in one process: rank %d leaves it to rank 0", env.rank)
+            return {"stage": STAGE}
+        log.warning("coco.engine=torchvision trains in one process (rank 0 of %d; the other ranks idle): use "
+                    "coco.engine=detectron2 to train on every rank", env.world_size)  # fmt: skip
     init = resolve_init(cfg.init, run_dir)
     path = stage_dir(run_dir, STAGE)
     root, counts = prepare_data(cfg.coco, path)
