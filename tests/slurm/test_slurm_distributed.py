@@ -7,7 +7,8 @@ import os
 import pytest
 import submitit
 
-from slurm.distributed import export_distributed_env, master_port, torch_distributed_env
+from mixmim.rendezvous import master_port
+from slurm.distributed import export_distributed_env, torch_distributed_env
 
 # Task 5 of a 2-node job with 4 GPUs (tasks) per node, as Slurm describes it to the task.
 SLURM_TASK_ENV = {
@@ -64,7 +65,14 @@ def test_export_outside_a_job_changes_nothing(monkeypatch: pytest.MonkeyPatch) -
     assert "RANK" not in os.environ
 
 
-def test_master_port_is_stable_and_in_range() -> None:
-    assert master_port("4242") == master_port("4242")
-    assert master_port("12_3") != master_port("12_4")
-    assert all(20000 <= master_port(job_id) < 40000 for job_id in ("0", "19999", "20000", "123456789_7"))
+def test_the_environment_chooses_the_rendezvous(slurm_task: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MASTER_PORT", "29511")
+    env = export_distributed_env()
+    assert (env["MASTER_ADDR"], env["MASTER_PORT"]) == ("gpu07", "29511")
+
+
+def test_an_array_task_meets_at_its_own_port(slurm_task: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each element of an array has its own SLURM_JOB_ID (submitit's job id is ``<array>_<index>``)."""
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "4240")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "2")
+    assert torch_distributed_env(submitit.JobEnvironment())["MASTER_PORT"] == str(master_port("4242"))
