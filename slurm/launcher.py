@@ -3,7 +3,8 @@
 ``launch`` skips stages that are done (``result.json``) and runs that are in flight elsewhere, then hands
 each run's remaining stages to an executor:
 
-- ``local`` (default): in order, in this process; a failure is recorded and ends that run only;
+- ``local`` (default): in order, in this process (or as ``launch.tasks_per_node`` local ranks through torch's
+  elastic launcher, :mod:`slurm.local_ranks`); a failure is recorded and ends that run only;
 - ``debug``: the same, but the first exception propagates with its traceback;
 - ``slurm``: submitit jobs chained with ``afterok`` (job arrays for grids), requeued on preemption.
 
@@ -66,15 +67,23 @@ def launch(runs: list[RunSpec], launch_cfg: LaunchConfig, log_dir: Path, takeove
     if executor == "slurm":
         outcomes, report.jobs = _submit_all(runs, launch_cfg, log_dir, takeover)
     else:
-        outcomes = _run_all_locally(runs, log_dir, executor, takeover)
+        outcomes = _run_all_locally(runs, log_dir, executor, takeover, local_tasks(launch_cfg))
     by_stage = {(item.run, item.stage): item for item in outcomes}
     report.stages = [by_stage[(run.name, stage.name)] for run in runs for stage in run.stages]
     logger.info("%s", report.summary())
     return report
 
 
-def _run_all_locally(runs: list[RunSpec], log_dir: Path, executor: str, takeover: bool) -> list[StageLaunch]:
-    """Each run in turn under its lock: prepare, plan, run its stages; runs held elsewhere are skipped."""
+def local_tasks(launch_cfg: LaunchConfig) -> int:
+    """Ranks a local stage runs as: ``launch.tasks_per_node``, else one per GPU, else one
+    (= ``mixmim.config.tasks_per_node``; ``launch.nodes`` does not apply to this one machine)."""
+    return launch_cfg.tasks_per_node or max(1, launch_cfg.gpus_per_node)
+
+
+def _run_all_locally(runs: list[RunSpec], log_dir: Path, executor: str, takeover: bool,
+                     tasks: int = 1) -> list[StageLaunch]:  # fmt: skip
+    """Each run in turn under its lock: prepare, plan, run its stages (each as ``tasks`` local ranks); runs
+    held elsewhere are skipped."""
     outcomes: list[StageLaunch] = []
     for index, run in enumerate(runs, 1):
         lock = RunLock(run.run_dir)
@@ -87,7 +96,7 @@ def _run_all_locally(runs: list[RunSpec], log_dir: Path, executor: str, takeover
             decided, pending = plan([run], takeover)
             outcomes += decided
             with _launch_position(index, len(runs)):
-                outcomes += run_locally(pending, log_dir, executor)
+                outcomes += run_locally(pending, log_dir, executor, tasks)
         finally:
             lock.release()
     return outcomes

@@ -1,4 +1,7 @@
-"""The ``local`` and ``debug`` executors: a run's stages in order, in this process.
+"""The ``local`` and ``debug`` executors: a run's stages in order, in this process or in local ranks.
+
+With ``tasks`` above one, each stage runs as that many ranks on this machine
+(:func:`slurm.local_ranks.run_stage_in_ranks`, torch's elastic launcher); this process keeps the run's lock.
 
 Each attempt writes ``launch.json`` and logs to ``<log_dir>/<run>/<stage>.log``. ``local`` records a
 failure in ``error.json`` (traceback and log path), skips the later stages of that run and goes on with
@@ -18,6 +21,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from slurm.local_ranks import run_stage_in_ranks
 from slurm.records import LaunchRecord, now_iso, write_error_record, write_launch_record
 from slurm.report import BLOCKED, COMPLETED, FAILED, StageLaunch
 from slurm.spec import RunSpec, StageSpec
@@ -26,8 +30,11 @@ from slurm.stage_job import StageJob
 logger = logging.getLogger(__name__)
 
 
-def run_locally(pending: list[tuple[RunSpec, list[StageSpec]]], log_dir: Path, executor: str) -> list[StageLaunch]:
-    """Run each run's pending stages in order; ``executor`` is ``local`` or ``debug`` (raise at once)."""
+def run_locally(
+    pending: list[tuple[RunSpec, list[StageSpec]]], log_dir: Path, executor: str, tasks: int = 1
+) -> list[StageLaunch]:
+    """Run each run's pending stages in order, each as ``tasks`` ranks; ``executor`` is ``local`` or ``debug``
+    (raise at once)."""
     launches = []
     for run, stages in pending:
         failed = False
@@ -35,14 +42,14 @@ def run_locally(pending: list[tuple[RunSpec, list[StageSpec]]], log_dir: Path, e
             if failed:
                 launches.append(StageLaunch(run.name, stage.name, BLOCKED))
                 continue
-            launch = run_stage_locally(run, stage, log_dir, executor)
+            launch = run_stage_locally(run, stage, log_dir, executor, tasks)
             failed = launch.outcome == FAILED
             launches.append(launch)
     return launches
 
 
-def run_stage_locally(run: RunSpec, stage: StageSpec, log_dir: Path, executor: str) -> StageLaunch:
-    """One attempt of one stage in this process, logged to its own file."""
+def run_stage_locally(run: RunSpec, stage: StageSpec, log_dir: Path, executor: str, tasks: int = 1) -> StageLaunch:
+    """One attempt of one stage in this process (or ``tasks`` local ranks), logged to its own file."""
     log_path = log_dir / run.name / f"{stage.name}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     job_id = f"local-{uuid.uuid4().hex[:12]}"
@@ -61,8 +68,11 @@ def run_stage_locally(run: RunSpec, stage: StageSpec, log_dir: Path, executor: s
     with _logging_to(log_path):
         logger.info("%s/%s: starting (%s executor, job %s)", run.name, stage.name, executor, job_id)
         try:
-            StageJob(run.name, run.run_dir, stage)()
-        except KeyboardInterrupt:
+            if tasks > 1:
+                run_stage_in_ranks(run.name, run.run_dir, stage, tasks, log_path)
+            else:
+                StageJob(run.name, run.run_dir, stage)()
+        except (KeyboardInterrupt, *_signal_exceptions(tasks)):
             logger.warning("%s/%s interrupted (Ctrl-C); the next launch resumes it", run.name, stage.name)
             write_error_record(run.run_dir, stage.name, job_id, traceback.format_exc(), log_path, interrupted=True)
             raise
@@ -75,6 +85,15 @@ def run_stage_locally(run: RunSpec, stage: StageSpec, log_dir: Path, executor: s
             return StageLaunch(run.name, stage.name, FAILED, job_id, log_path, message)
         logger.info("%s/%s: done", run.name, stage.name)
     return StageLaunch(run.name, stage.name, COMPLETED, job_id, log_path)
+
+
+def _signal_exceptions(tasks: int) -> tuple[type[BaseException], ...]:
+    """What the elastic agent raises when this process gets SIGINT/SIGTERM while ranks run (an interruption)."""
+    if tasks <= 1:
+        return ()
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+
+    return (SignalException,)
 
 
 @contextlib.contextmanager

@@ -3,7 +3,8 @@
 ``run_tokenizer_stage(cfg, run_dir)`` follows the stage contract (``docs/architecture.md``): it fits the
 k-means codebook on the training images (``method.tokenizer=kmeans``) and caches it as
 ``<run_dir>/tokenizer/kmeans.pt``, or checks the DALL-E file (``method.tokenizer=dalle``), then writes
-``<run_dir>/tokenizer/result.json``; a stage whose result exists returns it without work.
+``<run_dir>/tokenizer/result.json``; a stage whose result exists returns it without work. With several ranks,
+rank 0 does the work and writes; the others wait at a barrier and return the result it wrote.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from baselines.tokenizers.interface import Tokenizer
 from baselines.tokenizers.kmeans import KMeansTokenizer
 from mixmim.backbones import create_backbone
 from mixmim.config import MethodConfig, RunConfig
+from mixmim.engine.distributed import barrier, init_distributed
 from mixmim.rundir import is_done, read_result, stage_dir, write_result
 
 log = logging.getLogger(__name__)
@@ -53,8 +55,10 @@ def build_tokenizer(mcfg: MethodConfig, run_dir: str | Path | None = None) -> To
         if mcfg.tokenizer_path:
             return KMeansTokenizer.load(mcfg.tokenizer_path)
         if run_dir is None:
-            raise ValueError("the k-means tokenizer needs the run directory (its 'tokenizer' stage caches the "
-                             "codebook there) or method.tokenizer_path")
+            raise ValueError(
+                "the k-means tokenizer needs the run directory (its 'tokenizer' stage caches the "
+                "codebook there) or method.tokenizer_path"
+            )
         return KMeansTokenizer.load(Path(run_dir) / STAGE / CODEBOOK_FILE)
     if mcfg.tokenizer == "dalle":
         if not mcfg.tokenizer_path:
@@ -85,29 +89,47 @@ def _sha256(path: Path) -> str:
 
 
 def run_tokenizer_stage(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
-    """Fit (k-means) or check (DALL-E) the tokenizer of ``cfg.method`` and record it in ``run_dir``."""
+    """Fit (k-means) or check (DALL-E) the tokenizer of ``cfg.method`` and record it in ``run_dir`` (rank 0)."""
     if is_done(run_dir, STAGE):
         log.info("stage %s is done in %s; skipping", STAGE, run_dir)
         return read_result(run_dir, STAGE) or {}
+    if init_distributed().is_main:
+        fit_tokenizer(cfg, run_dir)
+    barrier()  # the other ranks wait for rank 0's codebook and result
+    return read_result(run_dir, STAGE) or {}
+
+
+def fit_tokenizer(cfg: RunConfig, run_dir: str | Path) -> None:
+    """Fit or check the tokenizer, save the codebook and write ``result.json``."""
     start = time.time()
     mcfg = cfg.method
     out = stage_dir(run_dir, STAGE)
     if mcfg.tokenizer == "dalle":
         tokenizer = build_tokenizer(mcfg)
-        record: dict[str, Any] = {"tokenizer": "dalle", "path": str(Path(mcfg.tokenizer_path).resolve()),
-                                  "sha256": _sha256(Path(mcfg.tokenizer_path))}
+        record: dict[str, Any] = {
+            "tokenizer": "dalle",
+            "path": str(Path(mcfg.tokenizer_path).resolve()),
+            "sha256": _sha256(Path(mcfg.tokenizer_path)),
+        }
     elif mcfg.tokenizer == "kmeans":
         grid, img_size = target_grid(cfg)
         max_images = math.ceil(MAX_FIT_CELLS / (grid[0] * grid[1]))
-        tokenizer = KMeansTokenizer.fit(_training_batches(cfg, img_size, max_images), grid, mcfg.vocab_size,
-                                        seed=cfg.seed, max_samples=MAX_FIT_CELLS)
+        tokenizer = KMeansTokenizer.fit(
+            _training_batches(cfg, img_size, max_images),
+            grid,
+            mcfg.vocab_size,
+            seed=cfg.seed,
+            max_samples=MAX_FIT_CELLS,
+        )
         tokenizer.save(out / CODEBOOK_FILE)
         record = {"tokenizer": "kmeans", "codebook": CODEBOOK_FILE, **tokenizer.fit_info}
     else:
         raise ValueError(f"method.tokenizer must be one of {TOKENIZERS}, got {mcfg.tokenizer!r}")
-    result = {"status": "done", "metrics": {"vocab_size": tokenizer.vocab_size,
-                                            "inertia": record.get("inertia")},
-              "wall_time_s": time.time() - start, **record}
+    result = {
+        "status": "done",
+        "metrics": {"vocab_size": tokenizer.vocab_size, "inertia": record.get("inertia")},
+        "wall_time_s": time.time() - start,
+        **record,
+    }
     write_result(run_dir, STAGE, result)
     log.info("tokenizer stage done: %s", record)
-    return read_result(run_dir, STAGE) or result

@@ -7,7 +7,6 @@ Built from a stage config (``PretrainConfig``, ``FinetuneConfig``, ``LinearProbe
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -50,8 +49,9 @@ def make_recipe(
 ) -> Recipe:
     """Resolve ``stage_cfg`` for ``world_size`` processes on ``device`` over ``num_images`` training images.
 
-    Every process gets ``ceil(num_images / world_size)`` samples (the DistributedSampler pads); the epoch
-    keeps whole batches and whole accumulation groups only.
+    An epoch is ``num_images // (batch_size * world_size)`` global micro-batches (each rank takes its slice of
+    each, :class:`~mixmim.data.ResumableSampler`; nothing is padded), cut to whole accumulation groups. The
+    effective batch ``batch_size * world_size * accum_iter`` and so the absolute lr scale with the world size.
 
     Args:
         lr_scale_base: overrides ``stage_cfg.lr_scale_base`` (a method that scales by another base).
@@ -62,8 +62,7 @@ def make_recipe(
     accum = int(getattr(stage_cfg, "accum_iter", 1))
     base = int(lr_scale_base or stage_cfg.lr_scale_base)
     eff = effective_batch_size(stage_cfg.batch_size, world_size, accum)
-    per_rank = math.ceil(num_images / world_size)
-    iters = per_rank // stage_cfg.batch_size // accum * accum
+    iters = num_images // (stage_cfg.batch_size * world_size) // accum * accum
     if iters == 0:
         raise ValueError(
             f"{num_images} training images give no full step of batch {stage_cfg.batch_size} x accum {accum} "

@@ -143,7 +143,8 @@ class Trainer:
             )
         self.optimizer = task.optimizer
         self.scaler = grad_scaler(self.recipe.precision, device)
-        self.sampler = ResumableSampler(task.train_set, env.world_size, env.rank, shuffle=True, seed=seed)
+        self.sampler = ResumableSampler(task.train_set, env.world_size, env.rank, shuffle=True, seed=seed,
+                                        batch_size=self.recipe.batch_size)  # fmt: skip
         self.metrics = MetricsLogger(self.dir, enabled=env.is_main)
         self.totals = RunningTotals(device)
         self.position = TrainPosition()

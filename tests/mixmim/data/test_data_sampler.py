@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
-from torch.utils.data import SequentialSampler
+from torch.utils.data import DistributedSampler, SequentialSampler
 
 from mixmim.config import DataConfig
 from mixmim.data import ResumableSampler, build_dataset, build_loader, eval_sampler, pretrain_transform, unpack_batch
@@ -26,11 +27,22 @@ def test_start_skips_the_consumed_part_of_the_epoch():
     assert resumed.state_dict() == {"seed": 1, "epoch": 2, "start": 20}
 
 
-def test_ranks_take_disjoint_shares():
-    shares = [ResumableSampler(range(10), world_size=3, rank=r, seed=0) for r in range(3)]
-    indices = [list(s) for s in shares]
-    assert all(len(i) == 4 for i in indices)  # padded to equal shares
-    assert set().union(*indices) == set(range(10))
+def test_ranks_take_contiguous_slices_of_one_global_order():
+    """W ranks x batch b see, step by step, the images of one rank x batch W*b: no padding, nothing twice."""
+    one = ResumableSampler(range(10), seed=0, batch_size=6)
+    shares = [ResumableSampler(range(10), world_size=3, rank=r, seed=0, batch_size=2) for r in range(3)]
+    for sampler in (one, *shares):
+        sampler.set_epoch(5)
+    order, indices = list(one), [list(s) for s in shares]
+    assert indices == [order[0:2] + order[6:8], order[2:4] + order[8:10], order[4:6]]
+    assert [len(s) for s in shares] == [4, 4, 2] and sorted(sum(indices, [])) == list(range(10))
+    torch_order = DistributedSampler(range(10), num_replicas=1, rank=0, seed=0)
+    torch_order.set_epoch(5)
+    assert order == list(torch_order)  # one rank: the order the DistributedSampler-based sampler had
+    shares[1].set_epoch(5, start=2)
+    assert list(shares[1]) == order[8:10] and len(shares[1]) == 2
+    with pytest.raises(ValueError, match="rank 3"):
+        ResumableSampler(range(10), world_size=3, rank=3)
     assert isinstance(eval_sampler(range(10)), SequentialSampler)
     assert len(eval_sampler(range(10), world_size=2, rank=1)) == 5
 
