@@ -29,7 +29,7 @@ import submitit
 
 from mixmim import rundir
 from slurm.distributed import export_distributed_env, in_submitit_job
-from slurm.records import write_error_record
+from slurm.records import read_error_record, write_error_record
 from slurm.spec import StageSpec
 
 logger = logging.getLogger(__name__)
@@ -118,10 +118,15 @@ class StageJob(submitit.helpers.Checkpointable):
 
 
 def _record_job_failure(run_dir: Path, stage: str, trace: str) -> None:
-    """Write ``error.json`` for the failed Slurm task of rank 0 (its log is submitit's stderr file)."""
+    """Write ``error.json`` naming this task's log (submitit's stderr file of its rank): rank 0's failure always,
+    another rank's when the record holds none of this job yet (srun then ends the job's other tasks, so the
+    first rank to fail is often the only one to say why)."""
     env = submitit.JobEnvironment()
-    if env.global_rank == 0:
-        write_error_record(run_dir, stage, env.job_id, trace, env.paths.stderr)
+    if env.global_rank != 0:
+        previous = read_error_record(run_dir, stage)
+        if previous is not None and previous.get("job_id") == env.job_id:
+            return
+    write_error_record(run_dir, stage, env.job_id, trace, env.paths.stderr)
 
 
 def _log_to_stderr() -> None:

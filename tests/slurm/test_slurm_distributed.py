@@ -13,8 +13,9 @@ from mixmim import rundir
 from mixmim.rendezvous import master_port
 from slurm import StageJob, StageSpec, stage_job
 from slurm.distributed import DISTRIBUTED_ENV_VARS, export_distributed_env, torch_distributed_env
+from slurm.records import read_error_record
 from slurm.stage_job import job_attempt
-from slurm.testing import CountingConfig, count_steps
+from slurm.testing import CountingConfig, FailingConfig, count_steps, fail_on_purpose
 
 # Task 5 of a 2-node job with 4 GPUs (tasks) per node, as Slurm describes it to the task.
 SLURM_TASK_ENV = {
@@ -120,3 +121,19 @@ def test_a_rank_above_zero_ignores_a_run_held_by_another_job_or_attempt(
         finally:
             lock.release()
     assert calls == [] and job_attempt() == "4242.0"
+
+
+def test_a_failing_rank_names_its_own_log(slurm_task: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """srun ends the other tasks of a job when one fails: the failing rank's record says why, in its log."""
+    monkeypatch.setenv("SUBMITIT_FOLDER", str(tmp_path / "logs"))
+    lock = rundir.RunLock(tmp_path)
+    assert lock.acquire(job=job_attempt())
+    try:
+        for message in ("failing on purpose", "failing after another rank"):  # the second keeps the first's record
+            with pytest.raises(RuntimeError, match=message):
+                StageJob("run", tmp_path, StageSpec("fail", fail_on_purpose, FailingConfig(message=message)))()
+    finally:
+        lock.release()
+    record = read_error_record(tmp_path, "fail")
+    assert record is not None and record["job_id"] == "4242" and "failing on purpose" in record["traceback"]
+    assert record["log_path"] == str(tmp_path / "logs" / "4242_5_log.err")
