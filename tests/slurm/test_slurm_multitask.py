@@ -53,8 +53,8 @@ def test_smoke_debug_as_two_task_jobs(slurm_cluster: None, tmp_path: Path) -> No
         assert manifest["stages"].keys() == set(cfg.stages) - {"tokenizer"}, cfg.name
 
 
-# The requeue test: a pre-training of REQUEUE_STEPS steps, a checkpoint every CHECKPOINT_STEPS; the job is
-# requeued once its first checkpoint after the start exists, so it ends from a checkpoint mid-run.
+# The requeue test: a pre-training of REQUEUE_STEPS steps, a checkpoint every CHECKPOINT_STEPS; a job is
+# interrupted once its first checkpoint after the start exists, so it resumes from a checkpoint mid-run.
 REQUEUE_STEPS, CHECKPOINT_STEPS = 60, 4
 
 
@@ -84,31 +84,38 @@ def sacct_states(job_id: str) -> list[str]:
 
 
 def test_a_requeued_two_task_pretraining_resumes_to_the_same_weights(slurm_cluster: None, tmp_path: Path) -> None:
-    """``scontrol requeue`` mid-run: the job restarts both ranks, resumes from its last checkpoint and ends
-    bitwise equal (CPU) to an uninterrupted 2-task job."""
-    runs = {name: pretrain_only() for name in ("interrupted", "uninterrupted")}
-    reports = {name: launch_experiment(exp, tmp_path / name, two_task_launch(exp)) for name, exp in runs.items()}
-    run_dirs = {name: experiment_dir(tmp_path / name, exp) / exp.runs[0].name for name, exp in runs.items()}
-    (job,) = reports["interrupted"].jobs.values()
-    last = run_dirs["interrupted"] / "pretrain" / LAST
-    deadline = time.monotonic() + WAIT_S
-    while checkpoint_step(last) < CHECKPOINT_STEPS:
-        assert time.monotonic() < deadline and not rundir.is_done(run_dirs["interrupted"], "pretrain"), job.paths.stderr
-        time.sleep(0.2)
-    subprocess.run(["scontrol", "requeue", job.job_id], check=True)
+    """Interrupted mid-run, by ``scontrol requeue`` (Slurm kills both ranks and starts the job again) and by a
+    preemption (SIGTERM then USR2: rank 0 checkpoints the job and requeues it through submitit), a 2-task job
+    resumes from its last checkpoint and ends bitwise equal (CPU) to an uninterrupted 2-task job."""
+    names = ("requeued", "preempted", "uninterrupted")
+    exps = {name: pretrain_only() for name in names}
+    reports = {name: launch_experiment(exp, tmp_path / name, two_task_launch(exp)) for name, exp in exps.items()}
+    folders = {name: experiment_dir(tmp_path / name, exp) / exp.runs[0].name / "pretrain" for name, exp in exps.items()}
+    jobs = {name: next(iter(reports[name].jobs.values())) for name in names}
+    for name in ("requeued", "preempted"):
+        deadline = time.monotonic() + WAIT_S
+        while checkpoint_step(folders[name] / LAST) < CHECKPOINT_STEPS:
+            assert time.monotonic() < deadline and not (folders[name] / rundir.RESULT_FILE).exists(), name
+            time.sleep(0.2)
+        if name == "requeued":
+            subprocess.run(["scontrol", "requeue", jobs[name].job_id], check=True)
+        else:
+            jobs[name]._interrupt()  # what Slurm does on preemption
     for report in reports.values():
         report.wait(timeout_s=WAIT_S)
 
-    assert "REQUEUED" in sacct_states(job.job_id)
-    results = {name: rundir.read_result(run_dir, "pretrain") for name, run_dir in run_dirs.items()}
-    assert all(result and result["metrics"]["steps"] == REQUEUE_STEPS for result in results.values()), results
-    log = Path(job.paths.stderr).read_text()  # rank 0's log, both attempts
-    assert "pretrain resumed from" in log, log[-3000:]
-    assert results["interrupted"]["metrics"]["loss"] == results["uninterrupted"]["metrics"]["loss"]
-    interrupted, uninterrupted = (run_dir / "pretrain" for run_dir in run_dirs.values())
-    assert_bitwise_equal(load_encoder_state(interrupted / ENCODER), load_encoder_state(uninterrupted / ENCODER))
-    # the whole method (encoder and decoder) in the final checkpoint
-    assert_bitwise_equal(load_checkpoint(interrupted / LAST)["model"], load_checkpoint(uninterrupted / LAST)["model"])
+    reference = folders["uninterrupted"]
+    for name in ("requeued", "preempted"):
+        job, folder = jobs[name], folders[name]
+        assert "REQUEUED" in sacct_states(job.job_id), name
+        log = Path(job.paths.stderr).read_text()  # rank 0's log, both attempts
+        assert "pretrain resumed from" in log, log[-3000:]
+        result, expected = (rundir.read_json(path / rundir.RESULT_FILE)["metrics"] for path in (folder, reference))
+        assert result["steps"] == REQUEUE_STEPS and result["loss"] == expected["loss"], (result, expected)
+        assert_bitwise_equal(load_encoder_state(folder / ENCODER), load_encoder_state(reference / ENCODER))
+        # the whole method (encoder and decoder) in the final checkpoint
+        assert_bitwise_equal(load_checkpoint(folder / LAST)["model"], load_checkpoint(reference / LAST)["model"])
+    assert "preempted" in Path(jobs["preempted"].paths.stdout).read_text()  # submitit's handler, not a plain kill
 
 
 def assert_bitwise_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
