@@ -83,7 +83,10 @@ class StageJob(submitit.helpers.Checkpointable):
             if lock.holder().get("job") == attempt:
                 break
             if time.monotonic() >= deadline:
-                raise self._held_elsewhere(lock)
+                raise rundir.RunLockError(
+                    f"{self.run_name}/{self.stage.name}: rank 0 of job {attempt} did not take {self.run_dir} within "
+                    f"{LOCK_WAIT_S:.0f} s (last holder: {rundir.describe_holder(lock.holder())}); see rank 0's log"
+                )
             time.sleep(FOLLOW_POLL_S)
         return self._run_stage()
 

@@ -116,7 +116,7 @@ def test_a_rank_above_zero_ignores_a_run_held_by_another_job_or_attempt(
         lock = rundir.RunLock(tmp_path)
         assert lock.acquire(job=other)
         try:
-            with pytest.raises(rundir.RunLockError, match=f"Slurm job {other}"):
+            with pytest.raises(rundir.RunLockError, match=f"rank 0 of job 4242.0 did not take.*Slurm job {other}"):
                 StageJob("run", tmp_path, counting_stage(calls))()
         finally:
             lock.release()
