@@ -68,7 +68,8 @@ def describe(holder: dict[str, Any]) -> str:
     """``PID 123 on host h since <time>`` from a lock note (or ``another process`` when it has none)."""
     if not holder.get("pid"):
         return "another process"
-    return f"PID {holder['pid']} on host {holder.get('host', '?')} since {holder.get('since', '?')}"
+    job = f" (Slurm job {holder['job']})" if holder.get("job") else ""
+    return f"PID {holder['pid']} on host {holder.get('host', '?')}{job} since {holder.get('since', '?')}"
 
 
 class RunLock:
@@ -86,8 +87,12 @@ class RunLock:
         self.path = Path(run_dir).absolute() / LOCK_FILE
         self.held = False
 
-    def acquire(self, blocking: bool = False, timeout_s: float | None = None, poll_s: float = 1.0) -> bool:
-        """Take the lock; return False when another process holds it (after ``timeout_s`` when blocking)."""
+    def acquire(self, blocking: bool = False, timeout_s: float | None = None, poll_s: float = 1.0,
+                job: str = "") -> bool:  # fmt: skip
+        """Take the lock; return False when another process holds it (after ``timeout_s`` when blocking).
+
+        ``job`` goes into the note (e.g. a Slurm job attempt), so that the other tasks of that job can see
+        that their rank 0 holds the run (``slurm.stage_job``)."""
         if self.held:
             raise RuntimeError(f"{self.path} is already held through this RunLock")
         with _held_guard:
@@ -107,8 +112,14 @@ class RunLock:
         except BaseException:
             os.close(fd)
             raise
-        note = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "command": " ".join(sys.argv)[:500]}
+        note = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "command": " ".join(sys.argv)[:500],
+        }
+        if job:
+            note["job"] = job
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(note) + "\n").encode("utf-8"), 0)
         with _held_guard:
@@ -131,7 +142,8 @@ class RunLock:
         os.close(entry[0])  # closing the descriptor drops the lock
 
     def holder(self) -> dict[str, Any]:
-        """The note of whoever holds (or last held) the lock: host, pid, since, command; {} if none."""
+        """The note of whoever holds (or last held) the lock: host, pid, since, command (and ``job`` when the
+        holder gave one); {} if none."""
         try:
             text = self.path.read_text(encoding="utf-8").strip()
             return json.loads(text) if text else {}

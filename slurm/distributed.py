@@ -8,27 +8,20 @@ can call ``torch.distributed.init_process_group("nccl")`` with the default ``env
 from __future__ import annotations
 
 import os
-import re
 
 import submitit
 
+from mixmim.rendezvous import rendezvous
+
 DISTRIBUTED_ENV_VARS = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
-_PORT_BASE, _PORT_SPAN = 20000, 20000
-
-
-def master_port(job_id: str) -> int:
-    """A rendezvous port derived from the job id, in [20000, 40000): every task of a job agrees on it
-    without talking, and two jobs sharing a node rarely collide."""
-    digits = re.sub(r"\D", "", job_id) or "0"
-    return _PORT_BASE + int(digits) % _PORT_SPAN
 
 
 def torch_distributed_env(job_env: submitit.JobEnvironment) -> dict[str, str]:
-    """``MASTER_ADDR`` (the job's first node), ``MASTER_PORT``, ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``
-    and ``LOCAL_WORLD_SIZE`` for this task."""
+    """``MASTER_ADDR`` and ``MASTER_PORT`` (:func:`mixmim.rendezvous.rendezvous`: the environment's, else the
+    job's first node and a port from its job id), ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and
+    ``LOCAL_WORLD_SIZE`` for this task."""
     return {
-        "MASTER_ADDR": job_env.hostnames[0],
-        "MASTER_PORT": str(master_port(job_env.job_id)),
+        **rendezvous(),
         "RANK": str(job_env.global_rank),
         "WORLD_SIZE": str(job_env.num_tasks),
         "LOCAL_RANK": str(job_env.local_rank),

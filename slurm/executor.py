@@ -2,7 +2,12 @@
 
 ``launch.tasks_per_node`` Slurm tasks per node (default: one per GPU, or one without GPUs) for DDP; with no
 GPUs no GPU flag is passed at all (some clusters reject ``--gpus-per-node=0``). ``slurm_extra`` holds extra
-sbatch options (``{"mail-type": "END"}`` becomes ``#SBATCH --mail-type=END``).
+sbatch options (``{"mail-type": "END"}`` becomes ``#SBATCH --mail-type=END``). A job of several tasks runs
+them with ``srun --kill-on-bad-exit=1``: a rank that fails ends its job at once, instead of leaving the
+others waiting in a collective until the process group's timeout (30 minutes). Each task runs
+``launch.cpus_per_task`` CPU threads (``OMP_NUM_THREADS``, unless the environment sets it), as ``torchrun``
+shares a node's cores between its ranks: where Slurm does not bind tasks to their CPUs, every rank would
+otherwise start a thread per core of the node.
 """
 
 from __future__ import annotations
@@ -23,13 +28,17 @@ DEFAULT_SBATCH_EXTRA = {"kill-on-invalid-dep": "yes"}
 def executor_parameters(launch_cfg: LaunchConfig, job_name: str) -> dict[str, Any]:
     """``AutoExecutor.update_parameters`` keyword arguments for ``launch_cfg``; empty fields are left out."""
     gpus = launch_cfg.gpus_per_node
+    tasks_per_node = launch_cfg.tasks_per_node or max(1, gpus)  # = mixmim.config.tasks_per_node
     params: dict[str, Any] = {
         "name": job_name,
         "timeout_min": launch_cfg.time_min,
         "nodes": launch_cfg.nodes,
-        "tasks_per_node": launch_cfg.tasks_per_node or max(1, gpus),  # = mixmim.config.tasks_per_node
+        "tasks_per_node": tasks_per_node,
         "cpus_per_task": launch_cfg.cpus_per_task,
     }
+    if tasks_per_node * launch_cfg.nodes > 1:
+        params["slurm_srun_args"] = ["--kill-on-bad-exit=1"]
+    params["slurm_setup"] = [f"export OMP_NUM_THREADS=${{OMP_NUM_THREADS:-{launch_cfg.cpus_per_task}}}"]
     if gpus > 0:
         params["gpus_per_node"] = gpus
     if launch_cfg.mem_gb > 0:

@@ -2,20 +2,22 @@
 
 The process group is initialised only when the world size is above 1 (``WORLD_SIZE`` from torchrun, else
 ``SLURM_NTASKS`` with ``SLURM_PROCID``/``SLURM_LOCALID``); a single process never touches
-``torch.distributed``. Under Slurm without ``MASTER_ADDR`` the first host of the job is used
-(``scontrol show hostnames``) and ``MASTER_PORT`` defaults to a port derived from the job id.
+``torch.distributed``. Under Slurm without torchrun, the ranks meet where :func:`mixmim.rendezvous.rendezvous`
+says (the environment's ``MASTER_ADDR``/``MASTER_PORT``, else the job's first host and a port derived from the
+job id: the same rule as the Slurm launcher's).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import subprocess
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as dist
+
+from mixmim.rendezvous import rendezvous
 
 logger = logging.getLogger(__name__)
 
@@ -47,25 +49,13 @@ def env_from_variables(environ: dict[str, str] | None = None) -> DistEnv:
     return DistEnv()
 
 
-def _slurm_master_addr() -> str:
-    nodes = os.environ.get("SLURM_JOB_NODELIST", "")
-    try:
-        out = subprocess.run(["scontrol", "show", "hostnames", nodes], capture_output=True, text=True, check=True)
-        return out.stdout.split()[0]
-    except (OSError, subprocess.CalledProcessError, IndexError):
-        raise RuntimeError(
-            f"cannot find the master node of Slurm job nodes '{nodes}': set MASTER_ADDR and MASTER_PORT"
-        ) from None
-
-
 def init_distributed() -> DistEnv:
     """Initialise the default process group when the world size is above 1 (NCCL on GPU, else Gloo)."""
     env = env_from_variables()
     if not env.distributed or dist.is_initialized():
         return env
     if "WORLD_SIZE" not in os.environ:  # Slurm: export what torch's env:// init reads
-        os.environ.setdefault("MASTER_ADDR", _slurm_master_addr())
-        os.environ.setdefault("MASTER_PORT", str(20000 + int(os.environ.get("SLURM_JOB_ID", 0)) % 20000))
+        os.environ.update(rendezvous())
         os.environ.update(RANK=str(env.rank), WORLD_SIZE=str(env.world_size), LOCAL_RANK=str(env.local_rank))
     if torch.cuda.is_available():
         torch.cuda.set_device(env.local_rank)

@@ -18,8 +18,8 @@ import pytest
 
 from mixmim import rundir
 from mixmim.config import LaunchConfig
+from mixmim.rendezvous import master_port
 from slurm import LaunchReport, RunSpec, StageSpec, launch, status
-from slurm.distributed import master_port
 from slurm.records import read_launch_record
 from slurm.report import IN_FLIGHT, SKIPPED, SUBMITTED
 from slurm.testing import (

@@ -67,6 +67,19 @@ def test_gpu_job_script(tmp_path: Path, fake_slurm: Path) -> None:
     assert not [flag for flag in flags if flag.startswith(("--mem", "--partition", "--account", "--qos"))]
 
 
+def test_the_tasks_of_a_job_end_together(tmp_path: Path, fake_slurm: Path) -> None:
+    """Several tasks: srun ends the job when one fails (no rank waits in a collective for a dead one); each
+    task runs as many threads as it has CPUs."""
+    for tasks, job_id in ((2, 900001), (1, 900002)):
+        cfg = LaunchConfig(executor="slurm", tasks_per_node=tasks, cpus_per_task=1)
+        launch([run_with(tmp_path / f"run{tasks}", ["pretrain"])], cfg, tmp_path / "logs")
+        script = (fake_slurm / f"sbatch-{job_id}.sh").read_text()
+        assert f"--ntasks-per-node={tasks}" in sbatch_flags(fake_slurm / f"sbatch-{job_id}.sh")
+        (srun,) = [line for line in script.splitlines() if line.startswith("srun ")]
+        assert ("--kill-on-bad-exit=1" in srun.split()) == (tasks > 1), srun
+        assert "export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}" in script.splitlines()  # a thread per CPU of a task
+
+
 def test_stages_of_a_run_chain_with_afterok(tmp_path: Path, fake_slurm: Path) -> None:
     run = run_with(tmp_path / "run", ["pretrain", "linprobe", "knn"])
     report = launch([run], LaunchConfig(executor="slurm"), tmp_path / "logs")
