@@ -1,7 +1,9 @@
 """``mixmim-bench bench``: training-step throughput, memory, FLOPs and MFU of every method on one backbone.
 
-For each method x attention implementation x AdamW variant, :func:`mixmim.engine.benchmark.benchmark_step`
-times full training steps; the rows are printed as a table and written to the results store
+For each method x attention implementation x AdamW variant, :func:`mixmim.bench.benchmark_variants` times
+``Trainer`` steps (``Trainer.train_batch``, the body of the loop that trains) of the method's real pre-training
+task: its source recipe (then ``--set``) gives the parameter groups, the AdamW (run as the variant says), the
+lr schedule of an ImageNet-1k epoch at the benchmarked batch, clipping, precision and scaler. The rows are printed as a table and written to the results store
 ``<output>/bench/<timestamp>-<device>.jsonl`` (a new file per invocation, rewritten atomically after every
 row, never overwriting an earlier file), where the report and the ``gpu-hours`` budget conversion read the
 measured throughput. Within a method the rows of the default path come first.
@@ -49,13 +51,14 @@ from mixmim.rundir import atomic_write_text
 if TYPE_CHECKING:  # torch loads when the command runs: the CLI builds this parser for --help too
     import torch
 
-    from mixmim.engine.benchmark import StepStats
+    from mixmim.bench import StepStats
+    from mixmim.config import RunConfig
 
 log = logging.getLogger(__name__)
 
 # The engine (and the models) are imported when the command runs, so that building the CLI parser stays cheap.
 ATTENTION_CHOICES = ("grouped", "sdpa", "official")  # mixmim.backbones.attention.ATTENTION_IMPLS
-OPTIMIZER_CHOICES = ("fused", "foreach", "single", "default")  # mixmim.engine.benchmark.OPTIMIZERS
+OPTIMIZER_CHOICES = ("fused", "foreach", "single", "default")  # mixmim.bench.OPTIMIZERS
 BENCH_DIR = "bench"
 DEFAULT_BACKBONE = "mixmim_base"
 REFERENCE_IMPL = "official"
@@ -126,14 +129,16 @@ def default_methods() -> list[str]:
 
 @contextlib.contextmanager
 def method_builder(backbone: str, img_size: int, overrides: list[str] | None = None) -> Iterator[Any]:
-    """A function ``name -> method`` (the source recipe of each method on ``backbone``, then ``overrides``).
+    """A function ``name -> (method, run config)``: the source recipe of each method on ``backbone``, then
+    ``overrides`` (the config's ``pretrain`` section is the recipe the benchmarked trainer runs).
 
     BEiT gets a random k-means codebook of its vocabulary size (the step cost does not depend on its
-    values). Without the baselines package only ``mixmim`` can be built (overrides are then ignored).
+    values). Without the baselines package only ``mixmim`` can be built (overrides are then ignored, the
+    recipe is ``RunConfig``'s, MixMIM's).
     """
     with tempfile.TemporaryDirectory(prefix="mixmim-bench-") as tmp:
 
-        def build(name: str) -> torch.nn.Module:
+        def build(name: str) -> tuple[torch.nn.Module, RunConfig]:
             try:
                 from baselines import build_method, method_defaults
             except ImportError:
@@ -142,15 +147,17 @@ def method_builder(backbone: str, img_size: int, overrides: list[str] | None = N
                 if name != "mixmim":
                     raise KeyError(f"method '{name}' needs the baselines package; only 'mixmim' is available")
                 from mixmim.backbones import create_backbone
+                from mixmim.config import RunConfig
                 from mixmim.method import MixMIM
 
-                return MixMIM(create_backbone(backbone, num_classes=0, img_size=img_size))
+                return MixMIM(create_backbone(backbone, num_classes=0, img_size=img_size)), RunConfig()
             from mixmim.config import RunConfig, apply_overrides
 
             recipe = {**method_defaults(name), "model.backbone": backbone, "model.img_size": img_size}
             if name == "beit":
                 recipe.update({"method.tokenizer": "kmeans", "method.tokenizer_path": _random_codebook(tmp)})
-            return build_method(apply_overrides(apply_overrides(RunConfig(), recipe), list(overrides or [])))
+            cfg = apply_overrides(apply_overrides(RunConfig(), recipe), list(overrides or []))
+            return build_method(cfg), cfg
 
         yield build
 
@@ -201,7 +208,7 @@ def _resolve(args: argparse.Namespace) -> tuple[torch.device, str, int]:
 
 def _validate(args: argparse.Namespace, methods: list[str], attention: list[str]) -> None:
     from mixmim.backbones.attention import ATTENTION_IMPLS
-    from mixmim.engine.benchmark import OPTIMIZERS
+    from mixmim.bench import OPTIMIZERS
 
     if BOUND_IMPL in attention:
         raise ConfigError(f"'{BOUND_IMPL}' is the cost floor, not an attention implementation: add it with --bound")
@@ -231,8 +238,9 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Benchmark every method x attention x optimizer; print the table, store and return the rows."""
     import torch
 
+    from experiments.cost import TRAIN_IMAGES
     from mixmim.backbones.attention import get_attention_impl
-    from mixmim.engine.benchmark import benchmark_variants, method_flops
+    from mixmim.bench import benchmark_variants, method_flops
     from mixmim.engine.host_memory import keep_freed_memory
 
     device, precision, batch = _resolve(args)
@@ -249,7 +257,8 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     with method_builder(args.backbone, args.img_size, args.overrides) as build:
         for name in methods:
-            method = build(name).to(device)
+            method, cfg = build(name)
+            method = method.to(device)
             if args.grad_checkpointing and hasattr(method.encoder, "set_grad_checkpointing"):
                 method.encoder.set_grad_checkpointing(True)
             img_size = method.encoder.img_size
@@ -259,7 +268,7 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
                 _release_memory()
                 measured = benchmark_variants(method, variants, batch, img_size, precision, device, args.steps,
                                               args.warmup, compile=args.compile, peak_tflops=args.peak_tflops,
-                                              forward_flops=flops)
+                                              forward_flops=flops, cfg=cfg, epoch_images=TRAIN_IMAGES["imagenet"])
                 for variant, stats in zip(variants, measured):
                     rounds[variant].append(stats)
             for stats in rounds.values():
@@ -314,7 +323,7 @@ def add_ratios(rows: list[dict[str, Any]], ref_method: str) -> list[dict[str, An
 def _data_row(args: argparse.Namespace, precision: str) -> dict[str, Any]:
     """Decode + pre-training augmentation throughput of ``<args.data>/train``."""
     from mixmim.data import ImageFolderDataset, pretrain_transform
-    from mixmim.engine.benchmark import benchmark_data
+    from mixmim.bench import benchmark_data
 
     img_size = args.img_size or 224
     dataset = ImageFolderDataset(args.data, "train", transform=None)
@@ -330,7 +339,7 @@ def print_tables(rows: list[dict[str, Any]]) -> None:
     if steps:
         first = steps[0]
         print(f"\n{first['backbone']} @ {first['img_size']} px, {first['precision']}, {first['device_name']} "
-              f"({first['threads']} threads), median of {first['steps']} interleaved steps after {first['warmup']} "
+              f"({first['threads']} threads), median of {first['steps']} interleaved Trainer steps after {first['warmup']} "
               f"warm-up; x official/release: img/s over the official attention (same AdamW / torch's default "
               f"AdamW); cost vs ref: ms/step over {first.get('ref_method') or 'the reference method'}'s"
               + ("; bound: no attention, the cost floor" if any(r["attention"] == BOUND_IMPL for r in steps) else "")

@@ -44,7 +44,7 @@ DIGITS_IMAGES = (1_497, 300)  # the built-in digits data (mixmim.data.digits): t
 # Forward GFLOPs per image at 224 px (fvcore convention: multiply-adds), dense official attention.
 # Pre-training: each method with its source recipe (baselines.method_defaults) on the backbone; MixMIM on the
 # ViT with 32-px cells. Fine-tuning / probing: the backbone's classification forward. Produced by
-# ``python -m experiments.cost --count-flops`` (mixmim.engine.benchmark.method_flops, mixmim.flops.backbone_flops).
+# ``python -m experiments.cost --count-flops`` (mixmim.bench.method_flops, mixmim.flops.backbone_flops).
 PRETRAIN_GFLOPS: dict[tuple[str, str], float] = {
     ("mixmim", "mixmim_base"): 19.04, ("mae", "mixmim_base"): 17.71, ("simmim", "mixmim_base"): 16.51,
     ("beit", "mixmim_base"): 16.51, ("mixmim", "mixmim_vit_base_patch16"): 28.32,
@@ -260,7 +260,7 @@ def cost_table(costs: Sequence[StageCost], gpu: str, measured: dict[tuple[str, s
 def count_flop_table() -> tuple[dict[tuple[str, str], float], dict[str, float]]:
     """Count the figures of :data:`PRETRAIN_GFLOPS` and :data:`BACKBONE_GFLOPS` (minutes of CPU)."""
     from experiments.bench import method_builder
-    from mixmim.engine.benchmark import method_flops
+    from mixmim.bench import method_flops
     from mixmim.flops import backbone_flops
 
     backbones = {bb: backbone_flops(bb) / 1e9 for bb in ("mixmim_base", "mixmim_large", "mixmim_huge",
