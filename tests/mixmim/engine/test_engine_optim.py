@@ -11,6 +11,7 @@ from torch import nn
 from mixmim.backbones import create_backbone
 from mixmim.config import PretrainConfig
 from mixmim.engine.optim import (
+    ADAMW_IMPLS,
     absolute_lr,
     build_adamw,
     effective_batch_size,
@@ -196,3 +197,14 @@ def test_adamw_is_fused_on_one_supported_device_and_matches_the_default_update()
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
     integer = {"params": [torch.zeros(3, dtype=torch.long)], "weight_decay": 0.0}
     assert not build_adamw([integer]).defaults["fused"]  # the fused kernel takes floating tensors only
+
+
+def test_adamw_implementations_are_chosen_by_name():
+    model = torch.nn.Linear(4, 4)
+    groups = pretrain_param_groups(model, 0.05)
+    chosen = {impl: build_adamw(groups, implementation=impl).defaults for impl in ADAMW_IMPLS}
+    assert chosen["auto"]["fused"] is True and chosen["fused"]["fused"] is True  # auto: fused on the CPU
+    assert chosen["foreach"]["foreach"] is True and chosen["single"]["foreach"] is False
+    assert not chosen["default"]["fused"] and chosen["default"]["foreach"] is None  # torch decides at step time
+    with pytest.raises(ValueError, match="implementation"):
+        build_adamw(groups, implementation="sgd")
