@@ -322,7 +322,7 @@ def count_flop_table() -> tuple[dict[tuple[str, str], float], dict[str, float]]:
     ]:
         extra = ["method.mask_unit=32"] if method == "mixmim" and bb.startswith("vit") else []
         with method_builder(bb, 0, extra) as build:
-            model = build(method)
+            model, _ = build(method)  # (method, its run config)
             pretrain[(method, bb)] = method_flops(model, model.encoder.img_size) / 1e9
     return pretrain, backbones
 
