@@ -110,22 +110,19 @@ def benchmark_step(
     epoch_images: int | None = None,
 ) -> StepStats:
     """Time ``Trainer`` steps of ``method`` with the default attention; see :func:`benchmark_variants`."""
-    return benchmark_variants(
+    options = dict(precision=precision, device=device, steps=steps, warmup=warmup, compile=compile, seed=seed)
+    measured = benchmark_variants(
         method,
         [(get_attention_impl(), optimizer)],
         batch_size,
         img_size,
-        precision,
-        device,
-        steps,
-        warmup,
-        compile,
-        peak_tflops,
-        seed,
-        forward_flops,
-        cfg,
-        epoch_images,
-    )[0]
+        **options,
+        peak_tflops=peak_tflops,
+        forward_flops=forward_flops,
+        cfg=cfg,
+        epoch_images=epoch_images,
+    )
+    return measured[0]
 
 
 def benchmark_variants(
