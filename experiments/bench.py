@@ -1,7 +1,10 @@
 """``mixmim-bench bench``: training-step throughput, memory, FLOPs and MFU of every method on one backbone.
 
-For each method x attention implementation x AdamW variant, :func:`mixmim.engine.benchmark.benchmark_step`
-times full training steps; the rows are printed as a table and written to the results store
+For each method x attention implementation x AdamW variant, :func:`mixmim.bench.benchmark_variants` times
+``Trainer`` steps (``Trainer.train_batch``, the body of the loop that trains) of the method's real pre-training
+task: its source recipe (then ``--set``) gives the parameter groups, the AdamW (run as the variant says), the
+lr schedule of an ImageNet-1k epoch at the benchmarked batch, clipping, precision and scaler (``mixmim.bench``
+says what each figure means). The rows are printed as a table and written to the results store
 ``<output>/bench/<timestamp>-<device>.jsonl`` (a new file per invocation, rewritten atomically after every
 row, never overwriting an earlier file), where the report and the ``gpu-hours`` budget conversion read the
 measured throughput. Within a method the rows of the default path come first.
@@ -49,22 +52,33 @@ from mixmim.rundir import atomic_write_text
 if TYPE_CHECKING:  # torch loads when the command runs: the CLI builds this parser for --help too
     import torch
 
-    from mixmim.engine.benchmark import StepStats
+    from mixmim.bench import StepStats
+    from mixmim.config import RunConfig
 
 log = logging.getLogger(__name__)
 
 # The engine (and the models) are imported when the command runs, so that building the CLI parser stays cheap.
 ATTENTION_CHOICES = ("grouped", "sdpa", "official")  # mixmim.backbones.attention.ATTENTION_IMPLS
-OPTIMIZER_CHOICES = ("fused", "foreach", "single", "default")  # mixmim.engine.benchmark.OPTIMIZERS
+OPTIMIZER_CHOICES = ("fused", "foreach", "single", "default")  # mixmim.bench.OPTIMIZERS
 BENCH_DIR = "bench"
 DEFAULT_BACKBONE = "mixmim_base"
 REFERENCE_IMPL = "official"
 BOUND_IMPL = "bound"  # mixmim.backbones.attention.BOUND_IMPL: the cost floor, not attention
 TABLE_COLUMNS = {  # row key -> table header
-    "method": "method", "attention": "attention", "optimizer": "optimizer", "batch_size": "batch",
-    "ms_per_step": "ms/step", "cpu_ms_per_step": "cpu ms/step", "images_per_s": "img/s",
-    "peak_memory_mib": "peak MiB", "forward_gflops_per_image": "fwd GFLOPs/img", "achieved_tflops": "TFLOP/s",
-    "mfu": "MFU", "x_official": "x official", "x_release": "x release", "cost_vs_ref": "cost vs ref",
+    "method": "method",
+    "attention": "attention",
+    "optimizer": "optimizer",
+    "batch_size": "batch",
+    "ms_per_step": "ms/step",
+    "cpu_ms_per_step": "cpu ms/step",
+    "images_per_s": "img/s",
+    "peak_memory_mib": "peak MiB",
+    "forward_gflops_per_image": "fwd GFLOPs/img",
+    "achieved_tflops": "TFLOP/s",
+    "mfu": "MFU",
+    "x_official": "x official",
+    "x_release": "x release",
+    "cost_vs_ref": "cost vs ref",
 }
 
 
@@ -74,40 +88,75 @@ def _csv(text: str) -> list[str]:
 
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``bench`` sub-command's options."""
-    parser.add_argument("--methods", type=_csv, default=None,
-                        help="comma-separated methods (default: every registered method, else mixmim)")
+    parser.add_argument(
+        "--methods",
+        type=_csv,
+        default=None,
+        help="comma-separated methods (default: every registered method, else mixmim)",
+    )
     parser.add_argument("--backbone", default=DEFAULT_BACKBONE, help=f"backbone name (default {DEFAULT_BACKBONE})")
     parser.add_argument("--img-size", type=int, default=0, help="px (default: the backbone's)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override for every method after its source recipe, e.g. method.mask_unit=8")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override for every method after its source recipe, e.g. method.mask_unit=8",
+    )
     parser.add_argument("--batch-size", type=int, default=0, help="per device (default: 128 on cuda, 8 on cpu)")
-    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
-                        help="auto: bf16 on cuda, fp32 on cpu")
+    parser.add_argument(
+        "--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto", help="auto: bf16 on cuda, fp32 on cpu"
+    )
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available")
     parser.add_argument("--steps", type=int, default=10, help="timed steps (the median is reported)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
-    parser.add_argument("--repeats", type=int, default=1,
-                        help="rounds of all variants (steps interleaved within a round); the median round is kept")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="rounds of all variants (steps interleaved within a round); the median round is kept",
+    )
     parser.add_argument("--compile", action="store_true", help="torch.compile the method")
-    parser.add_argument("--grad-checkpointing", action="store_true",
-                        help="activation checkpointing in the encoder (memory for L/H)")
-    parser.add_argument("--attention", type=_csv, default=None,
-                        help=f"attention implementations, comma-separated, of {ATTENTION_CHOICES} "
-                             f"(default: the package default, then {REFERENCE_IMPL})")
-    parser.add_argument("--bound", action="store_true",
-                        help="also time the cost floor 'bound' (the window attention replaced by its qkv and proj "
-                             "projections alone): its 'x official' is the most any attention implementation "
-                             "could gain")
-    parser.add_argument("--optimizer", type=_csv, default=["fused"],
-                        help=f"AdamW variants, comma-separated, of {OPTIMIZER_CHOICES} (default: fused; "
-                             "'default' is torch's own choice, as the official code gets)")
+    parser.add_argument(
+        "--grad-checkpointing", action="store_true", help="activation checkpointing in the encoder (memory for L/H)"
+    )
+    parser.add_argument(
+        "--attention",
+        type=_csv,
+        default=None,
+        help=f"attention implementations, comma-separated, of {ATTENTION_CHOICES} "
+        f"(default: the package default, then {REFERENCE_IMPL})",
+    )
+    parser.add_argument(
+        "--bound",
+        action="store_true",
+        help="also time the cost floor 'bound' (the window attention replaced by its qkv and proj "
+        "projections alone): its 'x official' is the most any attention implementation "
+        "could gain",
+    )
+    parser.add_argument(
+        "--optimizer",
+        type=_csv,
+        default=["fused"],
+        help=f"AdamW variants, comma-separated, of {OPTIMIZER_CHOICES} (default: fused; "
+        "'default' is torch's own choice, as the official code gets)",
+    )
     parser.add_argument("--ref-method", default="simmim", help="cost_vs_ref divides by this method's ms/step")
-    parser.add_argument("--peak-tflops", type=float, default=None,
-                        help="the device's dense peak for MFU (default: a table of NVIDIA GPUs)")
+    parser.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=None,
+        help="the device's dense peak for MFU (default: a table of NVIDIA GPUs)",
+    )
     parser.add_argument("--threads", type=int, default=0, help="CPU intra-op threads (0: torch's default)")
-    parser.add_argument("--keep-heap", action=argparse.BooleanOptionalAction, default=True,
-                        help="CPU: glibc keeps freed memory (no page faults on every large tensor), as CPU training "
-                             "stages do; for all rows (default: on)")
+    parser.add_argument(
+        "--keep-heap",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="CPU: glibc keeps freed memory (no page faults on every large tensor), as CPU training "
+        "stages do; for all rows (default: on)",
+    )
     parser.add_argument("--data", default=None, help="ImageFolder root: also time decode + augmentation")
     parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="data loader workers")
     parser.add_argument("--data-batches", type=int, default=20, help="timed batches of the data benchmark")
@@ -126,14 +175,16 @@ def default_methods() -> list[str]:
 
 @contextlib.contextmanager
 def method_builder(backbone: str, img_size: int, overrides: list[str] | None = None) -> Iterator[Any]:
-    """A function ``name -> method`` (the source recipe of each method on ``backbone``, then ``overrides``).
+    """A function ``name -> (method, run config)``: the source recipe of each method on ``backbone``, then
+    ``overrides`` (the config's ``pretrain`` section is the recipe the benchmarked trainer runs).
 
     BEiT gets a random k-means codebook of its vocabulary size (the step cost does not depend on its
-    values). Without the baselines package only ``mixmim`` can be built (overrides are then ignored).
+    values). Without the baselines package only ``mixmim`` can be built (overrides are then ignored, the
+    recipe is ``RunConfig``'s, MixMIM's).
     """
     with tempfile.TemporaryDirectory(prefix="mixmim-bench-") as tmp:
 
-        def build(name: str) -> torch.nn.Module:
+        def build(name: str) -> tuple[torch.nn.Module, RunConfig]:
             try:
                 from baselines import build_method, method_defaults
             except ImportError:
@@ -142,15 +193,17 @@ def method_builder(backbone: str, img_size: int, overrides: list[str] | None = N
                 if name != "mixmim":
                     raise KeyError(f"method '{name}' needs the baselines package; only 'mixmim' is available")
                 from mixmim.backbones import create_backbone
+                from mixmim.config import RunConfig
                 from mixmim.method import MixMIM
 
-                return MixMIM(create_backbone(backbone, num_classes=0, img_size=img_size))
+                return MixMIM(create_backbone(backbone, num_classes=0, img_size=img_size)), RunConfig()
             from mixmim.config import RunConfig, apply_overrides
 
             recipe = {**method_defaults(name), "model.backbone": backbone, "model.img_size": img_size}
             if name == "beit":
                 recipe.update({"method.tokenizer": "kmeans", "method.tokenizer_path": _random_codebook(tmp)})
-            return build_method(apply_overrides(apply_overrides(RunConfig(), recipe), list(overrides or [])))
+            cfg = apply_overrides(apply_overrides(RunConfig(), recipe), list(overrides or []))
+            return build_method(cfg), cfg
 
         yield build
 
@@ -201,14 +254,16 @@ def _resolve(args: argparse.Namespace) -> tuple[torch.device, str, int]:
 
 def _validate(args: argparse.Namespace, methods: list[str], attention: list[str]) -> None:
     from mixmim.backbones.attention import ATTENTION_IMPLS
-    from mixmim.engine.benchmark import OPTIMIZERS
+    from mixmim.bench import OPTIMIZERS
 
     if BOUND_IMPL in attention:
         raise ConfigError(f"'{BOUND_IMPL}' is the cost floor, not an attention implementation: add it with --bound")
     bad = [a for a in attention if a not in ATTENTION_IMPLS] + [o for o in args.optimizer if o not in OPTIMIZERS]
     if bad:
-        raise ConfigError(f"unknown --attention/--optimizer value(s) {bad}: attention one of {ATTENTION_IMPLS}, "
-                          f"optimizer one of {OPTIMIZERS}")
+        raise ConfigError(
+            f"unknown --attention/--optimizer value(s) {bad}: attention one of {ATTENTION_IMPLS}, "
+            f"optimizer one of {OPTIMIZERS}"
+        )
     if not methods:
         raise ConfigError("--methods is empty")
 
@@ -231,8 +286,9 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Benchmark every method x attention x optimizer; print the table, store and return the rows."""
     import torch
 
+    from experiments.cost import TRAIN_IMAGES
     from mixmim.backbones.attention import get_attention_impl
-    from mixmim.engine.benchmark import benchmark_variants, method_flops
+    from mixmim.bench import benchmark_variants, method_flops
     from mixmim.engine.host_memory import keep_freed_memory
 
     device, precision, batch = _resolve(args)
@@ -249,7 +305,8 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     with method_builder(args.backbone, args.img_size, args.overrides) as build:
         for name in methods:
-            method = build(name).to(device)
+            method, cfg = build(name)
+            method = method.to(device)
             if args.grad_checkpointing and hasattr(method.encoder, "set_grad_checkpointing"):
                 method.encoder.set_grad_checkpointing(True)
             img_size = method.encoder.img_size
@@ -257,9 +314,21 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
             rounds: dict[tuple[str, str], list[StepStats]] = {v: [] for v in variants}
             for _ in range(max(args.repeats, 1)):
                 _release_memory()
-                measured = benchmark_variants(method, variants, batch, img_size, precision, device, args.steps,
-                                              args.warmup, compile=args.compile, peak_tflops=args.peak_tflops,
-                                              forward_flops=flops)
+                measured = benchmark_variants(
+                    method,
+                    variants,
+                    batch,
+                    img_size,
+                    precision,
+                    device,
+                    args.steps,
+                    args.warmup,
+                    compile=args.compile,
+                    peak_tflops=args.peak_tflops,
+                    forward_flops=flops,
+                    cfg=cfg,
+                    epoch_images=TRAIN_IMAGES["imagenet"],
+                )
                 for variant, stats in zip(variants, measured):
                     rounds[variant].append(stats)
             for stats in rounds.values():
@@ -284,10 +353,17 @@ def _row(method: str, args: argparse.Namespace, stats: StepStats, all_ms: list[f
     from mixmim.backbones.attention import get_attention_impl
 
     default = stats.attention == get_attention_impl() and stats.optimizer == "adamw-fused"
-    return {"kind": "step", "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "method": method,
-            "backbone": args.backbone, "default_path": default,
-            "grad_checkpointing": bool(args.grad_checkpointing), **stats.as_row(),
-            "repeats_ms_per_step": all_ms, "torch": torch.__version__}
+    return {
+        "kind": "step",
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "method": method,
+        "backbone": args.backbone,
+        "default_path": default,
+        "grad_checkpointing": bool(args.grad_checkpointing),
+        **stats.as_row(),
+        "repeats_ms_per_step": all_ms,
+        "torch": torch.__version__,
+    }
 
 
 def add_ratios(rows: list[dict[str, Any]], ref_method: str) -> list[dict[str, Any]]:
@@ -295,8 +371,9 @@ def add_ratios(rows: list[dict[str, Any]], ref_method: str) -> list[dict[str, An
     steps = [r for r in rows if r.get("kind") == "step"]
 
     def find(method: str, attention: str, optimizer: str) -> dict[str, Any] | None:
-        return next((r for r in steps if (r["method"], r["attention"], r["optimizer"]) ==
-                     (method, attention, optimizer)), None)
+        return next(
+            (r for r in steps if (r["method"], r["attention"], r["optimizer"]) == (method, attention, optimizer)), None
+        )
 
     for r in steps:
         same = find(r["method"], REFERENCE_IMPL, r["optimizer"])
@@ -313,15 +390,22 @@ def add_ratios(rows: list[dict[str, Any]], ref_method: str) -> list[dict[str, An
 
 def _data_row(args: argparse.Namespace, precision: str) -> dict[str, Any]:
     """Decode + pre-training augmentation throughput of ``<args.data>/train``."""
+    from mixmim.bench import benchmark_data
     from mixmim.data import ImageFolderDataset, pretrain_transform
-    from mixmim.engine.benchmark import benchmark_data
 
     img_size = args.img_size or 224
     dataset = ImageFolderDataset(args.data, "train", transform=None)
-    stats = benchmark_data(dataset, pretrain_transform(img_size), args.workers, args.data_batches,
-                           batch_size=args.data_batch_size)
-    return {"kind": "data", "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "data": str(args.data),
-            "img_size": img_size, "transform": "pretrain", **vars(stats)}
+    stats = benchmark_data(
+        dataset, pretrain_transform(img_size), args.workers, args.data_batches, batch_size=args.data_batch_size
+    )
+    return {
+        "kind": "data",
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "data": str(args.data),
+        "img_size": img_size,
+        "transform": "pretrain",
+        **vars(stats),
+    }
 
 
 def print_tables(rows: list[dict[str, Any]]) -> None:
@@ -329,20 +413,25 @@ def print_tables(rows: list[dict[str, Any]]) -> None:
     steps = [r for r in rows if r.get("kind") == "step"]
     if steps:
         first = steps[0]
-        print(f"\n{first['backbone']} @ {first['img_size']} px, {first['precision']}, {first['device_name']} "
-              f"({first['threads']} threads), median of {first['steps']} interleaved steps after {first['warmup']} "
-              f"warm-up; x official/release: img/s over the official attention (same AdamW / torch's default "
-              f"AdamW); cost vs ref: ms/step over {first.get('ref_method') or 'the reference method'}'s"
-              + ("; bound: no attention, the cost floor" if any(r["attention"] == BOUND_IMPL for r in steps) else "")
-              + ("; glibc keeps freed memory" if first.get("keep_heap") else ""))
+        print(
+            f"\n{first['backbone']} @ {first['img_size']} px, {first['precision']}, {first['device_name']} "
+            f"({first['threads']} threads), median of {first['steps']} interleaved Trainer steps after "
+            f"{first['warmup']} warm-up; x official/release: img/s over the official attention (same AdamW / "
+            f"torch's default AdamW); cost vs ref: ms/step over {first.get('ref_method') or 'the reference method'}'s"
+            + ("; bound: no attention, the cost floor" if any(r["attention"] == BOUND_IMPL for r in steps) else "")
+            + ("; glibc keeps freed memory" if first.get("keep_heap") else "")
+        )
         table = [{h: _fmt(r.get(k)) for k, h in TABLE_COLUMNS.items()} for r in steps]
         print(tabulate(table, headers="keys", tablefmt="github", disable_numparse=True))
     data = [r for r in rows if r.get("kind") == "data"]
     if data:
         print()
         cols = ["data", "workers", "batch_size", "images_per_s", "images_per_s_per_worker"]
-        print(tabulate([{c: _fmt(r[c]) for c in cols} for r in data], headers="keys", tablefmt="github",
-                       disable_numparse=True))
+        print(
+            tabulate(
+                [{c: _fmt(r[c]) for c in cols} for r in data], headers="keys", tablefmt="github", disable_numparse=True
+            )
+        )
 
 
 def _fmt(value: Any) -> str:
@@ -351,4 +440,3 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
     return str(value)
-

@@ -37,23 +37,37 @@ DEFAULT_MFU = 0.3  # assumed model FLOPs utilisation of the estimate (printed be
 # 1,281,167 (ILSVRC-2012 train); iNaturalist 2018: 437,513, 2019: 265,213; Places205: 2,448,873; Places365-
 # Standard: 1,803,460 (each dataset's paper / release notes). A folder dataset with another name is counted
 # as ImageNet-1k, and the table says so.
-TRAIN_IMAGES = {"imagenet": 1_281_167, "inat2018": 437_513, "inat2019": 265_213, "places205": 2_448_873,
-                "places365": 1_803_460}
+TRAIN_IMAGES = {
+    "imagenet": 1_281_167,
+    "inat2018": 437_513,
+    "inat2019": 265_213,
+    "places205": 2_448_873,
+    "places365": 1_803_460,
+}
 VAL_IMAGES = {"imagenet": 50_000, "inat2018": 24_426, "inat2019": 3_030, "places205": 41_000, "places365": 36_500}
 DIGITS_IMAGES = (1_497, 300)  # the built-in digits data (mixmim.data.digits): train / val split
 # Forward GFLOPs per image at 224 px (fvcore convention: multiply-adds), dense official attention.
 # Pre-training: each method with its source recipe (baselines.method_defaults) on the backbone; MixMIM on the
 # ViT with 32-px cells. Fine-tuning / probing: the backbone's classification forward. Produced by
-# ``python -m experiments.cost --count-flops`` (mixmim.engine.benchmark.method_flops, mixmim.flops.backbone_flops).
+# ``python -m experiments.cost --count-flops`` (mixmim.bench.method_flops, mixmim.flops.backbone_flops).
 PRETRAIN_GFLOPS: dict[tuple[str, str], float] = {
-    ("mixmim", "mixmim_base"): 19.04, ("mae", "mixmim_base"): 17.71, ("simmim", "mixmim_base"): 16.51,
-    ("beit", "mixmim_base"): 16.51, ("mixmim", "mixmim_vit_base_patch16"): 28.32,
-    ("mae", "mixmim_vit_base_patch16"): 9.79, ("simmim", "mixmim_vit_base_patch16"): 17.70,
-    ("beit", "mixmim_vit_base_patch16"): 18.05, ("mixmim", "mixmim_large"): 38.56,
+    ("mixmim", "mixmim_base"): 19.04,
+    ("mae", "mixmim_base"): 17.71,
+    ("simmim", "mixmim_base"): 16.51,
+    ("beit", "mixmim_base"): 16.51,
+    ("mixmim", "mixmim_vit_base_patch16"): 28.32,
+    ("mae", "mixmim_vit_base_patch16"): 9.79,
+    ("simmim", "mixmim_vit_base_patch16"): 17.70,
+    ("beit", "mixmim_vit_base_patch16"): 18.05,
+    ("mixmim", "mixmim_large"): 38.56,
     ("mixmim", "mixmim_huge"): 120.40,
 }
-BACKBONE_GFLOPS: dict[str, float] = {"mixmim_base": 16.35, "mixmim_large": 35.86, "mixmim_huge": 117.67,
-                                     "mixmim_vit_base_patch16": 17.58}
+BACKBONE_GFLOPS: dict[str, float] = {
+    "mixmim_base": 16.35,
+    "mixmim_large": 35.86,
+    "mixmim_huge": 117.67,
+    "mixmim_vit_base_patch16": 17.58,
+}
 TRAIN_PASSES = 3  # forward + backward = 3 forward passes (fvcore convention, as the benchmark counts)
 NOT_ESTIMATED = {"coco": "detection: no cost model (see docs/coco.md for the paper's schedule)"}
 NEGLIGIBLE = {"tokenizer": "k-means on at most 100,000 cells of a few thousand images (baselines.tokenizers.stage)"}
@@ -79,8 +93,13 @@ def default_gpu() -> str:
 
     if shutil.which("nvidia-smi"):
         try:
-            out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                                 text=True, timeout=10, check=True).stdout.strip()
+            out = subprocess.run(
+                ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            ).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             out = ""
         if out:
@@ -161,8 +180,9 @@ def peak_tflops(gpu: str, precision: str) -> float:
         kind = "tf32" if precision == "fp32" and "tf32" in peaks else precision
         if kind in peaks:
             return peaks[kind]
-    raise ConfigError(f"no peak TFLOP/s for GPU '{gpu}' at {precision}; known: {', '.join(PEAK_TFLOPS)} "
-                      "(mixmim.peaks.PEAK_TFLOPS)")
+    raise ConfigError(
+        f"no peak TFLOP/s for GPU '{gpu}' at {precision}; known: {', '.join(PEAK_TFLOPS)} (mixmim.peaks.PEAK_TFLOPS)"
+    )
 
 
 def stage_cost(cfg: RunConfig, stage: str, gpu: str, rows: list, mfu: float) -> StageCost:
@@ -177,8 +197,13 @@ def stage_cost(cfg: RunConfig, stage: str, gpu: str, rows: list, mfu: float) -> 
     if gpus == 0:
         return StageCost(cfg.name, stage, 0, images, 0.0, None, "CPU run (launch.gpus_per_node=0): no GPU-hours")
     precision = _precision(cfg, stage)
-    found = find_bench_row(rows, cfg.method.name, cfg.model.backbone, gpu=gpu, precision=precision,
-                           img_size=cfg.model.img_size or None) if stage == "pretrain" else None
+    found = (
+        find_bench_row(
+            rows, cfg.method.name, cfg.model.backbone, gpu=gpu, precision=precision, img_size=cfg.model.img_size or None
+        )
+        if stage == "pretrain"
+        else None
+    )
     if found:
         row, path = found
         per_s = float(row["images_per_s"])
@@ -186,14 +211,17 @@ def stage_cost(cfg: RunConfig, stage: str, gpu: str, rows: list, mfu: float) -> 
     else:
         gflops, counted = forward_gflops(cfg, stage)
         per_s = mfu * peak_tflops(gpu, precision) * 1e12 / (2 * TRAIN_PASSES * gflops * 1e9)
-        source = (f"estimate: {gflops:.1f} GFLOPs/img ({counted}), MFU {mfu:.2f} assumed of {gpu} {precision} "
-                  f"peak, {per_s:.0f} img/s/GPU")
+        source = (
+            f"estimate: {gflops:.1f} GFLOPs/img ({counted}), MFU {mfu:.2f} assumed of {gpu} {precision} "
+            f"peak, {per_s:.0f} img/s/GPU"
+        )
     gpu_hours = images * passes / TRAIN_PASSES / per_s / 3600  # per_s is a training rate (3 passes)
     return StageCost(cfg.name, stage, gpus, images, gpu_hours, gpu_hours / gpus, source + assumed)
 
 
-def project_costs(runs: Sequence[RunConfig], output: Path, gpu: str = DEFAULT_GPU,
-                  mfu: float = DEFAULT_MFU) -> list[StageCost]:
+def project_costs(
+    runs: Sequence[RunConfig], output: Path, gpu: str = DEFAULT_GPU, mfu: float = DEFAULT_MFU
+) -> list[StageCost]:
     """Every stage of every run, projected on ``gpu``."""
     rows = bench_rows(output)
     return [stage_cost(cfg, stage, gpu, rows, mfu) for cfg in runs for stage in cfg.stages]
@@ -219,9 +247,14 @@ def cost_rows(costs: Sequence[StageCost], measured: dict[tuple[str, str], float]
     for run in dict.fromkeys(c.run for c in costs):
         mine = [c for c in costs if c.run == run]
         for c in mine:
-            row = {"run": c.run, "stage": c.stage, "GPUs": c.gpus,
-                   "images": "-" if math.isnan(c.images) else f"{c.images:,.0f}",
-                   "GPU-hours": _hours(c.gpu_hours), "wall": _wall(c.wall_hours)}
+            row = {
+                "run": c.run,
+                "stage": c.stage,
+                "GPUs": c.gpus,
+                "images": "-" if math.isnan(c.images) else f"{c.images:,.0f}",
+                "GPU-hours": _hours(c.gpu_hours),
+                "wall": _wall(c.wall_hours),
+            }
             if measured is not None:
                 row["measured GPU-hours"] = _hours(measured.get((c.run, c.stage)))
             rows.append({**row, "source": c.source})
@@ -230,16 +263,28 @@ def cost_rows(costs: Sequence[StageCost], measured: dict[tuple[str, str], float]
         run_wall = sum(c.wall_hours for c in known if c.wall_hours is not None)
         total["gpu"] += run_gpu
         total["wall"] = max(total["wall"], run_wall)
-        row = {"run": run, "stage": "total", "GPUs": "", "images": "", "GPU-hours": _hours(run_gpu),
-               "wall": _wall(run_wall) if run_wall else "-"}
+        row = {
+            "run": run,
+            "stage": "total",
+            "GPUs": "",
+            "images": "",
+            "GPU-hours": _hours(run_gpu),
+            "wall": _wall(run_wall) if run_wall else "-",
+        }
         if measured is not None:
             run_measured = sum(v for (r, _), v in measured.items() if r == run)
             total["measured"] += run_measured
             row["measured GPU-hours"] = _hours(run_measured)
         partial = len(known) < len(mine)
         rows.append({**row, "source": "stages not estimated are left out" if partial else ""})
-    row = {"run": "all runs", "stage": "total", "GPUs": "", "images": "", "GPU-hours": _hours(total["gpu"]),
-           "wall": _wall(total["wall"]) if total["wall"] else "-"}
+    row = {
+        "run": "all runs",
+        "stage": "total",
+        "GPUs": "",
+        "images": "",
+        "GPU-hours": _hours(total["gpu"]),
+        "wall": _wall(total["wall"]) if total["wall"] else "-",
+    }
     if measured is not None:
         row["measured GPU-hours"] = _hours(total["measured"])
     rows.append({**row, "source": "runs in parallel: wall time is the longest run's"})
@@ -250,28 +295,34 @@ def cost_table(costs: Sequence[StageCost], gpu: str, measured: dict[tuple[str, s
     """The cost table in GitHub markdown, with a line saying what it assumes."""
     from tabulate import tabulate
 
-    head = (f"Projected cost on {gpu} GPUs (GPU-hours: all GPUs of a run together; wall: with perfect scaling over "
-            "the run's GPUs; source per line: a `mixmim-bench bench` row, or an estimate from FLOPs and an "
-            "assumed MFU):")
-    return head + "\n\n" + tabulate(cost_rows(costs, measured), headers="keys", tablefmt="github",
-                                    disable_numparse=True)
+    head = (
+        f"Projected cost on {gpu} GPUs (GPU-hours: all GPUs of a run together; wall: with perfect scaling over "
+        "the run's GPUs; source per line: a `mixmim-bench bench` row, or an estimate from FLOPs and an "
+        "assumed MFU):"
+    )
+    return (
+        head + "\n\n" + tabulate(cost_rows(costs, measured), headers="keys", tablefmt="github", disable_numparse=True)
+    )
 
 
 def count_flop_table() -> tuple[dict[tuple[str, str], float], dict[str, float]]:
     """Count the figures of :data:`PRETRAIN_GFLOPS` and :data:`BACKBONE_GFLOPS` (minutes of CPU)."""
     from experiments.bench import method_builder
-    from mixmim.engine.benchmark import method_flops
+    from mixmim.bench import method_flops
     from mixmim.flops import backbone_flops
 
-    backbones = {bb: backbone_flops(bb) / 1e9 for bb in ("mixmim_base", "mixmim_large", "mixmim_huge",
-                                                         "mixmim_vit_base_patch16")}
+    backbones = {
+        bb: backbone_flops(bb) / 1e9 for bb in ("mixmim_base", "mixmim_large", "mixmim_huge", "mixmim_vit_base_patch16")
+    }
     pretrain = {}
-    for method, bb in [*((m, b) for b in ("mixmim_base", "mixmim_vit_base_patch16") for m in ("mixmim", "mae", "simmim",
-                                                                                      "beit")),
-                       ("mixmim", "mixmim_large"), ("mixmim", "mixmim_huge")]:
+    for method, bb in [
+        *((m, b) for b in ("mixmim_base", "mixmim_vit_base_patch16") for m in ("mixmim", "mae", "simmim", "beit")),
+        ("mixmim", "mixmim_large"),
+        ("mixmim", "mixmim_huge"),
+    ]:
         extra = ["method.mask_unit=32"] if method == "mixmim" and bb.startswith("vit") else []
         with method_builder(bb, 0, extra) as build:
-            model = build(method)
+            model, _ = build(method)  # (method, its run config)
             pretrain[(method, bb)] = method_flops(model, model.encoder.img_size) / 1e9
     return pretrain, backbones
 

@@ -1,4 +1,4 @@
-"""Dense peak TFLOP/s of GPUs: the MFU of ``mixmim.engine.benchmark`` and the cost estimates of
+"""Dense peak TFLOP/s of GPUs: the MFU of ``mixmim.bench`` and the cost estimates of
 ``experiments.cost`` divide by these. Plain data (no torch), so that ``mixmim-bench show --cost`` and
 ``report`` read it without loading the model stack.
 """

@@ -97,10 +97,14 @@ def pretrain_recipe(cfg: RunConfig, method: nn.Module, world_size: int, device: 
 
 
 class PretrainTask(TrainTask):
-    """Pre-training as a :class:`~mixmim.engine.trainer.TrainTask`: a method's ``forward(images)["loss"]``."""
+    """Pre-training as a :class:`~mixmim.engine.trainer.TrainTask`: a method's ``forward(images)["loss"]``.
+
+    ``adamw``: how the optimizer runs its update (:data:`~mixmim.engine.optim.ADAMW_IMPLS`; training uses
+    ``auto``, the benchmark times the others beside it).
+    """
 
     def __init__(self, method: nn.Module, dataset: Dataset, cfg: RunConfig, run_dir: Path, env: DistEnv,
-                 device: torch.device):  # fmt: skip
+                 device: torch.device, adamw: str = "auto"):  # fmt: skip
         pt = cfg.pretrain
         self.cfg, self.run_dir, self.env, self.device = cfg, run_dir, env, device
         self.stage, self.train_set, self.config = STAGE, dataset, to_dict(pt)
@@ -108,7 +112,7 @@ class PretrainTask(TrainTask):
         self.dataset = dataset
         self.recipe = pretrain_recipe(cfg, method, env.world_size, device, len(dataset))
         self.optimizer = build_adamw(pretrain_param_groups(method, pt.weight_decay, pt.official_quirks),
-                                     betas=tuple(pt.betas))  # fmt: skip
+                                     betas=tuple(pt.betas), implementation=adamw)  # fmt: skip
         self.clip_grad, self.nonfinite = pt.clip_grad, pt.nonfinite
         self.checkpoint_every, self.checkpoint_every_steps = pt.checkpoint_every, pt.checkpoint_every_steps
         self.find_unused_parameters = bool(getattr(method, "find_unused_parameters", False))

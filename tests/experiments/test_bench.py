@@ -13,9 +13,35 @@ from experiments.budget import BudgetError, measured_images_per_s
 from experiments.cli import main
 from mixmim.config import RunConfig, apply_overrides
 
-TINY = ["--backbone", "mixmim_tiny_32", "--batch-size", "4", "--steps", "1", "--warmup", "1",
-        "--set", "method.mask_unit=8", "--set", "method.decoder_dim=32", "--set", "method.decoder_depth=1",
-        "--set", "method.decoder_heads=1", "--threads", "1"]
+TINY = [
+    "--backbone",
+    "mixmim_tiny_32",
+    "--batch-size",
+    "4",
+    "--steps",
+    "1",
+    "--warmup",
+    "1",
+    "--set",
+    "method.mask_unit=8",
+    "--set",
+    "method.decoder_dim=32",
+    "--set",
+    "method.decoder_depth=1",
+    "--set",
+    "method.decoder_heads=1",
+    "--threads",
+    "1",
+]
+# Every field a step row had before the bench timed Trainer steps: the report, `speed`, the budget and
+# scripts/gpu-check read them, so a row keeps them all.
+STEP_ROW_KEYS = {
+    "kind", "time", "method", "backbone", "default_path", "grad_checkpointing", "attention", "batch_size",
+    "img_size", "precision", "device", "device_name", "optimizer", "compiled", "steps", "warmup", "ms_per_step",
+    "ms_min", "ms_max", "images_per_s", "cpu_ms_per_step", "first_step_s", "peak_memory_mib", "memory_kind",
+    "params", "forward_gflops_per_image", "train_gflops_per_image", "achieved_tflops", "peak_tflops", "mfu",
+    "threads", "repeats_ms_per_step", "torch", "keep_heap", "x_official", "x_release", "cost_vs_ref", "ref_method",
+}  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
@@ -37,10 +63,20 @@ def test_bench_writes_rows_with_ratios_and_the_budget_reads_them(tmp_path, capsy
     assert len(files) == 1
     rows = _rows(files[0])
     assert [(r["method"], r["attention"]) for r in rows] == [
-        ("mixmim", "grouped"), ("mixmim", "official"), ("simmim", "grouped"), ("simmim", "official")]
+        ("mixmim", "grouped"),
+        ("mixmim", "official"),
+        ("simmim", "grouped"),
+        ("simmim", "official"),
+    ]
     assert rows[0]["default_path"] and not rows[1]["default_path"]
     assert rows[1]["x_official"] == 1.0 and rows[2]["cost_vs_ref"] == 1.0
     assert all(r["images_per_s"] > 0 and r["forward_gflops_per_image"] > 0 for r in rows)
+    assert all(r.keys() >= STEP_ROW_KEYS and r["timed_step"] == "Trainer.train_batch" for r in rows)
+    # each method's own recipe: SimMIM clips at 5 (its source), MixMIM does not; both decay / no-decay groups
+    assert [(r["method"], r["clip_grad"], r["param_groups"]) for r in rows[1:3]] == [
+        ("mixmim", 0.0, 2),
+        ("simmim", 5.0, 2),
+    ]
     cfg = apply_overrides(RunConfig(), {"model.backbone": "mixmim_tiny_32"})
     per_s, source = measured_images_per_s(cfg, tmp_path)
     assert per_s == rows[0]["images_per_s"] and str(files[0]) in source  # the default path's row
@@ -55,8 +91,24 @@ def test_bench_measures_the_data_pipeline(tmp_path, capsys):
     folder.mkdir(parents=True)
     for i in range(6):
         Image.new("RGB", (40, 36), color=(i * 30, 10, 10)).save(folder / f"{i}.png")
-    args = ["bench", "--methods", "mixmim", "--attention", "grouped", *TINY, "--data", str(tmp_path / "data"),
-            "--workers", "0", "--data-batches", "2", "--data-batch-size", "2", "--output", str(tmp_path)]
+    args = [
+        "bench",
+        "--methods",
+        "mixmim",
+        "--attention",
+        "grouped",
+        *TINY,
+        "--data",
+        str(tmp_path / "data"),
+        "--workers",
+        "0",
+        "--data-batches",
+        "2",
+        "--data-batch-size",
+        "2",
+        "--output",
+        str(tmp_path),
+    ]
     assert main(args) == 0
     rows = _rows(next((tmp_path / "bench").glob("*.jsonl")))
     data = [r for r in rows if r["kind"] == "data"]
@@ -85,8 +137,15 @@ def test_bench_bound_row_gives_the_ceiling_and_never_feeds_the_budget(tmp_path, 
 
 def test_budget_reads_the_newest_row_of_the_runs_device_and_refuses_cpu_rows_for_gpu_runs(tmp_path):
     def row(device, ips, default=True):
-        return {"kind": "step", "method": "mixmim", "backbone": "mixmim_base", "device": device,
-                "device_name": device.upper(), "images_per_s": ips, "default_path": default}
+        return {
+            "kind": "step",
+            "method": "mixmim",
+            "backbone": "mixmim_base",
+            "device": device,
+            "device_name": device.upper(),
+            "images_per_s": ips,
+            "default_path": default,
+        }
 
     (tmp_path / "bench").mkdir()
     (tmp_path / "bench" / "20260101-000000-cuda.jsonl").write_text(json.dumps(row("cuda", 900.0)) + "\n")
@@ -106,13 +165,25 @@ def test_budget_reads_the_newest_row_of_the_runs_device_and_refuses_cpu_rows_for
 
 def test_ratios_against_the_official_formulation_and_the_release():
     def row(method, attention, optimizer, ips):
-        return {"kind": "step", "method": method, "attention": attention, "optimizer": optimizer,
-                "images_per_s": ips, "ms_per_step": 1000 / ips, "default_path": attention == "grouped"
-                and optimizer == "adamw-fused"}
+        return {
+            "kind": "step",
+            "method": method,
+            "attention": attention,
+            "optimizer": optimizer,
+            "images_per_s": ips,
+            "ms_per_step": 1000 / ips,
+            "default_path": attention == "grouped" and optimizer == "adamw-fused",
+        }
 
-    rows = add_ratios([row("mixmim", "official", "adamw-default", 10.0), row("mixmim", "official", "adamw-fused", 12.0),
-                       row("mixmim", "grouped", "adamw-fused", 15.0), row("simmim", "grouped", "adamw-fused", 20.0)],
-                      "simmim")
+    rows = add_ratios(
+        [
+            row("mixmim", "official", "adamw-default", 10.0),
+            row("mixmim", "official", "adamw-fused", 12.0),
+            row("mixmim", "grouped", "adamw-fused", 15.0),
+            row("simmim", "grouped", "adamw-fused", 20.0),
+        ],
+        "simmim",
+    )
     first = rows[0]
     assert (first["attention"], first["optimizer"]) == ("grouped", "adamw-fused")
     assert first["x_official"] == pytest.approx(1.25) and first["x_release"] == pytest.approx(1.5)
@@ -138,6 +209,10 @@ def test_flops_of_a_beit_run_before_its_tokenizer_stage(tmp_path, capsys):
     fitted = build_method(cfg, tmp_path).eval()
     size = fitted.encoder.img_size
     assert flops > 0 and flops == count_flops(fitted, torch.zeros(2, 3, size, size)) / 2
-    assert main(["show", "fixed-encoder", "--variant", "debug", "--budget", "flops=1e15",
-                 "--output", str(tmp_path / "out")]) == 0
+    assert (
+        main(
+            ["show", "fixed-encoder", "--variant", "debug", "--budget", "flops=1e15", "--output", str(tmp_path / "out")]
+        )
+        == 0
+    )
     assert "beit-" in capsys.readouterr().out

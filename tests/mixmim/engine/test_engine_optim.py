@@ -12,6 +12,7 @@ from torch import nn
 from mixmim.backbones import create_backbone
 from mixmim.config import PretrainConfig
 from mixmim.engine.optim import (
+    ADAMW_IMPLS,
     absolute_lr,
     build_adamw,
     effective_batch_size,
@@ -237,3 +238,14 @@ def test_step_unless_skips_on_the_flag_and_steps_exactly_without_it(kind):
         after = _state(flagged, flagged_opt)
         assert all(torch.equal(a, b) for a, b in zip(before, after))
     assert all(torch.equal(a, b) for a, b in zip(_state(plain, plain_opt), _state(flagged, flagged_opt)))
+
+
+def test_adamw_implementations_are_chosen_by_name():
+    model = torch.nn.Linear(4, 4)
+    groups = pretrain_param_groups(model, 0.05)
+    chosen = {impl: build_adamw(groups, implementation=impl).defaults for impl in ADAMW_IMPLS}
+    assert chosen["auto"]["fused"] is True and chosen["fused"]["fused"] is True  # auto: fused on the CPU
+    assert chosen["foreach"]["foreach"] is True and chosen["single"]["foreach"] is False
+    assert not chosen["default"]["fused"] and chosen["default"]["foreach"] is None  # torch decides at step time
+    with pytest.raises(ValueError, match="implementation"):
+        build_adamw(groups, implementation="sgd")
