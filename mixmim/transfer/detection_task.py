@@ -1,8 +1,9 @@
 """The built-in detection engine: torchvision's Mask R-CNN on the adapter as a task of the one
 :class:`~mixmim.engine.trainer.Trainer`, evaluated with pycocotools.
 
-One process (CPU or one GPU). Recipe, as close to ViTDet's as a small engine gets: AdamW (betas 0.9/0.999,
-``coco.weight_decay``) with layer-wise lr decay (``lr_decay.py``), ViTDet's step schedule with linear warmup
+One process or several ranks (DDP: each rank takes its contiguous slice of every global batch of
+``coco.batch_size`` images; rank 0 evaluates). Recipe, as close to ViTDet's as a small engine gets: AdamW (betas
+0.9/0.999, ``coco.weight_decay``) with layer-wise lr decay (``lr_decay.py``), ViTDet's step schedule with linear warmup
 (``schedule.py``, :meth:`DetectionTask.learning_rate`), autocast per ``coco.precision``, horizontal flips, one
 optimizer step per batch of ``coco.batch_size`` images. No large-scale jitter: numbers of this engine are a
 pipeline check, not comparable with detectron2's (``docs/coco.md``).
@@ -28,6 +29,7 @@ from torch import nn
 from tqdm import tqdm
 
 from mixmim.config import CocoConfig, to_dict
+from mixmim.engine.distributed import DistEnv
 from mixmim.engine.optim import build_adamw
 from mixmim.engine.precision import autocast, resolve_precision
 from mixmim.engine.progress import interactive
@@ -48,13 +50,17 @@ STEP_SEED = "detection/step_seed"  # the checkpoint counter holding the stream s
 DetectionBatch = tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]  # images [3,H,W], their targets
 
 
-def detection_recipe(cfg: CocoConfig, num_train_images: int, device: torch.device) -> Recipe:
-    """``epochs`` of ``num_train_images`` at ``batch_size`` images per step (the last partial batch dropped);
-    ``max_steps`` (when set) stops the run early, the schedule stays that of ``epochs``.
+def detection_recipe(cfg: CocoConfig, num_train_images: int, device: torch.device, world_size: int = 1) -> Recipe:
+    """``epochs`` of ``num_train_images`` at ``batch_size`` images per step, all ranks together (the last
+    partial batch dropped; each rank takes ``batch_size / world_size`` of them); ``max_steps`` (when set) stops
+    the run early, the schedule stays that of ``epochs``.
 
     Raises:
-        ValueError: fewer training images than one batch.
+        ValueError: fewer training images than one batch, or a batch that does not divide by the ranks.
     """
+    if cfg.batch_size % world_size:
+        raise ValueError(f"coco.batch_size={cfg.batch_size} images per step do not divide among {world_size} "
+                         f"ranks: use a multiple of {world_size}")  # fmt: skip
     steps_per_epoch = num_train_images // cfg.batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"{num_train_images} training images give no full batch of coco.batch_size="
@@ -62,7 +68,8 @@ def detection_recipe(cfg: CocoConfig, num_train_images: int, device: torch.devic
     total = max(1, round(cfg.epochs * steps_per_epoch))
     run = min(total, cfg.max_steps) if cfg.max_steps > 0 else total
     lr = cfg.lr if cfg.lr > 0 else cfg.blr * cfg.batch_size / LR_SCALE_BASE
-    return Recipe(batch_size=cfg.batch_size, world_size=1, accum_iter=1, effective_batch=cfg.batch_size,
+    return Recipe(batch_size=cfg.batch_size // world_size, world_size=world_size, accum_iter=1,
+                  effective_batch=cfg.batch_size,
                   blr=cfg.blr, lr=lr, lr_scale_base=LR_SCALE_BASE, min_lr=0.0,
                   precision=resolve_precision(cfg.precision, device), epochs=cfg.epochs,
                   iters_per_epoch=steps_per_epoch, total_steps=total, warmup_steps=min(cfg.warmup_steps, total),
@@ -70,10 +77,12 @@ def detection_recipe(cfg: CocoConfig, num_train_images: int, device: torch.devic
 
 
 def batch_indices(step: int, recipe: Recipe, num_images: int, seed: int) -> list[int]:
-    """Dataset indices of optimizer step ``step``: a seeded permutation per epoch, cut into batches."""
+    """Dataset indices of optimizer step ``step`` (all ranks): a seeded permutation per epoch, cut into batches
+    of ``recipe.effective_batch``."""
     epoch, within = divmod(step, recipe.steps_per_epoch)
     order = torch.randperm(num_images, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
-    return order[within * recipe.batch_size : (within + 1) * recipe.batch_size].tolist()
+    batch = recipe.effective_batch
+    return order[within * batch : (within + 1) * batch].tolist()
 
 
 def flip(image: torch.Tensor, target: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -91,13 +100,17 @@ class DetectionTask(TrainTask):
         model: images (list of [3,H,W]) and targets -> a dict of losses (train mode) or detections (eval mode).
         encoder: the backbone inside ``model`` (its blocks get the layer-wise lr decay).
         seed: the data order's and the per-step reseeding's seed.
+        env: this rank's place; rank ``r`` trains on its slice of each global batch, reseeded with stream seed
+            ``seed + r`` (the trainer's per-rank seeding).
     """
 
     def __init__(self, model: nn.Module, encoder: nn.Module, cfg: CocoConfig, train_set: CocoDetectionDataset,
-                 val_split: CocoSplit, seed: int, device: torch.device):  # fmt: skip
+                 val_split: CocoSplit, seed: int, device: torch.device, env: DistEnv | None = None):  # fmt: skip
         self.stage, self.cfg, self.val_split, self.seed, self.device = "coco", cfg, val_split, seed, device
+        self.env = env or DistEnv()
         self.module = self.trainable = model.to(device)
-        self.recipe = detection_recipe(cfg, len(train_set), device)
+        self.recipe = detection_recipe(cfg, len(train_set), device, self.env.world_size)
+        self.find_unused_parameters = self.env.distributed  # a batch without positive proposals skips the mask head
         groups = detection_param_groups(model, encoder, cfg.weight_decay, cfg.layer_decay)
         self.optimizer = build_adamw(groups, betas=(0.9, 0.999))
         self.train_set, self.config, self.nonfinite = train_set, to_dict(cfg), cfg.nonfinite
@@ -109,10 +122,10 @@ class DetectionTask(TrainTask):
         seed_everything(seed)
 
     def counters(self) -> dict[str, float]:
-        return {STEP_SEED: float(self.step_seed)}
+        return {STEP_SEED: float(self.step_seed - self.env.rank)}  # rank 0's (rank r's is it + r); rank 0 saves
 
     def load_counters(self, counters: dict[str, float]) -> None:
-        self.step_seed = int(counters.get(STEP_SEED, self.seed))
+        self.step_seed = int(counters.get(STEP_SEED, self.seed)) + self.env.rank
 
     def batches(self, epoch: int, start: int) -> Iterator[DetectionBatch]:
         """Steps ``start..`` of ``epoch``, drawn lazily (each when the trainer asks for it); one batch per
@@ -125,7 +138,8 @@ class DetectionTask(TrainTask):
         generator first (so the flips, the RPN/RoI sampling and drop path of a step depend on it alone)."""
         seed_everything(self.step_seed * 1_000_003 + step)
         images, targets = [], []
-        for index in batch_indices(step, self.recipe, len(self.train_set), self.seed):
+        b, rank = self.recipe.batch_size, self.env.rank
+        for index in batch_indices(step, self.recipe, len(self.train_set), self.seed)[rank * b : (rank + 1) * b]:
             image, target = self.train_set[index]
             if torch.rand(()) < 0.5:
                 image, target = flip(image, target)
@@ -173,12 +187,14 @@ class DetectionTask(TrainTask):
     def finish(self, trainer: Trainer) -> dict[str, Any]:
         """Validation AP and the recipe actually used (for ``result.json`` and the manifest)."""
         r, totals = self.recipe, trainer.totals
+        if not self.env.is_main:
+            return {}  # rank 0 evaluates and reports
         metrics = self.evaluate()
         log.info("COCO val (torchvision engine): AP box %.2f, AP mask %.2f", metrics["ap_box"], metrics["ap_mask"])
         wall = totals.values["wall_time_s"]
         return {"metrics": metrics, "epochs": self.cfg.epochs, "steps": trainer.position.global_step,
                 "total_steps": r.total_steps, "effective_batch": r.effective_batch, "lr": r.lr, "blr": r.blr,
-                "lr_scale_base": r.lr_scale_base, "precision": r.precision, "world_size": 1, "wall_time_s": wall,
-                "gpu_hours": wall / 3600 if self.device.type == "cuda" else 0.0,
+                "lr_scale_base": r.lr_scale_base, "precision": r.precision, "world_size": r.world_size,
+                "wall_time_s": wall, "gpu_hours": wall * r.world_size / 3600 if self.device.type == "cuda" else 0.0,
                 "images_per_s": totals.images_per_s() if wall > 0 else None,
                 "nonfinite_events": int(totals.values["nonfinite_events"])}  # fmt: skip

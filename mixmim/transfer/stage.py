@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from mixmim.config import CocoConfig, RunConfig, to_dict
-from mixmim.engine.distributed import DistEnv, env_from_variables
+from mixmim.engine.distributed import barrier, default_device, env_from_variables, init_distributed
 from mixmim.engine.manifest import record_manifest
 from mixmim.rundir import is_done, read_result, stage_dir, write_result
 from mixmim.transfer.adapter import PyramidAdapter, build_adapter
@@ -88,16 +88,13 @@ def run_coco(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
         from mixmim.transfer.detectron2 import require_detectron2
 
         require_detectron2()
-    elif env_from_variables().world_size > 1:  # one process: rank 0 trains, the others end at once
-        env = env_from_variables()
-        if not env.is_main:
-            log.info("coco.engine=torchvision trains in one process: rank %d leaves it to rank 0", env.rank)
-            return {"stage": STAGE}
-        log.warning("coco.engine=torchvision trains in one process (rank 0 of %d; the other ranks idle): use "
-                    "coco.engine=detectron2 to train on every rank", env.world_size)  # fmt: skip
     init = resolve_init(cfg.init, run_dir)
     path = stage_dir(run_dir, STAGE)
+    if cfg.coco.engine == "torchvision" and init_distributed().distributed and not env_from_variables().is_main:
+        barrier()  # rank 0 generates the built-in data first
     root, counts = prepare_data(cfg.coco, path)
+    if cfg.coco.engine == "torchvision" and env_from_variables().is_main:
+        barrier()
     if cfg.coco.engine == "detectron2":
         from mixmim.transfer.detectron2.train import train_detectron2
 
@@ -124,12 +121,13 @@ def _train_torchvision(cfg: RunConfig, root: Path, init: Path | None, path: Path
     from mixmim.transfer.detection_task import LOG_EVERY, DetectionTask
     from mixmim.transfer.torchvision_model import COMPACT, build_maskrcnn
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    env = env_from_variables()
+    device = default_device(env)  # cuda:<local rank>, or the CPU
     splits = coco_splits(root)
     train_set = CocoDetectionDataset(splits["train"], train=True)
     torch.manual_seed(cfg.seed)  # the new layers' initialisation
     adapter = build_pretrained_adapter(cfg, init, COMPACT["fpn"] if cfg.coco.heads == "compact" else 256)
     model = build_maskrcnn(adapter, len(train_set.category_ids), cfg.coco.img_size, heads=cfg.coco.heads,
                            box_score_thresh=cfg.coco.score_thresh)
-    task = DetectionTask(model, adapter.encoder, cfg.coco, train_set, splits["val"], cfg.seed, device)
-    return Trainer(task, cfg.seed, path, path.parent.name, DistEnv(), device, log_every=LOG_EVERY).run()
+    task = DetectionTask(model, adapter.encoder, cfg.coco, train_set, splits["val"], cfg.seed, device, env)
+    return Trainer(task, cfg.seed, path, path.parent.name, env, device, log_every=LOG_EVERY).run()

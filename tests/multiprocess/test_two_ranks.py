@@ -10,6 +10,8 @@
   pre-training, then the same command again: every stage's metrics and weights equal the reference's bitwise.
 - Gradient scaling, kNN and the probe's evaluation (``rank_checks.py`` says how the comparison is made
   exact): one 2-rank launch computes the figures, this process the 1-rank references.
+- The built-in COCO engine (``coco --variant debug``, MAE's run) trains on 2 ranks: each takes half of every
+  global batch, rank 0 evaluates; the result and the manifest record world size 2.
 - A rank that raises stops the other one (waiting at a barrier) and fails the launch at once.
 
 Run time on 2 CPU cores: see the closing note of issue 15 (most of it the smoke run: 13 stage launches).
@@ -50,13 +52,13 @@ SMOKE_RUNS = ("mixmim-mixmim_tiny_32-s0", KILLED_RUN, "beit-mixmim_tiny_32-s0")
 TIMING = {"wall_time_s", "images_per_s", "gpu_hours"}  # differ between any two runs
 
 
-def cli(output: Path, *args: str) -> subprocess.Popen:
-    """``mixmim-bench SMOKE --output output args`` in its own process group (so it can be killed whole)."""
+def cli(output: Path, *args: str, command: list[str] = SMOKE) -> subprocess.Popen:
+    """``mixmim-bench <command> --output output args`` in its own process group (so it can be killed whole)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "SLURM_NTASKS", "SLURM_PROCID", "OMP_NUM_THREADS"):
         env.pop(name, None)
-    command = [sys.executable, "-m", "experiments.cli", *SMOKE, "--output", str(output), *args]
-    return subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    argv = [sys.executable, "-m", "experiments.cli", *command, "--output", str(output), *args]
+    return subprocess.Popen(argv, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)  # fmt: skip
 
 
@@ -157,3 +159,16 @@ def test_a_failing_rank_stops_the_other_one():
     assert time.monotonic() - start < 120  # rank 0 waits at a barrier that rank 1 never reaches
     # the first failure the agent sees: rank 1's error, or rank 0's barrier broken by rank 1's exit
     assert set(failure.value.failures) <= {0, 1} and failure.value.failures
+
+
+def test_coco_engine_trains_on_two_ranks(tmp_path: Path):
+    command = ["run", "coco", "--variant", "debug", "--only", "mae-*", "--set", "launch.tasks_per_node=2"]
+    finish(cli(tmp_path, command=command))
+    (run_dir,) = (tmp_path / "coco-debug").glob("mae-*")
+    result = json.loads((run_dir / "coco" / "result.json").read_text())
+    manifest = json.loads((run_dir / "manifest.json").read_text())["stages"]["coco"]
+    assert result["status"] == "done" and result["metrics"]["ap_box"] >= 0
+    assert result["world_size"] == manifest["world_size"] == 2
+    assert result["effective_batch"] == manifest["effective_batch"] == 4  # coco.batch_size: both ranks together
+    log = (tmp_path / "coco-debug" / "_logs" / run_dir.name / "coco.log").read_text()
+    assert "[rank 1] mixmim.engine.trainer: coco from the start: Recipe(batch_size=2, world_size=2" in log
