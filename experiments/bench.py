@@ -40,7 +40,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -109,13 +109,13 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         "--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto", help="auto: bf16 on cuda, fp32 on cpu"
     )
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available")
-    parser.add_argument("--steps", type=int, default=10, help="timed steps (the median is reported)")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps, the median is reported (default 10)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
     parser.add_argument(
         "--repeats",
         type=int,
         default=1,
-        help="rounds of all variants (steps interleaved within a round); the median round is kept",
+        help="rounds of all variants (steps interleaved within a round); the median round is kept (default 1)",
     )
     parser.add_argument("--compile", action="store_true", help="torch.compile the method")
     parser.add_argument(
@@ -301,9 +301,10 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
     variants = [(a, o) for a in attention for o in args.optimizer]
     if args.bound:
         variants.append((BOUND_IMPL, args.optimizer[0]))
-    store = new_store_path(args.output, device.type)
     rows: list[dict[str, Any]] = []
     with method_builder(args.backbone, args.img_size, args.overrides) as build:
+        _check_methods_build(build, methods, args)  # before any timing: no store holds part of a comparison
+        store = new_store_path(args.output, device.type)
         for name in methods:
             method, cfg = build(name)
             method = method.to(device)
@@ -346,12 +347,27 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+def _check_methods_build(build: Callable[[str], Any], methods: list[str], args: argparse.Namespace) -> None:
+    """Build every method once (on the CPU, then dropped); a method its recipe and ``--set`` cannot build on
+    ``--backbone`` (SimMIM's 32 px mask unit at 32 px) is refused with the fix before anything is timed."""
+    for name in methods:
+        try:
+            build(name)
+        except (ValueError, KeyError) as err:
+            raise ConfigError(
+                f"bench: method '{name}' cannot be built on backbone '{args.backbone}': {err}. --set applies to "
+                "every method benchmarked; fix it there or bench that method in its own command"
+            ) from None
+    _release_memory()
+
+
 def _row(method: str, args: argparse.Namespace, stats: StepStats, all_ms: list[float]) -> dict[str, Any]:
     """One store row: what was measured and how."""
     import torch
 
     from mixmim.backbones.attention import get_attention_impl
 
+    overrides = sorted(args.overrides or [])  # the row's config: the method's recipe, then these
     default = stats.attention == get_attention_impl() and stats.optimizer == "adamw-fused"
     return {
         "kind": "step",
@@ -360,6 +376,7 @@ def _row(method: str, args: argparse.Namespace, stats: StepStats, all_ms: list[f
         "backbone": args.backbone,
         "default_path": default,
         "grad_checkpointing": bool(args.grad_checkpointing),
+        "overrides": overrides,
         **stats.as_row(),
         "repeats_ms_per_step": all_ms,
         "torch": torch.__version__,

@@ -14,10 +14,11 @@ from tabulate import tabulate
 
 from experiments.spec import Experiment
 from mixmim.config import RunConfig
+from mixmim.config import world_size as launch_world_size
 
 RECIPE_STAGES = ("pretrain", "finetune")
 # Recipe field -> the config keys of its stage (``{s}``) or of the run that it follows from.
-_BATCH_KEYS = ("{s}.batch_size", "{s}.accum_iter", "launch.nodes", "launch.gpus_per_node")
+_BATCH_KEYS = ("{s}.batch_size", "{s}.accum_iter", "launch.nodes", "launch.gpus_per_node", "launch.tasks_per_node")
 FIELD_KEYS: dict[str, tuple[str, ...]] = {
     "epochs": ("{s}.epochs",),
     "warmup_epochs": ("{s}.warmup_epochs",),
@@ -32,8 +33,8 @@ FIELD_KEYS: dict[str, tuple[str, ...]] = {
 
 
 def world_size(cfg: RunConfig) -> int:
-    """Processes a run launches with: one per GPU on every node, one on a CPU-only machine."""
-    return cfg.launch.nodes * max(cfg.launch.gpus_per_node, 1)
+    """Processes (ranks) a run launches with: ``launch.nodes x`` :func:`mixmim.config.tasks_per_node`."""
+    return launch_world_size(cfg.launch)
 
 
 def resolved_recipe(cfg: RunConfig, stage: str) -> dict[str, Any]:
@@ -98,7 +99,7 @@ def recipe_table(exp: Experiment) -> str:
     rows = recipe_rows(exp)
     if not rows:
         return "(no pre-training or fine-tuning stage)"
-    note = ("batch: effective (per GPU x accumulation x GPUs); lr: absolute peak (blr x batch / base unless set); "
+    note = ("batch: effective (per rank x accumulation x ranks); lr: absolute peak (blr x batch / base unless set); "
             "fine-tuning betas are AdamW's default. * = set by the experiment for every method; every other "
             "field is the method's own recipe.")
     return tabulate(rows, headers="keys", tablefmt="github") + "\n\n" + note

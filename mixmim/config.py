@@ -348,6 +348,10 @@ def config_problems(cfg: RunConfig) -> list[str]:
         section = getattr(cfg, stage)
         if section.lr == 0 and section.blr == 0:
             problems.append(f"'{stage}.lr' and '{stage}.blr' are both 0: set one > 0 (lr 0 derives it from blr)")
+    ranks = world_size(cfg.launch)
+    if "coco" in cfg.stages and cfg.coco.batch_size % ranks:
+        problems.append(f"'coco.batch_size'={cfg.coco.batch_size} (images per step over all ranks) does not divide "
+                        f"among the {ranks} ranks of launch.nodes x launch.tasks_per_node: use a multiple of {ranks}")
     return problems
 
 

@@ -3,8 +3,9 @@
 ``mixmim-bench bench`` appends its measurements to ``<output>/bench/<timestamp>-<device>.jsonl`` (one JSON
 object per line; ``kind`` ``step`` for a training step, ``data`` for the data pipeline). This module reads
 those rows, keeps the newest measurement of each configuration (device, backbone, resolution, precision,
-batch, method, attention, optimizer, compile, activation checkpointing, heap) and renders one table: what
-``mixmim-bench speed`` prints and what a review bundle holds as ``speed.*`` beside the experiment's tables.
+batch, method, attention, optimizer, compile, activation checkpointing, heap, ``--set`` overrides) and renders
+one table: what ``mixmim-bench speed`` prints and what a review bundle holds as ``speed.*`` beside the
+experiment's tables.
 
 The ratio columns come from the row's own benchmark invocation (measured side by side, steps interleaved),
 never from rows of different invocations.
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 SPEED_FORMATS = ("markdown", "latex", "csv", "html")
 SPEED_EXTENSIONS = {"markdown": "md", "latex": "tex", "csv": "csv", "html": "html"}
 CONFIG_KEY = ["device_name", "backbone", "img_size", "precision", "batch_size", "method", "attention", "optimizer",
-              "compiled", "grad_checkpointing", "keep_heap"]
+              "compiled", "grad_checkpointing", "keep_heap", "overrides"]
 COLUMNS = {  # row field -> column title, in table order
     "device_name": "device", "backbone": "backbone", "img_size": "px", "precision": "precision",
     "batch_size": "batch", "method": "method", "attention": "attention", "optimizer": "optimizer",
@@ -84,8 +85,10 @@ OPTION_FLAGS = {"compiled": "compile", "grad_checkpointing": "act-ckpt", "keep_h
 
 
 def _options(row: dict) -> str:
-    """The row's switches that change speed or memory, e.g. ``compile, act-ckpt``."""
-    return ", ".join(name for flag, name in OPTION_FLAGS.items() if row.get(flag) is True)
+    """The row's switches that change speed or memory and its ``--set`` overrides, e.g. ``compile, act-ckpt``."""
+    switches = [name for flag, name in OPTION_FLAGS.items() if row.get(flag) is True]
+    overrides = row.get("overrides")
+    return ", ".join([*switches, *(overrides if isinstance(overrides, list) else [])])
 
 
 def _cell(field: str, value: object) -> str:

@@ -72,6 +72,7 @@ def test_bench_writes_rows_with_ratios_and_the_budget_reads_them(tmp_path, capsy
     assert rows[1]["x_official"] == 1.0 and rows[2]["cost_vs_ref"] == 1.0
     assert all(r["images_per_s"] > 0 and r["forward_gflops_per_image"] > 0 for r in rows)
     assert all(r.keys() >= STEP_ROW_KEYS and r["timed_step"] == "Trainer.train_batch" for r in rows)
+    assert all(r["overrides"] == sorted(TINY[i + 1] for i, a in enumerate(TINY) if a == "--set") for r in rows)
     # each method's own recipe: SimMIM clips at 5 (its source), MixMIM does not; both decay / no-decay groups
     assert [(r["method"], r["clip_grad"], r["param_groups"]) for r in rows[1:3]] == [
         ("mixmim", 0.0, 2),
@@ -216,3 +217,13 @@ def test_flops_of_a_beit_run_before_its_tokenizer_stage(tmp_path, capsys):
         == 0
     )
     assert "beit-" in capsys.readouterr().out
+
+
+def test_a_method_the_overrides_cannot_build_is_refused_before_anything_is_timed(tmp_path, capsys):
+    """SimMIM's recipe (32 px mask unit) cannot mask a 32 px image: exit 2 with the fix, no store file."""
+    unit = TINY.index("method.mask_unit=8")
+    tiny = TINY[: unit - 1] + TINY[unit + 1 :]  # without "--set method.mask_unit=8"
+    assert main(["bench", "--methods", "mixmim,simmim", *tiny, "--output", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "method 'simmim' cannot be built on backbone 'mixmim_tiny_32'" in err and "method.mask_unit" in err
+    assert not list(tmp_path.rglob("*.jsonl"))

@@ -122,6 +122,16 @@ def test_issue_examples_are_refused(override, expected):
     assert expected in str(err.value)
 
 
+def test_a_coco_batch_that_does_not_divide_among_the_ranks_is_refused_with_the_config():
+    """``coco.batch_size`` is the global batch: refused when the config is built (``--dry-run``), not after the
+    earlier stages of the run have trained on that world size."""
+    coco = {"stages": ["pretrain", "coco"], "coco.batch_size": 4}
+    with pytest.raises(ConfigError, match=r"'coco.batch_size'=4 .* among the 3 ranks .* multiple of 3"):
+        apply_overrides(RunConfig(), {**coco, "launch.tasks_per_node": 3})
+    assert apply_overrides(RunConfig(), {**coco, "launch.tasks_per_node": 2}).launch.tasks_per_node == 2
+    assert apply_overrides(RunConfig(), {"coco.batch_size": 4, "launch.tasks_per_node": 3}).coco.batch_size == 4
+
+
 def test_several_bad_values_are_reported_together():
     with pytest.raises(ConfigError, match=r"2 bad values(.|\n)*mask_type(.|\n)*pretrain.epochs"):
         apply_overrides(RunConfig(), {"method.mask_type": "mxi", "pretrain.epochs": 0})
