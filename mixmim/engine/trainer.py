@@ -322,8 +322,8 @@ class Trainer:
         if pos.global_step % self.log_every == 0:
             self.check_nonfinite()  # before the record: a bad step is never logged
             self.totals.sync()
-            epoch = round(pos.epoch + pos.step_in_epoch / r.iters_per_epoch, 4)
-            record = {"step": pos.global_step, "epoch": epoch, "loss": self.totals.take_window_loss(), "lr": lr}
+            record = {"step": pos.global_step, "epoch": self.epoch_fraction(), "loss": self.totals.take_window_loss(),
+                      "lr": lr}  # fmt: skip
             self.metrics.log({**record, "images_per_s": self.totals.images_per_s()}, prefix=self.prefix)
             self.progress.show_loss(record["loss"])
         every = task.checkpoint_every_steps
