@@ -145,18 +145,16 @@ def cmd_run(args) -> int:
 
     exp = _experiment(args)
     budget = _budget(args)
-    launch_cfg = exp.runs[0].launch
-    if args.executor:
-        launch_cfg.executor = args.executor
+    executors = sorted({args.executor or cfg.launch.executor for cfg in exp.runs})
     if args.dry_run:
         lines = dry_run_plan(exp, Path(args.output), budget, args.force_config)
         print("\n".join(lines))
-        print(f"{len(lines)} runs would launch with executor '{launch_cfg.executor}'\n")
+        print(f"{len(lines)} runs would launch with executor '{', '.join(executors)}'\n")
         print(_cost_table(args, exp.runs))
         return 0
-    report = launch_experiment(exp, Path(args.output), launch_cfg, budget, args.force_config, args.takeover)
+    report = launch_experiment(exp, Path(args.output), args.executor, budget, args.force_config, args.takeover)
     print(report.summary())
-    if launch_cfg.executor == "slurm":
+    if "slurm" in executors:
         print(f"submitted; follow with `mixmim-bench status {exp.name} --variant {exp.variant} --output {args.output}`")
         return 0 if report.ok else 1
     print(_render(exp, experiment_dir(Path(args.output), exp), None, ["markdown"], _command(args), args))

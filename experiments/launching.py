@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import logging
@@ -197,10 +198,27 @@ def dry_run_plan(exp: Experiment, output: Path, budget: Budget | None = None, fo
     return lines
 
 
-def launch_experiment(exp: Experiment, output: Path, launch_cfg: LaunchConfig, budget: Budget | None = None,
+def launch_experiment(exp: Experiment, output: Path, executor: str | None = None, budget: Budget | None = None,
                       force_config: bool = False, takeover: bool = False) -> LaunchReport:  # fmt: skip
     """Prepare and launch every stage of every run (skipping done stages, resuming partial ones, leaving runs
-    that another live launch holds to it)."""
+    that another live launch holds to it).
+
+    Each run launches with its own ``launch`` section (ranks, Slurm resources); ``executor`` (``run
+    --executor``) replaces only where the stages run, for every run alike, and is not written into any run's
+    ``config.yaml`` (where a run executes is not part of what it is). Runs with equal launch sections are
+    launched together (one Slurm submission, job arrays).
+    """
     specs = run_specs(exp, output, budget, force_config=force_config)
     log_dir = experiment_dir(output, exp) / "_logs"
-    return launch(specs, launch_cfg, log_dir, takeover=takeover)
+    groups: dict[str, tuple[LaunchConfig, list[RunSpec]]] = {}
+    for cfg, spec in zip(exp.runs, specs):
+        launch_cfg = dataclasses.replace(cfg.launch, executor=executor or cfg.launch.executor)
+        groups.setdefault(repr(launch_cfg), (launch_cfg, []))[1].append(spec)
+    reports = [launch(group, launch_cfg, log_dir, takeover=takeover) for launch_cfg, group in groups.values()]
+    if len(reports) == 1:
+        return reports[0]
+    merged = LaunchReport(" + ".join(dict.fromkeys(r.executor for r in reports)))
+    for report in reports:
+        merged.stages += report.stages
+        merged.jobs.update(report.jobs)
+    return merged

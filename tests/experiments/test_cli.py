@@ -107,3 +107,30 @@ def test_a_missing_data_root_names_both_layouts(tmp_path, capsys):
                  "--set", f"data.root={tmp_path / 'nope'}", "--output", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "train/ and val/" in err and "MIXMIM_TRANSFER_ROOT" in err
+
+
+def test_executor_flag_reaches_every_run_and_each_run_keeps_its_resources(tmp_path, monkeypatch):
+    """``run --executor X`` launches every run on X with that run's own launch section, and leaves every
+    ``config.yaml`` as the experiment defines it (it once set run 0's config only, so run 0's folder refused
+    a later launch without the flag, and every run got run 0's resources)."""
+    import experiments.launching as launching
+    from mixmim.config import load_yaml
+    from slurm import LaunchReport
+
+    launched = {}
+
+    def fake_launch(specs, launch_cfg, log_dir, takeover=False):
+        for spec in specs:
+            spec.prepare()
+            launched[spec.name] = launch_cfg
+        return LaunchReport(launch_cfg.executor)
+
+    exp = get_experiment("smoke", "debug")
+    exp.runs[1].launch.cpus_per_task = 7  # one run asks for other resources
+    monkeypatch.setattr(launching, "launch", fake_launch)
+    launching.launch_experiment(exp, tmp_path, "debug")
+    assert set(launched) == {cfg.name for cfg in exp.runs}
+    assert {name: cfg.executor for name, cfg in launched.items()} == dict.fromkeys(launched, "debug")
+    assert launched[exp.runs[1].name].cpus_per_task == 7 and launched[exp.runs[0].name].cpus_per_task != 7
+    root = launching.experiment_dir(tmp_path, exp)
+    assert {load_yaml(root / cfg.name / "config.yaml").launch.executor for cfg in exp.runs} == {"local"}

@@ -14,7 +14,7 @@ from mixmim.rundir import is_done, read_json
 @pytest.mark.parametrize("name", list(EXPERIMENTS))
 def test_debug_variant_runs_every_stage(name, tmp_path):
     exp = get_experiment(name, "debug")
-    report = launch_experiment(exp, tmp_path, exp.runs[0].launch)
+    report = launch_experiment(exp, tmp_path)
     assert report.ok, report.summary()
     root = experiment_dir(tmp_path, exp)
     for cfg in exp.runs:

@@ -15,11 +15,9 @@ def test_smoke_debug_on_slurm(tmp_path):
     if reason:
         pytest.skip(reason)
     exp = get_experiment("smoke", "debug")
-    launch_cfg = exp.runs[0].launch
-    launch_cfg.executor = "slurm"
-    launch_cfg.cpus_per_task = 1
-    launch_cfg.time_min = 30
-    report = launch_experiment(exp, tmp_path, launch_cfg)
+    for cfg in exp.runs:  # every run launches with its own launch section
+        cfg.launch.cpus_per_task, cfg.launch.time_min = 1, 30
+    report = launch_experiment(exp, tmp_path, "slurm")
     assert report.ok and report.jobs, report.summary()
     report.wait(timeout_s=900)
     root = experiment_dir(tmp_path, exp)
@@ -27,5 +25,5 @@ def test_smoke_debug_on_slurm(tmp_path):
         for stage in cfg.stages:
             assert is_done(root / cfg.name, stage), f"{cfg.name}/{stage}"
     # a second launch submits nothing: every stage is done
-    again = launch_experiment(exp, tmp_path, launch_cfg)
+    again = launch_experiment(exp, tmp_path, "slurm")
     assert not again.jobs and all(s.outcome == "skipped" for s in again.stages)

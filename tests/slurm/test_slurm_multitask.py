@@ -18,7 +18,6 @@ from experiments.launching import experiment_dir, launch_experiment
 from experiments.registry import get_experiment
 from experiments.spec import Experiment
 from mixmim import rundir
-from mixmim.config import LaunchConfig
 from mixmim.engine.checkpoint import ENCODER, LAST, load_checkpoint, load_encoder_state
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -26,11 +25,11 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 WAIT_S = 900
 
 
-def two_task_launch(exp: Experiment) -> LaunchConfig:
-    """The experiment's launch settings as Slurm jobs of 2 tasks with 1 CPU each."""
-    launch_cfg = exp.runs[0].launch
-    launch_cfg.executor, launch_cfg.tasks_per_node, launch_cfg.cpus_per_task, launch_cfg.time_min = "slurm", 2, 1, 30
-    return launch_cfg
+def two_task_launch(exp: Experiment) -> str:
+    """Every run's launch settings as Slurm jobs of 2 tasks with 1 CPU each; the executor to pass."""
+    for cfg in exp.runs:
+        cfg.launch.tasks_per_node, cfg.launch.cpus_per_task, cfg.launch.time_min = 2, 1, 30
+    return "slurm"
 
 
 def test_smoke_debug_as_two_task_jobs(slurm_cluster: None, tmp_path: Path) -> None:
