@@ -305,26 +305,33 @@ def cost_table(costs: Sequence[StageCost], gpu: str, measured: dict[tuple[str, s
     )
 
 
-def count_flop_table() -> tuple[dict[tuple[str, str], float], dict[str, float]]:
-    """Count the figures of :data:`PRETRAIN_GFLOPS` and :data:`BACKBONE_GFLOPS` (minutes of CPU)."""
+FLOP_TABLE_BACKBONES = ("mixmim_base", "mixmim_large", "mixmim_huge", "mixmim_vit_base_patch16")
+
+
+def flop_table_entries() -> list[tuple[str, str, list[str]]]:
+    """``(method, backbone, overrides)`` of every :data:`PRETRAIN_GFLOPS` entry: each method's source recipe,
+    and MixMIM on a plain ViT with 32-px cells (``method.mask_unit=32``, as its ViT experiments run it)."""
+    pairs = [*((m, b) for b in ("mixmim_base", "mixmim_vit_base_patch16") for m in ("mixmim", "mae", "simmim", "beit")),
+             ("mixmim", "mixmim_large"), ("mixmim", "mixmim_huge")]  # fmt: skip
+    return [(m, b, ["method.mask_unit=32"] if m == "mixmim" and b.startswith("mixmim_vit_") else []) for m, b in pairs]
+
+
+def count_flop_table(entries: list[tuple[str, str, list[str]]] | None = None,
+                     backbones: tuple[str, ...] = FLOP_TABLE_BACKBONES,
+                     ) -> tuple[dict[tuple[str, str], float], dict[str, float]]:  # fmt: skip
+    """Count the figures of :data:`PRETRAIN_GFLOPS` and :data:`BACKBONE_GFLOPS` (all of them: minutes of CPU;
+    ``entries`` / ``backbones`` count a part)."""
     from experiments.bench import method_builder
     from mixmim.bench import method_flops
     from mixmim.flops import backbone_flops
 
-    backbones = {
-        bb: backbone_flops(bb) / 1e9 for bb in ("mixmim_base", "mixmim_large", "mixmim_huge", "mixmim_vit_base_patch16")
-    }
+    backbone_table = {bb: backbone_flops(bb) / 1e9 for bb in backbones}
     pretrain = {}
-    for method, bb in [
-        *((m, b) for b in ("mixmim_base", "mixmim_vit_base_patch16") for m in ("mixmim", "mae", "simmim", "beit")),
-        ("mixmim", "mixmim_large"),
-        ("mixmim", "mixmim_huge"),
-    ]:
-        extra = ["method.mask_unit=32"] if method == "mixmim" and bb.startswith("vit") else []
+    for method, bb, extra in flop_table_entries() if entries is None else entries:
         with method_builder(bb, 0, extra) as build:
             model, _ = build(method)  # (method, its run config)
             pretrain[(method, bb)] = method_flops(model, model.encoder.img_size) / 1e9
-    return pretrain, backbones
+    return pretrain, backbone_table
 
 
 if __name__ == "__main__":
