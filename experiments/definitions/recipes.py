@@ -24,7 +24,8 @@ IMAGENET_LINPROBE: dict[str, Any] = {"linprobe.epochs": 90, "linprobe.batch_size
 
 # Debug variants: the same runs and stages on the built-in data with tiny schedules (CPU, < 1 minute).
 DEBUG: dict[str, Any] = {
-    "data.dataset": "digits", "data.num_workers": 0, "data.max_train_images": 128, "model.img_size": 0,
+    "data.dataset": "digits", "data.root": "", "data.num_workers": 0, "data.max_train_images": 128,
+    "model.img_size": 0,
     "method.mask_unit": 8,  # the 32-px debug backbones: a 4x4 mask grid
     "method.decoder_dim": 32, "method.decoder_depth": 1, "method.decoder_heads": 1, "method.vocab_size": 32,
     "pretrain.epochs": 1, "pretrain.warmup_epochs": 0, "pretrain.max_steps": 2, "pretrain.batch_size": 32,

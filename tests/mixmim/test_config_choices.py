@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from mixmim.backbone_names import DEPRECATED_BACKBONE_NAMES
 from mixmim.config import (
     CHOICES,
     LIST_CHOICES,
@@ -47,7 +48,6 @@ def test_closed_sets_match_the_implementations():
     from baselines import METHODS
     from baselines.tokenizers.stage import TOKENIZERS
     from experiments.stages import STAGES
-    from mixmim.backbone_names import DEPRECATED_BACKBONE_NAMES
     from mixmim.backbones import BACKBONE_SPECS
     from mixmim.backbones.vit import GLOBAL_POOL, REL_POS_BIAS
     from mixmim.data.folder import ON_CORRUPT
@@ -59,7 +59,7 @@ def test_closed_sets_match_the_implementations():
     from mixmim.transfer.torchvision_model import HEADS
 
     assert set(CHOICES["method.name"]) == {*METHODS, "random"}
-    assert set(CHOICES["model.backbone"]) == {*BACKBONE_SPECS, *DEPRECATED_BACKBONE_NAMES}
+    assert set(CHOICES["model.backbone"]) == set(BACKBONE_SPECS)
     assert set(LIST_CHOICES["stages"]) == set(STAGES)
     expected = {"method.mask_strategy": MASK_STRATEGIES, "method.mask_type": MASK_TYPES, "method.tokenizer": TOKENIZERS,
                 "data.on_corrupt": ON_CORRUPT, "pretrain.nonfinite": NONFINITE_MODES, "pretrain.precision": PRECISIONS,
@@ -144,3 +144,21 @@ def test_config_module_does_not_import_torch():
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_data_root_with_the_builtin_digits_is_refused():
+    """The digits dataset reads no folder: a ``data.root`` beside it was silently ignored."""
+    with pytest.raises(ConfigError, match=r"'data.root'='/data/imagenet' is set but 'data.dataset' is 'digits'.*"
+                                          r"data.dataset=folder"):
+        apply_overrides(RunConfig(), ["data.root=/data/imagenet"])
+    assert apply_overrides(RunConfig(), ["data.root=/data/imagenet", "data.dataset=folder"]).data.root
+
+
+def test_suggestions_offer_current_backbone_names_only():
+    """The old ViT names still build (with a warning) but are never offered as allowed or closest values."""
+    with pytest.raises(ConfigError) as err:
+        apply_overrides(RunConfig(), ["model.backbone=vit_base_patch61"])
+    message = str(err.value)
+    assert "closest: 'mixmim_vit_base_patch16'" in message
+    assert not any(f" {old}" in message or f"'{old}'" in message for old in DEPRECATED_BACKBONE_NAMES)
+    assert apply_overrides(RunConfig(), ["model.backbone=vit_base_patch16"]).model.backbone == "vit_base_patch16"
