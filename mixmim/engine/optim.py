@@ -178,6 +178,16 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
+def grad_norm(parameters: Iterable[nn.Parameter]) -> torch.Tensor:
+    """The 2-norm of all gradients of ``parameters`` (a float32 device scalar; zero without gradients), as
+    ``clip_grad_norm_`` computes it (one foreach norm per group of tensors), without clipping or a host read."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    norms = torch._foreach_norm(grads)  # what clip_grad_norm_ runs; one kernel per device and dtype
+    return torch.linalg.vector_norm(torch.stack([n.float() for n in norms]))
+
+
 def step_unless(optimizer: torch.optim.Optimizer, found_inf: torch.Tensor) -> None:
     """``optimizer.step()``, a no-op where ``found_inf`` (a float32 scalar on the parameters' device) is 1.0,
     decided on the device: no host read.

@@ -55,7 +55,7 @@ from mixmim.engine.checkpoint import LAST, TrainPosition
 from mixmim.engine.distributed import DistEnv, all_gather_objects, barrier, gather_to_main
 from mixmim.engine.metrics import MetricsLogger
 from mixmim.engine.nonfinite import NonFiniteFlag, NonFiniteGuard, RollbackRequested
-from mixmim.engine.optim import set_lr, step_unless
+from mixmim.engine.optim import grad_norm, set_lr, step_unless
 from mixmim.engine.precision import autocast, grad_scaler
 from mixmim.engine.progress import StageProgress
 from mixmim.engine.recipe import Recipe
@@ -180,6 +180,7 @@ class Trainer:
         self.position = TrainPosition()
         self.guard = NonFiniteGuard(task.nonfinite)
         self.nonfinite_flag = NonFiniteFlag(device)
+        self.group_norms: list[tuple[torch.Tensor, tuple[int, int, int]]] = []  # (gradient norm [], position)
         # (loss [] on the device, (step, epoch, iteration)) of every micro-batch since the guard's last read; the
         # first `closed` of them are in groups the flag holds (the rest: the open accumulation group)
         self.unchecked: list[tuple[torch.Tensor, tuple[int, int, int]]] = []
@@ -242,7 +243,7 @@ class Trainer:
         task.load_counters(counters)
         self.last_checkpoint_step = self.position.global_step
         self.nonfinite_flag.reset()  # a checkpoint never holds a bad step
-        self.unchecked, self.closed, self.poison = [], 0, None
+        self.unchecked, self.closed, self.poison, self.group_norms = [], 0, None, []
         changed = {k: (task.config[k], v) for k, v in ckpt["config"].items()
                    if k in task.config and task.config[k] != v}  # fmt: skip
         if changed:
@@ -305,11 +306,18 @@ class Trainer:
         r, pos, task = self.recipe, self.position, self.task
         lr = self.learning_rate(pos.global_step)
         set_lr(self.optimizer, lr)
-        found = self.nonfinite_flag.close_group([loss for loss, _ in self.unchecked[self.closed :]])
-        self.closed = len(self.unchecked)
+        norm = None
         if task.clip_grad > 0:  # a NaN norm makes NaN gradients only in a group that is skipped and dropped
             self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_(task.trainable.parameters(), task.clip_grad)
+            norm = nn.utils.clip_grad_norm_(task.trainable.parameters(), task.clip_grad)
+        elif not self.scaler.is_enabled():
+            norm = grad_norm(task.trainable.parameters())
+        if self.scaler.is_enabled():  # fp16: inf gradients are the scaler's to skip, not a failure
+            norm = None
+        else:  # a finite loss with NaN/inf gradients is caught too, on the device
+            self.group_norms.append((norm.detach(), self.unchecked[-1][1]))
+        found = self.nonfinite_flag.close_group([loss for loss, _ in self.unchecked[self.closed :]], norm)
+        self.closed = len(self.unchecked)
         if self.scaler.is_enabled():  # fp16: the scaler skips NaN/inf gradients itself
             self.scaler.step(self.optimizer)
             self.poison = torch.where(found.bool(), math.nan, 1.0)  # the later groups' gradients: NaN, skipped too
@@ -381,24 +389,28 @@ class Trainer:
         if not self.closed:
             return
         unchecked, self.unchecked, self.closed = self.unchecked[: self.closed], self.unchecked[self.closed :], 0
+        norms, self.group_norms = self.group_norms, []
         if not self.nonfinite_flag.read():
             return
-        values = torch.stack([loss.float() for loss, _ in unchecked]).tolist()
-        mine = next(((i, v) for i, v in enumerate(values) if not math.isfinite(v)), None)  # (index, loss)
-        index, value = min((m for m in all_gather_objects(mine) if m is not None), key=lambda m: m[0])
-        self.on_nonfinite(value, *unchecked[index][1])
+        bad = _first_nonfinite(unchecked)  # a loss first; else a gradient norm of a finite loss
+        what = "loss" if bad is not None else "gradient norm"
+        index, value = bad if bad is not None else _first_nonfinite(norms)
+        self.on_nonfinite(value, *(unchecked if what == "loss" else norms)[index][1], what=what)
 
-    def on_nonfinite(self, value: float, step: int, epoch: int, iteration: int) -> None:
-        """Drop the gradients, record the event of the loss ``value`` at optimizer ``step`` (1-based) of micro-batch
-        ``iteration`` of ``epoch``, then stop or roll back (both raise)."""
+    def on_nonfinite(self, value: float, step: int, epoch: int, iteration: int, what: str = "loss") -> None:
+        """Drop the gradients, record the event of the ``what`` (loss, gradient norm) ``value`` at optimizer
+        ``step`` (1-based) of micro-batch ``iteration`` of ``epoch``, then stop or roll back (both raise)."""
         self.optimizer.zero_grad(set_to_none=True)
         self.nonfinite_flag.reset()
         self.poison = None
         self.totals.values["nonfinite_events"] += 1
-        event = {"event": "nonfinite_loss", "step": step, "epoch": epoch, "loss": value}
+        if what == "loss":
+            event = {"event": "nonfinite_loss", "step": step, "epoch": epoch, "loss": value}
+        else:
+            event = {"event": "nonfinite_gradient", "step": step, "epoch": epoch, "grad_norm": value}
         self.metrics.event({**event, "action": self.guard.mode, "restored_step": self.last_checkpoint_step})
         where = f"epoch {epoch}, iteration {iteration}"
-        self.guard.handle(value, step, where, self.dir / LAST, self.last_checkpoint_step)
+        self.guard.handle(value, step, where, self.dir / LAST, self.last_checkpoint_step, what)
 
     def rollback(self) -> None:
         """Reload ``checkpoint-last.pth`` and continue on a reseeded random path (keeping the event count)."""
@@ -408,3 +420,12 @@ class Trainer:
         self.pending_rng = None  # replaying the same batch and mask would hit the same value
         self.task.reseed(self.seed + self.env.rank + 1_000_003 * int(events))
         self.metrics.rewind(self.position.global_step)
+
+
+def _first_nonfinite(items: list[tuple[torch.Tensor, tuple[int, int, int]]]) -> tuple[int, float] | None:
+    """``(index, value)`` of the first non-finite device scalar of ``items`` over every rank (the lowest index of
+    any rank's first); None when all are finite everywhere. A host read and an object gather (failure path)."""
+    values = torch.stack([value.float() for value, _ in items]).tolist() if items else []
+    mine = next(((i, v) for i, v in enumerate(values) if not math.isfinite(v)), None)
+    found = [m for m in all_gather_objects(mine) if m is not None]
+    return min(found, key=lambda m: m[0]) if found else None
