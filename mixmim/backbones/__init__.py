@@ -1,6 +1,6 @@
 """The shared backbones: MixMIM's hierarchical ViT and a plain ViT (MAE layout), one interface."""
 
-from mixmim.backbones.attention import ATTENTION_IMPLS, set_attention_impl
+from mixmim.backbones.attention import ATTENTION_IMPLS, attention_impl, set_attention_impl
 from mixmim.backbones.checkpoint import load_official_checkpoint, read_state_dict
 from mixmim.backbones.hierarchical import MixMIMTransformer
 from mixmim.backbones.interface import Backbone
@@ -9,5 +9,5 @@ from mixmim.backbones.vit import PlainViT
 
 __all__ = [
     "ATTENTION_IMPLS", "BACKBONES", "BACKBONE_SPECS", "Backbone", "MixMIMTransformer", "PlainViT",
-    "create_backbone", "load_official_checkpoint", "read_state_dict", "set_attention_impl",
+    "create_backbone", "load_official_checkpoint", "read_state_dict", "set_attention_impl", "attention_impl",
 ]

@@ -23,6 +23,9 @@ scores, no softmax), the cost floor under every implementation. The benchmark ti
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 from timm.layers import trunc_normal_
@@ -53,6 +56,18 @@ def set_attention_impl(impl: str, *, allow_bound: bool = False) -> None:
 def get_attention_impl() -> str:
     """The default attention implementation (what modules built with ``impl=None`` use)."""
     return _default_impl
+
+
+@contextlib.contextmanager
+def attention_impl(impl: str, *, allow_bound: bool = False) -> Iterator[None]:
+    """Change the default attention implementation inside the ``with`` block, and restore it after (tests,
+    the benchmark's variants: one way to change the global, never restored by hand)."""
+    previous = get_attention_impl()
+    set_attention_impl(impl, allow_bound=allow_bound)
+    try:
+        yield
+    finally:
+        set_attention_impl(previous)
 
 
 def relative_position_index(window: int) -> torch.Tensor:

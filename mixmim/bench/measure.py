@@ -27,14 +27,13 @@ import contextlib
 import dataclasses
 import platform
 import statistics
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from mixmim.backbones.attention import get_attention_impl, set_attention_impl
+from mixmim.backbones.attention import attention_impl as backbone_attention_impl
 from mixmim.flops import count_flops
 from mixmim.peaks import PEAK_TFLOPS  # torch-free, so that cost projections read it without the model stack
 
@@ -126,16 +125,9 @@ def peak_tflops_for(device: torch.device, precision: str) -> float | None:
     return None
 
 
-@contextlib.contextmanager
-def attention_impl(impl: str) -> Iterator[None]:
-    """Temporarily change the default attention implementation (``mixmim.backbones.attention``; the
-    benchmark's cost floor ``bound`` included)."""
-    previous = get_attention_impl()
-    set_attention_impl(impl, allow_bound=True)
-    try:
-        yield
-    finally:
-        set_attention_impl(previous)
+def attention_impl(impl: str) -> contextlib.AbstractContextManager[None]:
+    """Temporarily change the default attention implementation (the benchmark's cost floor ``bound`` included)."""
+    return backbone_attention_impl(impl, allow_bound=True)
 
 
 def method_flops(method: nn.Module, img_size: int, device: torch.device | str = "cpu") -> float:

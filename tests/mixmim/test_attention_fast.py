@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from mixmim.backbones import create_backbone
-from mixmim.backbones.attention import WindowAttention, get_attention_impl, set_attention_impl
+from mixmim.backbones.attention import WindowAttention, attention_impl, get_attention_impl, set_attention_impl
 from mixmim.backbones.groups import WindowGroupMask, bucket_lengths, plan_segments, window_partition
 from mixmim.method import MixMIM
 
@@ -122,17 +122,13 @@ def test_mixmim_loss_and_grads_equal_under_both_impls(name):
     images = torch.randn(4 if size <= 32 else 2, 3, size, size)
     mask = method.draw_mask()
     results = {}
-    previous = get_attention_impl()
-    try:
-        for impl in ("grouped", "official"):
-            set_attention_impl(impl)
+    for impl in ("grouped", "official"):
+        with attention_impl(impl):
             method.zero_grad(set_to_none=True)
             out = method(images, mask=mask)
             out["loss"].backward()
             results[impl] = (out["loss"].detach(), out["pred"].detach(),
                              [p.grad.clone() for p in method.parameters() if p.grad is not None])
-    finally:
-        set_attention_impl(previous)
     (la, pa, ga), (lb, pb, gb) = results["grouped"], results["official"]
     torch.testing.assert_close(la, lb, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(pa, pb, rtol=1e-4, atol=1e-5)

@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mixmim.backbones import create_backbone, set_attention_impl
-from mixmim.backbones.attention import get_attention_impl
+from mixmim.backbones import attention_impl, create_backbone
 from mixmim.method import MixMIM
 
 GOLDEN = Path(__file__).with_name("golden_mixmim.json")
@@ -45,12 +44,8 @@ def test_loss_equals_official_formulation():
     mask = method.draw_mask().flatten()
     with torch.no_grad():
         ours = method(images, mask=mask)["loss"]
-        previous = get_attention_impl()
-        set_attention_impl("official")
-        try:
+        with attention_impl("official"):
             reference = official_loss(method, images, mask)
-        finally:
-            set_attention_impl(previous)  # the global default, as it was (other tests rely on it)
     torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-6)
 
 

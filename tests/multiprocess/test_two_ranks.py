@@ -129,9 +129,9 @@ def test_sigkill_of_two_ranks_then_rerun_equals_uninterrupted_run(smoke_referenc
         assert all(torch.equal(weights[k], resumed[stage][k]) for k in weights), stage
 
 
+@pytest.mark.usefixtures("one_thread")  # restored after the module (it once leaked into the tests after it)
 def test_two_ranks_scale_gradients_and_gather_evaluations(tmp_path: Path):
     two = launch_local_ranks(two_rank_checks, (str(tmp_path),), 2, "two-rank-checks")[0]
-    torch.set_num_threads(1)
     one = DistEnv()
     for name, run in (("pretrain", scaling_pretrain), ("finetune", scaling_finetune)):
         reference = run(tmp_path / f"{name}-1", one)

@@ -1,4 +1,4 @@
-"""Fixtures for the engine tests: one torch thread, and one finished tiny pre-training run per module."""
+"""Fixtures for the engine tests (one torch thread: ``tests/conftest.py``) and one finished tiny pre-training run per module."""
 
 from __future__ import annotations
 
@@ -11,17 +11,6 @@ from standin_method import TinyMaskedAutoencoder
 from tiny_run import IMG, tiny_config, tiny_dataset
 
 from mixmim.engine import pretrain
-
-
-@pytest.fixture(scope="module")
-def one_thread():
-    """Torch on one thread for a module: the tiny models here run faster so (and steadier on a shared machine).
-
-    Opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ several times slower than one (and a resumed run must use the thread count of th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,11 +16,8 @@ from mixmim.engine.checkpoint import atomic_torch_save
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread_in_every_module(one_thread) -> None:
+    """Every evaluation test on one torch thread (``tests/conftest.py``'s ``one_thread``)."""
 
 
 @pytest.fixture
