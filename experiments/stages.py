@@ -44,19 +44,21 @@ def run_tokenizer(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
 
 
 def run_pretrain(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
-    """Pre-train ``cfg.method.name`` on ``cfg.model.backbone`` with the engine's one loop."""
+    """Pre-train ``cfg.method.name`` on ``cfg.model.backbone`` with the engine's one loop (the stage runner
+    skips a done stage before anything is built: a tokenizer may be needed otherwise)."""
     prepare_process()
     from baselines import build_method
     from mixmim.data import build_dataset
     from mixmim.data.transforms import pretrain_transform
-    from mixmim.engine.pretrain import pretrain
-    from mixmim.rundir import is_done, read_result
+    from mixmim.engine.pretrain import STAGE, train_pretrain
+    from mixmim.engine.stage import run_stage
 
-    if is_done(run_dir, "pretrain"):  # skip before building anything (a tokenizer may be needed otherwise)
-        return read_result(run_dir, "pretrain") or {}
-    method = build_method(cfg, run_dir=Path(run_dir))
-    dataset = build_dataset(cfg.data, "train", pretrain_transform(method.encoder.img_size, cfg.data.crop_min_scale))
-    return pretrain(method, dataset, cfg, run_dir)
+    def work(ctx):
+        method = build_method(cfg, run_dir=Path(run_dir))
+        transform = pretrain_transform(method.encoder.img_size, cfg.data.crop_min_scale)
+        return train_pretrain(ctx, method, build_dataset(cfg.data, "train", transform))
+
+    return run_stage(STAGE, cfg, run_dir, work)
 
 
 def run_finetune(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:

@@ -303,7 +303,7 @@ RANGES: dict[str, Range] = {
     "knn.k": AT_LEAST_ONE, "knn.temperature": POSITIVE, "knn.batch_size": POSITIVE,
     "coco.epochs": POSITIVE, "coco.max_steps": NON_NEGATIVE, "coco.batch_size": POSITIVE, "coco.blr": NON_NEGATIVE,
     "coco.lr": NON_NEGATIVE, "coco.layer_decay": Range(0, 1, low_open=True), "coco.drop_path": RATE,
-    "coco.img_size": POSITIVE, "coco.score_thresh": Range(0, 1, high_open=True),
+    "coco.img_size": Range(32), "coco.score_thresh": Range(0, 1, high_open=True),
     "coco.weight_decay": NON_NEGATIVE, "coco.warmup_steps": NON_NEGATIVE,
     "launch.time_min": AT_LEAST_ONE, "launch.nodes": AT_LEAST_ONE, "launch.gpus_per_node": NON_NEGATIVE,
     "launch.tasks_per_node": NON_NEGATIVE, "launch.cpus_per_task": AT_LEAST_ONE, "launch.mem_gb": NON_NEGATIVE,

@@ -2,9 +2,9 @@
 
 ``run_tokenizer_stage(cfg, run_dir)`` follows the stage contract (``docs/architecture.md``): it fits the
 k-means codebook on the training images (``method.tokenizer=kmeans``) and caches it as
-``<run_dir>/tokenizer/kmeans.pt``, or checks the DALL-E file (``method.tokenizer=dalle``), then writes
-``<run_dir>/tokenizer/result.json``; a stage whose result exists returns it without work. With several ranks,
-rank 0 does the work and writes; the others wait at a barrier and return the result it wrote.
+``<run_dir>/tokenizer/kmeans.pt``, or checks the DALL-E file (``method.tokenizer=dalle``), then the stage runner
+(:func:`mixmim.engine.stage.run_stage`) writes ``<run_dir>/tokenizer/result.json``; a stage whose result exists
+returns it without work. With several ranks, rank 0 does the work; the others wait at the runner's barrier.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from baselines.tokenizers.interface import Tokenizer
 from baselines.tokenizers.kmeans import KMeansTokenizer
 from mixmim.backbones import create_backbone
 from mixmim.config import MethodConfig, RunConfig
-from mixmim.engine.distributed import barrier, init_distributed
-from mixmim.rundir import is_done, read_result, stage_dir, write_result
+from mixmim.engine.stage import StageResult, run_stage
+from mixmim.rundir import stage_dir
 
 log = logging.getLogger(__name__)
 
@@ -89,18 +89,13 @@ def _sha256(path: Path) -> str:
 
 
 def run_tokenizer_stage(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
-    """Fit (k-means) or check (DALL-E) the tokenizer of ``cfg.method`` and record it in ``run_dir`` (rank 0)."""
-    if is_done(run_dir, STAGE):
-        log.info("stage %s is done in %s; skipping", STAGE, run_dir)
-        return read_result(run_dir, STAGE) or {}
-    if init_distributed().is_main:
-        fit_tokenizer(cfg, run_dir)
-    barrier()  # the other ranks wait for rank 0's codebook and result
-    return read_result(run_dir, STAGE) or {}
+    """Fit (k-means) or check (DALL-E) the tokenizer of ``cfg.method`` on rank 0 (the other ranks wait at the
+    runner's barrier), through the stage runner, which writes ``result.json``."""
+    return run_stage(STAGE, cfg, run_dir, lambda ctx: fit_tokenizer(cfg, run_dir) if ctx.env.is_main else None)
 
 
-def fit_tokenizer(cfg: RunConfig, run_dir: str | Path) -> None:
-    """Fit or check the tokenizer, save the codebook and write ``result.json``."""
+def fit_tokenizer(cfg: RunConfig, run_dir: str | Path) -> StageResult:
+    """Fit or check the tokenizer and save the codebook; return the stage's result (no recipe: nothing trains)."""
     start = time.time()
     mcfg = cfg.method
     out = stage_dir(run_dir, STAGE)
@@ -125,11 +120,6 @@ def fit_tokenizer(cfg: RunConfig, run_dir: str | Path) -> None:
         record = {"tokenizer": "kmeans", "codebook": CODEBOOK_FILE, **tokenizer.fit_info}
     else:
         raise ValueError(f"method.tokenizer must be one of {TOKENIZERS}, got {mcfg.tokenizer!r}")
-    result = {
-        "status": "done",
-        "metrics": {"vocab_size": tokenizer.vocab_size, "inertia": record.get("inertia")},
-        "wall_time_s": time.time() - start,
-        **record,
-    }
-    write_result(run_dir, STAGE, result)
-    log.info("tokenizer stage done: %s", record)
+    log.info("tokenizer fitted: %s", record)
+    metrics = {"vocab_size": tokenizer.vocab_size, "inertia": record.get("inertia")}
+    return StageResult(metrics=metrics, recipe=None, wall_time_s=time.time() - start, extra=record)

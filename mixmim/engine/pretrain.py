@@ -34,17 +34,17 @@ from torch.utils.data import Dataset
 from mixmim.config import RunConfig, to_dict
 from mixmim.data import dataset_fingerprint
 from mixmim.engine import checkpoint as ckpt_io
-from mixmim.engine.distributed import DistEnv, default_device, init_distributed
-from mixmim.engine.manifest import record_manifest
+from mixmim.engine.distributed import DistEnv
 from mixmim.engine.nonfinite import NonFiniteLossError
 from mixmim.engine.optim import build_adamw, pretrain_param_groups
 from mixmim.engine.recipe import Recipe, make_recipe
 from mixmim.engine.rng import seed_everything
+from mixmim.engine.stage import StageContext, StageResult, recipe_fields, run_stage, stage_fields
 from mixmim.engine.totals import RunningTotals
 from mixmim.engine.trainer import Trainer, TrainTask
-from mixmim.rundir import is_done, read_result, stage_dir, write_result
+from mixmim.rundir import stage_dir
 
-__all__ = ["STAGE", "NonFiniteLossError", "PretrainTask", "pretrain", "pretrain_recipe"]
+__all__ = ["STAGE", "NonFiniteLossError", "PretrainTask", "pretrain", "pretrain_recipe", "train_pretrain"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,11 +60,12 @@ def pretrain(
     device: torch.device | None = None,
     log_every: int = 10,
 ) -> dict[str, Any]:
-    """Pre-train ``method`` on ``train_dataset`` as ``cfg.pretrain`` says: the ``pretrain`` stage.
+    """Pre-train ``method`` on ``train_dataset`` as ``cfg.pretrain`` says: the ``pretrain`` stage, through the
+    stage runner (:func:`~mixmim.engine.stage.run_stage`: skipped when its ``result.json`` exists).
 
-    Skips (returns the stored result) when ``<run_dir>/pretrain/result.json`` exists; resumes from
-    ``checkpoint-last.pth`` when present. Writes ``metrics.jsonl``, ``tb/``, checkpoints, ``encoder.pth``
-    (the ``encoder.`` weights, prefix stripped), ``result.json`` and the ``pretrain`` manifest entry.
+    Resumes from ``checkpoint-last.pth`` when present. Writes ``metrics.jsonl``, ``tb/``, checkpoints,
+    ``encoder.pth`` (the ``encoder.`` weights, prefix stripped); the runner writes ``result.json`` and the
+    ``pretrain`` manifest entry.
 
     Args:
         method: ``forward(images [B,3,H,W], mask=None) -> dict`` with a scalar ``loss``; optional
@@ -76,14 +77,16 @@ def pretrain(
         The result as written to ``result.json``: ``stage``, ``status``, ``metrics`` and the recipe used
         (on rank 0; other ranks get ``{"stage": "pretrain"}``).
     """
-    if is_done(run_dir, STAGE):
-        logger.info("stage %s is done in %s; skipping", STAGE, run_dir)
-        return read_result(run_dir, STAGE) or {}
-    env = init_distributed()
-    run_dir = Path(run_dir)
-    task = PretrainTask(method, train_dataset, cfg, run_dir, env, device or default_device(env))
-    trainer = Trainer(task, cfg.seed, stage_dir(run_dir, STAGE), run_dir.name, env, task.device,
-                      cfg.data.num_workers, log_every)  # fmt: skip
+    return run_stage(STAGE, cfg, run_dir, lambda ctx: train_pretrain(ctx, method, train_dataset, log_every),
+                     device=device)  # fmt: skip
+
+
+def train_pretrain(ctx: StageContext, method: nn.Module, train_dataset: Dataset, log_every: int = 10
+                   ) -> StageResult:  # fmt: skip
+    """The pre-training work of the stage: :class:`PretrainTask` through the :class:`Trainer`."""
+    task = PretrainTask(method, train_dataset, ctx.cfg, ctx.run_dir, ctx.env, ctx.device, stage=ctx)
+    trainer = Trainer(task, ctx.cfg.seed, stage_dir(ctx.run_dir, STAGE), ctx.run_dir.name, ctx.env, task.device,
+                      ctx.cfg.data.num_workers, log_every)  # fmt: skip
     return trainer.run()
 
 
@@ -104,7 +107,7 @@ class PretrainTask(TrainTask):
     """
 
     def __init__(self, method: nn.Module, dataset: Dataset, cfg: RunConfig, run_dir: Path, env: DistEnv,
-                 device: torch.device, adamw: str = "auto"):  # fmt: skip
+                 device: torch.device, adamw: str = "auto", stage: StageContext | None = None):  # fmt: skip
         pt = cfg.pretrain
         self.cfg, self.run_dir, self.env, self.device = cfg, run_dir, env, device
         self.stage, self.train_set, self.config = STAGE, dataset, to_dict(pt)
@@ -117,6 +120,8 @@ class PretrainTask(TrainTask):
         self.checkpoint_every, self.checkpoint_every_steps = pt.checkpoint_every, pt.checkpoint_every_steps
         self.find_unused_parameters = bool(getattr(method, "find_unused_parameters", False))
         self.fingerprint = dataset_fingerprint(dataset) if env.is_main else None
+        self.data_root = str(getattr(dataset, "data_root", getattr(dataset, "root", "")))
+        self.stage_context = stage  # the stage runner's (None: the benchmark, which records nothing)
         self.totals: RunningTotals | None = None  # the trainer's, once it runs
 
     @property
@@ -135,51 +140,28 @@ class PretrainTask(TrainTask):
 
     def on_start(self, trainer: Trainer) -> None:
         self.totals = trainer.totals
-        if self.env.is_main:
-            record_manifest(self.run_dir, self.cfg, self.env.world_size, STAGE, self.stage_fields())
+        if self.stage_context is not None:
+            self.stage_context.record_started(self.stage_result({}, {}))
 
     # -- results -----------------------------------------------------------------------------------------
-    def stage_fields(self) -> dict[str, Any]:
-        """The ``stages.pretrain`` manifest entry."""
-        r, wall = self.recipe, self.totals.values["wall_time_s"]
-        return {
-            "effective_batch": r.effective_batch,
-            "lr": r.lr,
-            "blr": r.blr,
-            "lr_scale_base": r.lr_scale_base,
-            "precision": r.precision,
-            "world_size": r.world_size,
-            "epochs": r.epochs,
-            "max_steps": r.max_steps,
-            "seed": self.cfg.seed,
-            "data_root": str(getattr(self.dataset, "data_root", getattr(self.dataset, "root", ""))),
-            "data_fingerprint": self.fingerprint,
-            "wall_time_s": wall,
-            "gpu_hours": wall * r.world_size / 3600 if self.device.type == "cuda" else 0.0,
-        }
+    def stage_result(self, metrics: dict[str, Any], extra: dict[str, Any]) -> StageResult:
+        """The stage's result: the recipe, the data and the training time so far."""
+        return StageResult(metrics=metrics, recipe=recipe_fields(self.recipe),
+                           wall_time_s=self.totals.values["wall_time_s"], data_root=self.data_root,
+                           data_fingerprint=self.fingerprint, extra=extra)  # fmt: skip
 
-    def finish(self, trainer: Trainer) -> dict[str, Any]:
-        """``encoder.pth``, ``result.json`` and the manifest entry (after the final checkpoint)."""
+    def finish(self, trainer: Trainer) -> StageResult | None:
+        """``encoder.pth`` (after the final checkpoint) and the stage's result (rank 0)."""
+        if not self.env.is_main:
+            return None
         loss, steps = self.totals.final_loss(), trainer.position.global_step
-        result: dict[str, Any] = {}
-        if self.env.is_main:
-            meta = {"backbone": self.cfg.model.backbone, "step": steps}
-            ckpt_io.save_encoder(self.method, trainer.dir / ckpt_io.ENCODER, meta=meta)
-            fields, v = self.stage_fields(), self.totals.values
-            recipe = {
-                **fields,
-                "steps": steps,
-                "epochs": steps / self.recipe.steps_per_epoch,
-                "epochs_planned": self.recipe.epochs,
-                "images_per_s": self.totals.images_per_s(),
-            }
-            counts = {k: int(v[k]) for k in ("nonfinite_events", "corrupt_images", "corrupt_reads")}
-            result = {
-                "status": "done",
-                "metrics": {"loss": loss, **recipe, **counts},
-                **recipe,
-                "encoder": "encoder.pth",
-            }
-            record_manifest(self.run_dir, self.cfg, self.recipe.world_size, STAGE, fields)
-            write_result(self.run_dir, STAGE, result)
-        return {"stage": STAGE, **result}
+        meta = {"backbone": self.cfg.model.backbone, "step": steps}
+        ckpt_io.save_encoder(self.method, trainer.dir / ckpt_io.ENCODER, meta=meta)
+        v = self.totals.values
+        done = {"steps": steps, "epochs": steps / self.recipe.steps_per_epoch, "epochs_planned": self.recipe.epochs,
+                "images_per_s": self.totals.images_per_s()}  # fmt: skip
+        result = self.stage_result({}, {**done, "encoder": "encoder.pth"})
+        fields = stage_fields(self.cfg, result, self.device)  # the metrics repeat the recipe (reports read both)
+        counts = {k: int(v[k]) for k in ("nonfinite_events", "corrupt_images", "corrupt_reads")}
+        result.metrics = {"loss": loss, **fields, **done, **counts}
+        return result

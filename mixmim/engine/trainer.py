@@ -151,8 +151,9 @@ class TrainTask:
     def load_counters(self, counters: dict[str, float]) -> None:
         """Restore :meth:`counters` from a checkpoint's counters."""
 
-    def finish(self, trainer: Trainer) -> dict[str, Any]:
-        """After the final checkpoint: write the stage's outputs and return its result."""
+    def finish(self, trainer: Trainer) -> Any:
+        """After the final checkpoint: what the stage computed (metrics and the recipe actually run), which
+        :func:`mixmim.engine.stage.run_stage` writes; a task writes no result itself."""
         return {}
 
 

@@ -28,13 +28,11 @@ import torch
 
 from mixmim.config import RunConfig, to_dict
 from mixmim.data import build_dataset, build_mixup, eval_transform, finetune_criterion, finetune_transform
-from mixmim.engine.distributed import barrier, default_device, init_distributed
 from mixmim.engine.optim import build_adamw
 from mixmim.engine.recipe import make_recipe
-from mixmim.engine.rng import seed_everything
+from mixmim.engine.stage import StageContext, StageResult, run_stage
 from mixmim.evaluate.layer_decay import finetune_param_groups
-from mixmim.evaluate.results import finished_result, manifest_fields, recipe_fields, write_stage_result
-from mixmim.evaluate.train_loop import TrainSpec, train_classifier
+from mixmim.evaluate.train_loop import TrainSpec, classifier_result, train_classifier
 from mixmim.evaluate.weights import build_eval_backbone
 
 logger = logging.getLogger(__name__)
@@ -55,13 +53,14 @@ def run_finetune(
     Returns:
         The result as written to ``result.json`` (``metrics``: ``top1``, ``top5``, ``best_top1``, ...).
     """
-    done = finished_result(run_dir, STAGE)
-    if done is not None:
-        return done
+    return run_stage(STAGE, cfg, run_dir, lambda ctx: _train(ctx, log_every), device=device)
+
+
+def _train(ctx: StageContext, log_every: int) -> StageResult | None:
+    """The stage's work: build, train through the Trainer, return the result (rank 0)."""
+    cfg, run_dir, env, device = ctx.cfg, ctx.run_dir, ctx.env, ctx.device
     ft = cfg.finetune
-    env = init_distributed()
-    device = device or default_device(env)
-    seed_everything(cfg.seed)
+    # the runner seeded every generator (cfg.seed) before this
     backbone, source = build_eval_backbone(cfg, run_dir, num_classes=0, drop_path=ft.drop_path)
     train_set = build_dataset(cfg.data, "train", finetune_transform(backbone.img_size, ft))
     val_set = build_dataset(cfg.data, "val", eval_transform(backbone.img_size))
@@ -87,23 +86,14 @@ def run_finetune(
         checkpoint_every=ft.checkpoint_every,
     )
     summary = train_classifier(spec, cfg, run_dir, env, device, log_every)
-    result: dict[str, Any] = {"stage": STAGE}
-    if env.is_main:
-        fields = manifest_fields(cfg, recipe_fields(recipe), train_set, summary["wall_time_s"], device)
-        extra = {
-            **source.describe(),
-            "steps": summary["steps"],
-            "epochs": summary["epochs_done"],
-            "epochs_planned": recipe.epochs,
-            "images_per_s": summary["images_per_s"],
-            "num_classes": num_classes,
+    if not env.is_main:
+        return None
+    return classifier_result(summary, recipe, train_set, source, {
+        "num_classes": num_classes,
             "layer_decay": ft.layer_decay,
             "official_head_decay": ft.official_head_decay,
             "drop_path": ft.drop_path,
             "mixup": ft.mixup,
             "cutmix": ft.cutmix,
             "smoothing": ft.smoothing,
-        }
-        result = write_stage_result(run_dir, cfg, STAGE, summary["metrics"], fields, extra)
-    barrier()
-    return result
+    })

@@ -24,13 +24,12 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from mixmim.config import RunConfig
-from mixmim.data import build_dataset, eval_transform
+from mixmim.data import build_dataset, dataset_fingerprint, eval_transform
 from mixmim.engine.checkpoint import atomic_torch_save, load_checkpoint
-from mixmim.engine.distributed import DistEnv, barrier, default_device, init_distributed
-from mixmim.engine.rng import seed_everything
+from mixmim.engine.distributed import DistEnv
+from mixmim.engine.stage import StageContext, StageResult, run_stage
 from mixmim.evaluate.accuracy import topk_correct
 from mixmim.evaluate.features import extract_features
-from mixmim.evaluate.results import finished_result, manifest_fields, write_stage_result
 from mixmim.evaluate.weights import InitSource, build_eval_backbone
 from mixmim.rundir import stage_dir
 
@@ -129,14 +128,15 @@ def run_knn(cfg: RunConfig, run_dir: str | Path, *, device: torch.device | None 
     Returns:
         The result as written to ``result.json`` (``metrics``: ``top1``, ``top5``, percent).
     """
-    done = finished_result(run_dir, STAGE)
-    if done is not None:
-        return done
-    env = init_distributed()
-    device = device or default_device(env)
+    return run_stage(STAGE, cfg, run_dir, _knn, device=device)
+
+
+def _knn(ctx: StageContext) -> StageResult | None:
+    """The stage's work: features of both splits (every rank its shard), then kNN on rank 0."""
+    cfg, run_dir, env, device = ctx.cfg, ctx.run_dir, ctx.env, ctx.device
     start = time.monotonic()
     folder = stage_dir(run_dir, STAGE)
-    seed_everything(cfg.seed)  # the random-init control is the same encoder in every stage
+    # the runner seeded every generator: the random-init control is the same encoder in every stage
     backbone, source = build_eval_backbone(cfg, run_dir, num_classes=0)
     backbone.to(device)
     transform = eval_transform(backbone.img_size)
@@ -149,17 +149,21 @@ def run_knn(cfg: RunConfig, run_dir: str | Path, *, device: torch.device | None 
                                     cfg.data.num_workers, desc=f"knn {split} features")  # fmt: skip
 
         features[split] = cached_features(folder / f"features-{split}.pth", source, cfg, dataset, extract, env)
-    result: dict[str, Any] = {"stage": STAGE}
-    if env.is_main:
-        (train_x, train_y), (val_x, val_y) = features["train"], features["val"]
-        num_classes = len(datasets["train"].classes)
-        metrics = knn_accuracy(train_x, train_y, val_x, val_y, num_classes, cfg.knn.k, cfg.knn.temperature, device)
-        wall = time.monotonic() - start
-        recipe = {"effective_batch": cfg.knn.batch_size * env.world_size, "lr": None, "blr": None,
-                  "lr_scale_base": None, "precision": PRECISION, "world_size": env.world_size,
-                  "epochs": 0}  # fmt: skip
-        fields = manifest_fields(cfg, recipe, datasets["train"], wall, device)
-        extra = {
+    if not env.is_main:
+        return None
+    (train_x, train_y), (val_x, val_y) = features["train"], features["val"]
+    num_classes = len(datasets["train"].classes)
+    metrics = knn_accuracy(train_x, train_y, val_x, val_y, num_classes, cfg.knn.k, cfg.knn.temperature, device)
+    wall = time.monotonic() - start
+    recipe = {"effective_batch": cfg.knn.batch_size * env.world_size, "lr": None, "blr": None,
+              "lr_scale_base": None, "precision": PRECISION, "world_size": env.world_size,
+              "epochs": 0}  # fmt: skip
+    for split in features:  # the result is written next, by the runner: features are cheap to extract again
+        (folder / f"features-{split}.pth").unlink(missing_ok=True)
+    return StageResult(
+        metrics=metrics, recipe=recipe, wall_time_s=wall, data_root=str(getattr(datasets["train"], "root", "")),
+        data_fingerprint=dataset_fingerprint(datasets["train"]),
+        extra={
             **source.describe(),
             "steps": 0,
             "k": cfg.knn.k,
@@ -167,9 +171,5 @@ def run_knn(cfg: RunConfig, run_dir: str | Path, *, device: torch.device | None 
             "train_images": len(train_y),
             "val_images": len(val_y),
             "images_per_s": (len(train_y) + len(val_y)) / max(wall, 1e-9),
-        }
-        result = write_stage_result(run_dir, cfg, STAGE, metrics, fields, extra)
-        for split in features:
-            (folder / f"features-{split}.pth").unlink(missing_ok=True)
-    barrier()
-    return result
+        },
+    )

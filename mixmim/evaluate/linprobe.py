@@ -29,12 +29,10 @@ from torch import nn
 from mixmim.backbones import Backbone
 from mixmim.config import LinearProbeConfig, RunConfig, to_dict
 from mixmim.data import build_dataset, eval_transform, pretrain_transform
-from mixmim.engine.distributed import barrier, default_device, init_distributed
 from mixmim.engine.recipe import make_recipe
-from mixmim.engine.rng import seed_everything
+from mixmim.engine.stage import StageContext, StageResult, run_stage
 from mixmim.evaluate.features import pooled_features
-from mixmim.evaluate.results import finished_result, manifest_fields, recipe_fields, write_stage_result
-from mixmim.evaluate.train_loop import TrainSpec, train_classifier
+from mixmim.evaluate.train_loop import TrainSpec, classifier_result, train_classifier
 from mixmim.evaluate.weights import build_eval_backbone
 
 logger = logging.getLogger(__name__)
@@ -106,13 +104,14 @@ def run_linprobe(
     Returns:
         The result as written to ``result.json`` (``metrics``: ``top1``, ``top5``, ``best_top1``, ...).
     """
-    done = finished_result(run_dir, STAGE)
-    if done is not None:
-        return done
+    return run_stage(STAGE, cfg, run_dir, lambda ctx: _train(ctx, log_every), device=device)
+
+
+def _train(ctx: StageContext, log_every: int) -> StageResult | None:
+    """The stage's work: build, train through the Trainer, return the result (rank 0)."""
+    cfg, run_dir, env, device = ctx.cfg, ctx.run_dir, ctx.env, ctx.device
     lp = cfg.linprobe
-    env = init_distributed()
-    device = device or default_device(env)
-    seed_everything(cfg.seed)  # the random-init control is the same encoder in every stage
+    # the runner seeded every generator: the random-init control is the same encoder in every stage
     encoder, source = build_eval_backbone(cfg, run_dir, num_classes=0)
     size = encoder.img_size
     train_set = build_dataset(cfg.data, "train", pretrain_transform(size, crop_min_scale=cfg.linprobe.crop_min_scale))
@@ -133,19 +132,10 @@ def run_linprobe(
         config=to_dict(lp),
     )
     summary = train_classifier(spec, cfg, run_dir, env, device, log_every)
-    result: dict[str, Any] = {"stage": STAGE}
-    if env.is_main:
-        fields = manifest_fields(cfg, recipe_fields(recipe), train_set, summary["wall_time_s"], device)
-        extra = {
-            **source.describe(),
-            "steps": summary["steps"],
-            "epochs": summary["epochs_done"],
-            "epochs_planned": recipe.epochs,
-            "images_per_s": summary["images_per_s"],
-            "num_classes": num_classes,
+    if not env.is_main:
+        return None
+    return classifier_result(summary, recipe, train_set, source, {
+        "num_classes": num_classes,
             "optimizer": lp.optimizer,
             "weight_decay": lp.weight_decay,
-        }
-        result = write_stage_result(run_dir, cfg, STAGE, summary["metrics"], fields, extra)
-    barrier()
-    return result
+    })

@@ -22,8 +22,10 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from mixmim.config import RunConfig
+from mixmim.data import dataset_fingerprint
 from mixmim.engine.distributed import DistEnv
 from mixmim.engine.recipe import Recipe
+from mixmim.engine.stage import StageResult, recipe_fields
 from mixmim.engine.trainer import Trainer, TrainTask
 from mixmim.evaluate.accuracy import evaluate_classifier
 from mixmim.rundir import stage_dir
@@ -164,3 +166,24 @@ def train_classifier(spec: TrainSpec, cfg: RunConfig, run_dir: str | Path, env: 
     trainer = Trainer(task, cfg.seed, stage_dir(run_dir, spec.stage), Path(run_dir).name, env, device,
                       cfg.data.num_workers, log_every)  # fmt: skip
     return trainer.run()
+
+
+def classifier_result(summary: dict[str, Any], recipe: Recipe, train_set: Dataset, source: Any,
+                      extra: dict[str, Any]) -> StageResult:  # fmt: skip
+    """The result of a fine-tuning or probing stage from :func:`train_classifier`'s summary: the recipe, the
+    encoder's source (``init``, ``init_path``), steps and epochs done, throughput, then ``extra``."""
+    return StageResult(
+        metrics=summary["metrics"],
+        recipe=recipe_fields(recipe),
+        wall_time_s=summary["wall_time_s"],
+        data_root=str(getattr(train_set, "root", "")),
+        data_fingerprint=dataset_fingerprint(train_set),
+        extra={
+            **source.describe(),
+            "steps": summary["steps"],
+            "epochs": summary["epochs_done"],
+            "epochs_planned": recipe.epochs,
+            "images_per_s": summary["images_per_s"],
+            **extra,
+        },
+    )

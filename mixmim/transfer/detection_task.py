@@ -195,6 +195,6 @@ class DetectionTask(TrainTask):
         return {"metrics": metrics, "epochs": self.cfg.epochs, "steps": trainer.position.global_step,
                 "total_steps": r.total_steps, "effective_batch": r.effective_batch, "lr": r.lr, "blr": r.blr,
                 "lr_scale_base": r.lr_scale_base, "precision": r.precision, "world_size": r.world_size,
-                "wall_time_s": wall, "gpu_hours": wall * r.world_size / 3600 if self.device.type == "cuda" else 0.0,
+                "wall_time_s": wall,
                 "images_per_s": totals.images_per_s() if wall > 0 else None,
                 "nonfinite_events": int(totals.values["nonfinite_events"])}  # fmt: skip

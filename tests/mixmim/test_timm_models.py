@@ -1,9 +1,10 @@
 """timm's own model tests (``tests/test_models.py`` of the installed timm's sdist) on every backbone we register.
 
-The test file is fetched from the package registry at test time (``pip download`` of the timm sdist; nothing
-fetched is kept in the repository) and run in a subprocess with ``timm_models_conftest.py`` as its conftest
-(only our models; see that file). TorchScript and FX tests are excluded: TorchScript is deprecated in current
-torch, and FX tracing is not part of the contract we claim (docs/architecture.md).
+The test file comes from the timm sdist, fetched from the package registry once per timm version (``pip
+download``) and kept in a cache outside the repository (:func:`sdist_cache_dir`). It runs in a subprocess with
+``timm_models_conftest.py`` as its conftest (only our models; see that file). TorchScript and FX tests are
+excluded: TorchScript is deprecated in current torch, and FX tracing is not part of the contract we claim
+(docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -48,18 +49,40 @@ markers =
 """
 
 
-def fetch_timm_test_file(dest: Path) -> Path:
-    """``tests/test_models.py`` from the timm sdist of the installed version, into ``dest``; skips the test
-    when the package registry cannot be reached (any other pip failure fails it)."""
-    version = timm.__version__
+def sdist_cache_dir(version: str) -> Path:
+    """Where the timm sdist of ``version`` is kept between runs: ``$MIXMIM_TEST_CACHE`` (default
+    ``~/.cache/mixmim-bench``) ``/timm-sdist/<version>``, outside the repository."""
+    root = Path(os.environ.get("MIXMIM_TEST_CACHE", Path.home() / ".cache" / "mixmim-bench"))
+    return root / "timm-sdist" / version
+
+
+def timm_sdist(version: str) -> Path:
+    """The timm sdist of ``version``: from the cache, else ``pip download`` into it (once per version); skips
+    the test when the package registry cannot be reached (any other pip failure fails it)."""
+    cache = sdist_cache_dir(version)
+    cached = sorted(cache.glob(f"timm-{version}.tar.gz"))
+    if cached:
+        return cached[0]
+    download = cache.parent / f".{version}.{os.getpid()}.tmp"  # a whole file or none: renamed into place
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--disable-pip-version-check",
-           "-d", str(dest), f"timm=={version}"]
+           "-d", str(download), f"timm=={version}"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
+        shutil.rmtree(download, ignore_errors=True)
         if any(sign in proc.stdout + proc.stderr for sign in OFFLINE_SIGNS):
             pytest.skip(f"package registry unreachable: cannot fetch the timm {version} sdist for its model tests")
         raise AssertionError(f"`{' '.join(cmd)}` failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    (sdist,) = dest.glob("timm-*.tar.gz")
+    (sdist,) = download.glob("timm-*.tar.gz")
+    cache.mkdir(parents=True, exist_ok=True)
+    os.replace(sdist, cache / sdist.name)
+    shutil.rmtree(download, ignore_errors=True)
+    return cache / sdist.name
+
+
+def fetch_timm_test_file(dest: Path) -> Path:
+    """``tests/test_models.py`` from the timm sdist of the installed version (:func:`timm_sdist`), into ``dest``."""
+    version = timm.__version__
+    sdist = timm_sdist(version)
     member = f"timm-{version}/tests/test_models.py"
     with tarfile.open(sdist) as tar:
         source = tar.extractfile(member)
@@ -83,6 +106,16 @@ def summarize(results: dict[str, str]) -> dict[str, dict[str, str]]:
 
 
 @pytest.mark.slow
+def test_the_sdist_comes_from_the_cache_without_pip(tmp_path, monkeypatch):
+    """A cached sdist is used as it is: pip runs once per timm version, not on every test run."""
+    monkeypatch.setenv("MIXMIM_TEST_CACHE", str(tmp_path))
+    cached = sdist_cache_dir("9.9.9") / "timm-9.9.9.tar.gz"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"sdist")
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("pip ran although the sdist is cached"))
+    assert timm_sdist("9.9.9") == cached
+
+
 def test_timm_model_tests_pass_on_every_registered_backbone(tmp_path):
     test_file = fetch_timm_test_file(tmp_path)
     suite = test_file.parent

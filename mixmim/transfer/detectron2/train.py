@@ -128,6 +128,5 @@ def train_detectron2(cfg: RunConfig, root: Path, init: Path | None, stage_path: 
     if env.is_main:
         print_csv_format(results)
     images = summary["steps"] * summary["effective_batch"]
-    return {"metrics": metrics_from_detectron2(results), **summary, "wall_time_s": wall,
-            "gpu_hours": wall * env.world_size / 3600 if device != "cpu" else 0.0,
+    return {"metrics": metrics_from_detectron2(results), **summary, "wall_time_s": wall,  # GPU-hours: the runner
             "images_per_s": images / wall if wall > 0 else None, "detectron2_dir": str(output_dir)}

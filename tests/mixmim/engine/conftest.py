@@ -1,4 +1,4 @@
-"""Fixtures for the engine tests (one torch thread: ``tests/conftest.py``) and one finished tiny pre-training run per module."""
+"""Fixtures for the engine tests (one torch thread: ``tests/conftest.py``), one finished tiny run per module."""
 
 from __future__ import annotations
 
