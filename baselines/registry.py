@@ -15,7 +15,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mixmim.config import MethodConfig, RunConfig
+from mixmim.config import MethodConfig, RunConfig, check_registry
 
 if TYPE_CHECKING:  # the models load when a method is built: method_defaults() stays torch-free (cheap CLI paths)
     from mixmim.backbones.interface import Backbone
@@ -65,6 +65,7 @@ METHODS: dict[str, MethodBuilder] = {
     "simmim": _build_simmim,
     "beit": _build_beit,
 }
+check_registry("method.name", METHODS, extra=("random",))  # the random-init control builds no method
 
 # The MethodConfig fields each method reads (others are ignored; build_method logs the changed ones it ignores:
 # at INFO, since experiments set shared sizes such as method.decoder_dim for every method on purpose).

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mixmim.config import RunConfig
+from mixmim.config import RunConfig, check_registry
 
 StageFn = Callable[[RunConfig, Path], dict[str, Any]]
 
@@ -97,3 +97,4 @@ STAGES: dict[str, StageFn] = {
     "knn": run_knn,
     "coco": run_coco,
 }
+check_registry("stages", STAGES)

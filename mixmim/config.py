@@ -11,6 +11,7 @@ Units: learning rates are absolute per-parameter rates unless the name says ``bl
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from mixmim.backbone_names import DEPRECATED_BACKBONE_NAMES
+from mixmim.rendezvous import tasks_per_node
 
 
 @dataclass
@@ -221,32 +223,35 @@ class ConfigError(ValueError):
     """A configuration key or value is wrong; the message names it and what is allowed."""
 
 
-# --- Closed sets and ranges, checked whenever a RunConfig is built (validate). The sets repeat the names
-# that each implementation accepts (torch-free here); tests/mixmim/test_config_choices.py keeps them in sync.
+# --- Closed sets and ranges, checked whenever a RunConfig is built (validate) and when a stage starts
+# (mixmim.engine.stage.run_stage). Each set is declared here once; the implementations read it from here
+# (mixmim.method.MASK_TYPES is CHOICES["method.mask_type"], ...). Three sets name registries that live above
+# this torch-free module (baselines.METHODS, mixmim.backbones.BACKBONE_SPECS, experiments.stages.STAGES):
+# each registry checks at import that it registers exactly these names (one error naming both).
 METHOD_NAMES = ("mixmim", "mae", "simmim", "beit", "random")  # baselines.METHODS + the random-init control
 BACKBONE_NAMES = ("mixmim_base", "mixmim_large", "mixmim_huge", "mixmim_base_384", "mixmim_large_384",
                   "mixmim_tiny_32", "mixmim_small_64", "mixmim_vit_base_patch16", "mixmim_vit_large_patch16",
                   "mixmim_vit_huge_patch14", "mixmim_vit_tiny_patch4_32")  # mixmim.backbones.BACKBONE_SPECS
 STAGE_NAMES = ("tokenizer", "pretrain", "finetune", "linprobe", "knn", "coco")  # experiments.stages.STAGES
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # mixmim.engine.precision
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 CHOICES: dict[str, tuple[str, ...]] = {
     "model.backbone": BACKBONE_NAMES,
-    "model.rel_pos_bias": ("none", "shared", "layer"),  # mixmim.backbones.vit.REL_POS_BIAS
-    "model.global_pool": ("avg", "token"),  # mixmim.backbones.vit.GLOBAL_POOL
+    "model.rel_pos_bias": ("none", "shared", "layer"),
+    "model.global_pool": ("avg", "token"),
     "method.name": METHOD_NAMES,
-    "method.mask_strategy": ("random", "block"),  # mixmim.method.MASK_STRATEGIES
-    "method.mask_type": ("mix", "mask_token", "zero", "noise"),  # mixmim.method.MASK_TYPES
-    "method.tokenizer": ("kmeans", "dalle"),  # baselines.tokenizers.stage.TOKENIZERS
+    "method.mask_strategy": ("random", "block"),
+    "method.mask_type": ("mix", "mask_token", "zero", "noise"),
+    "method.tokenizer": ("kmeans", "dalle"),
     "data.dataset": ("digits", "folder"),
-    "data.on_corrupt": ("skip", "fail"),  # mixmim.data.folder.ON_CORRUPT
+    "data.on_corrupt": ("skip", "fail"),
     "pretrain.precision": PRECISIONS, "finetune.precision": PRECISIONS, "linprobe.precision": PRECISIONS,
     "coco.precision": PRECISIONS,
-    "pretrain.nonfinite": ("stop", "rollback"),  # mixmim.engine.nonfinite.NONFINITE_MODES
+    "pretrain.nonfinite": ("stop", "rollback"),
     "coco.nonfinite": ("stop", "rollback"),
-    "linprobe.optimizer": ("lars", "sgd"),  # mixmim.evaluate.linprobe.OPTIMIZERS
+    "linprobe.optimizer": ("lars", "sgd"),
     "coco.engine": ("torchvision", "detectron2"),
-    "coco.attention": ("window_global", "global", "window"),  # mixmim.transfer.layout.ATTENTION_LAYOUTS
-    "coco.heads": ("standard", "compact"),  # mixmim.transfer.torchvision_model.HEADS
+    "coco.attention": ("window_global", "global", "window"),
+    "coco.heads": ("standard", "compact"),
     "launch.executor": ("local", "slurm", "debug"),
 }
 LIST_CHOICES: dict[str, tuple[str, ...]] = {"stages": STAGE_NAMES}
@@ -311,9 +316,19 @@ RANGES: dict[str, Range] = {
 }
 
 
-def tasks_per_node(launch: LaunchConfig) -> int:
-    """Processes (ranks) a stage runs per node: ``launch.tasks_per_node``, else one per GPU, else one."""
-    return launch.tasks_per_node or max(1, launch.gpus_per_node)
+def check_registry(key: str, registered: Iterable[str], extra: tuple[str, ...] = ()) -> None:
+    """A registry above this module (methods, backbones, stages) registers exactly the names of the closed set
+    ``key`` (``extra``: allowed names that no registry holds, e.g. the ``random`` control); called by each
+    registry at import, so a name added on one side only fails at once, naming both sides.
+
+    Raises:
+        ConfigError: the registry and the closed set differ.
+    """
+    declared = set(LIST_CHOICES.get(key) or CHOICES[key])
+    names = {*registered, *extra}
+    if names != declared:
+        raise ConfigError(f"the registry of '{key}' holds {sorted(names)} but mixmim/config.py allows "
+                          f"{sorted(declared)}: add or remove {sorted(names ^ declared)} on both sides")
 
 
 def world_size(launch: LaunchConfig) -> int:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from typing import Any
 
 PORT_BASE, PORT_SPAN = 20000, 20000  # ports [20000, 40000): above the well-known ones, below Linux's ephemeral
 
@@ -70,3 +71,10 @@ def rendezvous(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     except ValueError as error:
         raise RuntimeError(f"cannot find where the ranks meet: {error}") from None
     return {"MASTER_ADDR": addr, "MASTER_PORT": port}
+
+
+def tasks_per_node(launch: Any) -> int:
+    """Processes (ranks) a stage runs per node: ``launch.tasks_per_node``, else one per GPU, else one (``launch``:
+    a :class:`mixmim.config.LaunchConfig`). The rule exists here once: the config, the local launcher and the
+    Slurm executor read it."""
+    return launch.tasks_per_node or max(1, launch.gpus_per_node)

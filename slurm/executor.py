@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import submitit
 
+from mixmim.rendezvous import tasks_per_node
+
 if TYPE_CHECKING:  # slurm/ depends on mixmim.rundir only; the config type is for readers and checkers
     from mixmim.config import LaunchConfig
 
@@ -28,15 +30,15 @@ DEFAULT_SBATCH_EXTRA = {"kill-on-invalid-dep": "yes"}
 def executor_parameters(launch_cfg: LaunchConfig, job_name: str) -> dict[str, Any]:
     """``AutoExecutor.update_parameters`` keyword arguments for ``launch_cfg``; empty fields are left out."""
     gpus = launch_cfg.gpus_per_node
-    tasks_per_node = launch_cfg.tasks_per_node or max(1, gpus)  # = mixmim.config.tasks_per_node
+    tasks = tasks_per_node(launch_cfg)
     params: dict[str, Any] = {
         "name": job_name,
         "timeout_min": launch_cfg.time_min,
         "nodes": launch_cfg.nodes,
-        "tasks_per_node": tasks_per_node,
+        "tasks_per_node": tasks,
         "cpus_per_task": launch_cfg.cpus_per_task,
     }
-    if tasks_per_node * launch_cfg.nodes > 1:
+    if tasks * launch_cfg.nodes > 1:
         params["slurm_srun_args"] = ["--kill-on-bad-exit=1"]
     params["slurm_setup"] = [f"export OMP_NUM_THREADS=${{OMP_NUM_THREADS:-{launch_cfg.cpus_per_task}}}"]
     if gpus > 0:

@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mixmim.rendezvous import tasks_per_node
 from mixmim.rundir import LAUNCH_POSITION_ENV, RunLock, describe_holder, is_done
 from slurm.local import run_locally
 from slurm.report import IN_FLIGHT, SKIPPED, LaunchReport, StageLaunch
@@ -75,9 +76,9 @@ def launch(runs: list[RunSpec], launch_cfg: LaunchConfig, log_dir: Path, takeove
 
 
 def local_tasks(launch_cfg: LaunchConfig) -> int:
-    """Ranks a local stage runs as: ``launch.tasks_per_node``, else one per GPU, else one
-    (= ``mixmim.config.tasks_per_node``; ``launch.nodes`` does not apply to this one machine)."""
-    return launch_cfg.tasks_per_node or max(1, launch_cfg.gpus_per_node)
+    """Ranks a local stage runs as: :func:`mixmim.rendezvous.tasks_per_node` (``launch.nodes`` does not apply to
+    this one machine)."""
+    return tasks_per_node(launch_cfg)
 
 
 def _run_all_locally(runs: list[RunSpec], log_dir: Path, executor: str, takeover: bool,

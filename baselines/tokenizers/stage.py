@@ -24,7 +24,7 @@ from baselines.tokenizers.dalle import WHERE_TO_GET, DalleTokenizer
 from baselines.tokenizers.interface import Tokenizer
 from baselines.tokenizers.kmeans import KMeansTokenizer
 from mixmim.backbones import create_backbone
-from mixmim.config import MethodConfig, RunConfig
+from mixmim.config import CHOICES, MethodConfig, RunConfig
 from mixmim.engine.stage import StageResult, run_stage
 from mixmim.rundir import stage_dir
 
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 STAGE = "tokenizer"
 CODEBOOK_FILE = "kmeans.pt"
-TOKENIZERS = ("kmeans", "dalle")
+TOKENIZERS = CHOICES["method.tokenizer"]  # declared once, on the config
 MAX_FIT_CELLS = 100_000  # cells the k-means fit uses at most (a seeded subset of the training images)
 
 

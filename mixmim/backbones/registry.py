@@ -26,6 +26,7 @@ from mixmim.backbones.checkpoint import adapt_to_model, encoder_state_dict
 from mixmim.backbones.hierarchical import MixMIMTransformer
 from mixmim.backbones.interface import Backbone
 from mixmim.backbones.vit import PlainViT
+from mixmim.config import check_registry
 
 _HIER = dict(patch_size=4, depths=(2, 2, 18, 2), mlp_ratio=4.0, qkv_bias=True)
 
@@ -156,5 +157,6 @@ def _make_entrypoint(name: str) -> Callable[..., Backbone]:
 
 
 BACKBONES: dict[str, Callable[..., Backbone]] = {name: _make_entrypoint(name) for name in BACKBONE_SPECS}
+check_registry("model.backbone", BACKBONE_SPECS)
 for _fn in BACKBONES.values():
     register_model(_fn)

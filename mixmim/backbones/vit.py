@@ -30,10 +30,11 @@ from mixmim.backbones.groups import upsample_groups
 from mixmim.backbones.interface import Backbone, check_global_pool
 from mixmim.backbones.pos_embed import resize_pos_embed, sincos_2d
 from mixmim.backbones.rel_pos_bias import RelativePositionBias
+from mixmim.config import CHOICES
 from mixmim.device_copy import to_device
 
-REL_POS_BIAS = ("none", "shared", "layer")
-GLOBAL_POOL = ("avg", "token")  # the run config's choices; reset_classifier also takes "" (timm)
+REL_POS_BIAS = CHOICES["model.rel_pos_bias"]  # declared once, on the config
+GLOBAL_POOL = CHOICES["model.global_pool"]  # reset_classifier also takes "" (timm)
 
 
 class PlainViT(Backbone):

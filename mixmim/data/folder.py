@@ -23,11 +23,12 @@ from PIL import Image
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
+from mixmim.config import CHOICES
 from mixmim.data.fingerprint import fingerprint_files
 
 logger = logging.getLogger(__name__)
 
-ON_CORRUPT = ("skip", "fail")
+ON_CORRUPT = CHOICES["data.on_corrupt"]  # declared once, on the config
 MAX_CONSECUTIVE_CORRUPT = 16  # more bad files in a row than this means a broken dataset, not a bad file
 SPLITS = ("train", "val")
 

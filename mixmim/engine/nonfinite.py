@@ -23,7 +23,9 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-NONFINITE_MODES = ("stop", "rollback")
+from mixmim.config import CHOICES
+
+NONFINITE_MODES = CHOICES["pretrain.nonfinite"]  # declared once, on the config
 
 
 class NonFiniteLossError(FloatingPointError):

@@ -11,7 +11,9 @@ from collections.abc import Iterator
 
 import torch
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+from mixmim.config import CHOICES
+
+PRECISIONS = CHOICES["pretrain.precision"]  # declared once, on the config
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 

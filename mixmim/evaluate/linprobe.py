@@ -27,7 +27,7 @@ from timm.optim import Lars
 from torch import nn
 
 from mixmim.backbones import Backbone
-from mixmim.config import LinearProbeConfig, RunConfig, to_dict
+from mixmim.config import CHOICES, LinearProbeConfig, RunConfig, to_dict
 from mixmim.data import build_dataset, eval_transform, pretrain_transform
 from mixmim.engine.recipe import make_recipe
 from mixmim.engine.stage import StageContext, StageResult, run_stage
@@ -38,7 +38,7 @@ from mixmim.evaluate.weights import build_eval_backbone
 logger = logging.getLogger(__name__)
 
 STAGE = "linprobe"
-OPTIMIZERS = ("lars", "sgd")
+OPTIMIZERS = CHOICES["linprobe.optimizer"]  # declared once, on the config
 MOMENTUM = 0.9
 LARS_TRUST_COEFF = 0.001
 

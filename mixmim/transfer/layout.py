@@ -23,7 +23,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-ATTENTION_LAYOUTS = ("window_global", "global", "window")
+from mixmim.config import CHOICES
+
+ATTENTION_LAYOUTS = CHOICES["coco.attention"]  # declared once, on the config
 DEFAULT_ATTENTION = "window_global"
 GLOBAL_EVERY = 6  # one global block in six in the second-to-last stage (ViTDet: 4 of 24 blocks for ViT-L)
 

@@ -22,9 +22,10 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredic
 from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
+from mixmim.config import CHOICES
 from mixmim.transfer.adapter import PyramidAdapter, level_name
 
-HEADS = ("standard", "compact")
+HEADS = CHOICES["coco.heads"]  # declared once, on the config
 COMPACT = {"fpn": 64, "box_fc": 256, "rois_per_image": 128, "pre_nms": 600, "post_nms": 300, "detections": 50}
 ANCHOR_PER_STRIDE = 8
 ASPECT_RATIOS = (0.5, 1.0, 2.0)
