@@ -33,14 +33,12 @@ data pipeline (decode + augmentation of ``<PATH>/train``), to show whether loadi
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import json
 import logging
 import os
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,7 +51,6 @@ if TYPE_CHECKING:  # torch loads when the command runs: the CLI builds this pars
     import torch
 
     from mixmim.bench import StepStats
-    from mixmim.config import RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -173,54 +170,6 @@ def default_methods() -> list[str]:
     return list(baselines.METHODS) if hasattr(baselines, "build_method") else ["mixmim"]
 
 
-@contextlib.contextmanager
-def method_builder(backbone: str, img_size: int, overrides: list[str] | None = None) -> Iterator[Any]:
-    """A function ``name -> (method, run config)``: the source recipe of each method on ``backbone``, then
-    ``overrides`` (the config's ``pretrain`` section is the recipe the benchmarked trainer runs).
-
-    BEiT gets a random k-means codebook of its vocabulary size (the step cost does not depend on its
-    values). Without the baselines package only ``mixmim`` can be built (overrides are then ignored, the
-    recipe is ``RunConfig``'s, MixMIM's).
-    """
-    with tempfile.TemporaryDirectory(prefix="mixmim-bench-") as tmp:
-
-        def build(name: str) -> tuple[torch.nn.Module, RunConfig]:
-            try:
-                from baselines import build_method, method_defaults
-            except ImportError:
-                build_method = None
-            if build_method is None:
-                if name != "mixmim":
-                    raise KeyError(f"method '{name}' needs the baselines package; only 'mixmim' is available")
-                from mixmim.backbones import create_backbone
-                from mixmim.config import RunConfig
-                from mixmim.method import MixMIM
-
-                return MixMIM(create_backbone(backbone, num_classes=0, img_size=img_size)), RunConfig()
-            from mixmim.config import RunConfig, apply_overrides
-
-            recipe = {**method_defaults(name), "model.backbone": backbone, "model.img_size": img_size}
-            if name == "beit":
-                recipe.update({"method.tokenizer": "kmeans", "method.tokenizer_path": _random_codebook(tmp)})
-            cfg = apply_overrides(apply_overrides(RunConfig(), recipe), list(overrides or []))
-            return build_method(cfg), cfg
-
-        yield build
-
-
-def _random_codebook(folder: str, vocab_size: int = 8192, cell_resolution: int = 4) -> str:
-    """Write a random k-means codebook (BEiT's default vocabulary) and return its path."""
-    import torch
-
-    from baselines.tokenizers.kmeans import KMeansTokenizer
-
-    path = Path(folder) / "kmeans.pt"
-    if not path.exists():
-        centroids = torch.randn(vocab_size, cell_resolution**2 * 3, generator=torch.Generator().manual_seed(0))
-        KMeansTokenizer(centroids, cell_resolution).save(path)
-    return str(path)
-
-
 def new_store_path(output: str | Path, device: str) -> Path:
     """A fresh ``<output>/bench/<timestamp>-<device>[-k].jsonl``, created empty (exclusive)."""
     folder = Path(output) / BENCH_DIR
@@ -286,7 +235,8 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Benchmark every method x attention x optimizer; print the table, store and return the rows."""
     import torch
 
-    from experiments.cost import TRAIN_IMAGES
+    from baselines.reference import method_builder
+    from experiments.datasets import TRAIN_IMAGES
     from mixmim.backbones.attention import get_attention_impl
     from mixmim.bench import benchmark_variants, method_flops
     from mixmim.engine.host_memory import keep_freed_memory

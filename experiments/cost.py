@@ -29,27 +29,16 @@ from pathlib import Path
 from typing import Any
 
 from experiments.budget import bench_rows, find_bench_row, gpu_matches
+from experiments.datasets import dataset_images
 from mixmim.config import RunConfig
 
 DEFAULT_GPU = "A100"
 DEFAULT_MFU = 0.3  # assumed model FLOPs utilisation of the estimate (printed beside every estimated figure)
-# Training images of the datasets the experiments name (folder name of data.root -> count). ImageNet-1k:
-# 1,281,167 (ILSVRC-2012 train); iNaturalist 2018: 437,513, 2019: 265,213; Places205: 2,448,873; Places365-
-# Standard: 1,803,460 (each dataset's paper / release notes). A folder dataset with another name is counted
-# as ImageNet-1k, and the table says so.
-TRAIN_IMAGES = {
-    "imagenet": 1_281_167,
-    "inat2018": 437_513,
-    "inat2019": 265_213,
-    "places205": 2_448_873,
-    "places365": 1_803_460,
-}
-VAL_IMAGES = {"imagenet": 50_000, "inat2018": 24_426, "inat2019": 3_030, "places205": 41_000, "places365": 36_500}
-DIGITS_IMAGES = (1_497, 300)  # the built-in digits data (mixmim.data.digits): train / val split
 # Forward GFLOPs per image at 224 px (fvcore convention: multiply-adds), dense official attention.
 # Pre-training: each method with its source recipe (baselines.method_defaults) on the backbone; MixMIM on the
 # ViT with 32-px cells. Fine-tuning / probing: the backbone's classification forward. Produced by
-# ``python -m experiments.cost --count-flops`` (mixmim.bench.method_flops, mixmim.flops.backbone_flops).
+# ``python scripts/count_flops.py`` (mixmim.bench.method_flops, mixmim.flops.backbone_flops); its test regenerates
+# a part and compares (tests/scripts/test_count_flops.py).
 PRETRAIN_GFLOPS: dict[tuple[str, str], float] = {
     ("mixmim", "mixmim_base"): 19.04,
     ("mae", "mixmim_base"): 17.71,
@@ -105,20 +94,6 @@ def default_gpu() -> str:
         if out:
             return out.splitlines()[0].strip()
     return DEFAULT_GPU
-
-
-def dataset_images(cfg: RunConfig) -> tuple[int, int, str]:
-    """Training and validation images of the run's data, and what the count assumes."""
-    if cfg.data.dataset == "digits":
-        train, val, note = *DIGITS_IMAGES, "built-in digits"
-    else:
-        name = Path(cfg.data.root.rstrip("/")).name.lower() if cfg.data.root else ""
-        key = name if name in TRAIN_IMAGES else "imagenet"
-        train, val = TRAIN_IMAGES[key], VAL_IMAGES[key]
-        note = key if name in TRAIN_IMAGES else "ImageNet-1k size assumed"
-    if cfg.data.max_train_images:
-        train = min(train, cfg.data.max_train_images)
-    return train, val, note
 
 
 def stage_images(cfg: RunConfig, stage: str) -> tuple[float, int]:
@@ -303,42 +278,3 @@ def cost_table(costs: Sequence[StageCost], gpu: str, measured: dict[tuple[str, s
     return (
         head + "\n\n" + tabulate(cost_rows(costs, measured), headers="keys", tablefmt="github", disable_numparse=True)
     )
-
-
-FLOP_TABLE_BACKBONES = ("mixmim_base", "mixmim_large", "mixmim_huge", "mixmim_vit_base_patch16")
-
-
-def flop_table_entries() -> list[tuple[str, str, list[str]]]:
-    """``(method, backbone, overrides)`` of every :data:`PRETRAIN_GFLOPS` entry: each method's source recipe,
-    and MixMIM on a plain ViT with 32-px cells (``method.mask_unit=32``, as its ViT experiments run it)."""
-    pairs = [*((m, b) for b in ("mixmim_base", "mixmim_vit_base_patch16") for m in ("mixmim", "mae", "simmim", "beit")),
-             ("mixmim", "mixmim_large"), ("mixmim", "mixmim_huge")]  # fmt: skip
-    return [(m, b, ["method.mask_unit=32"] if m == "mixmim" and b.startswith("mixmim_vit_") else []) for m, b in pairs]
-
-
-def count_flop_table(entries: list[tuple[str, str, list[str]]] | None = None,
-                     backbones: tuple[str, ...] = FLOP_TABLE_BACKBONES,
-                     ) -> tuple[dict[tuple[str, str], float], dict[str, float]]:  # fmt: skip
-    """Count the figures of :data:`PRETRAIN_GFLOPS` and :data:`BACKBONE_GFLOPS` (all of them: minutes of CPU;
-    ``entries`` / ``backbones`` count a part)."""
-    from experiments.bench import method_builder
-    from mixmim.bench import method_flops
-    from mixmim.flops import backbone_flops
-
-    backbone_table = {bb: backbone_flops(bb) / 1e9 for bb in backbones}
-    pretrain = {}
-    for method, bb, extra in flop_table_entries() if entries is None else entries:
-        with method_builder(bb, 0, extra) as build:
-            model, _ = build(method)  # (method, its run config)
-            pretrain[(method, bb)] = method_flops(model, model.encoder.img_size) / 1e9
-    return pretrain, backbone_table
-
-
-if __name__ == "__main__":
-    import sys
-
-    if sys.argv[1:] != ["--count-flops"]:
-        sys.exit("usage: python -m experiments.cost --count-flops")
-    pretrain_table, backbone_table = count_flop_table()
-    print("PRETRAIN_GFLOPS =", {k: round(v, 2) for k, v in pretrain_table.items()})
-    print("BACKBONE_GFLOPS =", {k: round(v, 2) for k, v in backbone_table.items()})
