@@ -17,8 +17,8 @@ from baselines.masks import batch_mask, beit_block_masks, mask_unit_grid, random
 from baselines.tokenizers.interface import Tokenizer
 from mixmim.backbones.interface import Backbone
 from mixmim.device_copy import to_device
-from mixmim.masking import upsample_mask
-from mixmim.method import MASK_STRATEGIES, PretrainMethod
+from mixmim.pretrain.masking import upsample_mask
+from mixmim.pretrain.method import MASK_STRATEGIES, PretrainMethod
 
 
 def _beit_trunc_normal_(tensor: torch.Tensor, std: float = 0.02) -> None:

@@ -12,11 +12,11 @@ import torch
 
 from baselines.masks import batch_mask, mask_unit_grid
 from mixmim.backbones.interface import Backbone
-from mixmim.decoder import PixelDecoder
 from mixmim.device_copy import to_device
-from mixmim.masking import random_mask, upsample_mask
-from mixmim.method import PretrainMethod
-from mixmim.targets import pixel_targets
+from mixmim.pretrain.decoder import PixelDecoder
+from mixmim.pretrain.masking import random_mask, upsample_mask
+from mixmim.pretrain.method import PretrainMethod
+from mixmim.pretrain.targets import pixel_targets
 
 
 def visible_first_order(token_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

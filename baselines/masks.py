@@ -1,7 +1,7 @@
 """Mask plumbing shared by the baselines: the mask-unit grid of a backbone and given masks as [B, h, w].
 
-Conventions as :mod:`mixmim.masking`: True (or 1) marks a *masked* cell; masks live on the mask-unit grid
-``(img_size / mask_unit,) * 2`` and are brought to a token grid with :func:`mixmim.masking.upsample_mask`.
+Conventions as :mod:`mixmim.pretrain.masking`: True (or 1) marks a *masked* cell; masks live on the mask-unit grid
+``(img_size / mask_unit,) * 2`` and are brought to a token grid with :func:`mixmim.pretrain.masking.upsample_mask`.
 The baselines draw one mask per sample (MAE, SimMIM and BEiT all do); a mask passed to ``forward`` may be
 shared by the batch ([h, w] or [L]) or per sample ([B, h, w] or [B, L], e.g. MAE's official [N, L] mask).
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from mixmim.backbones.interface import Backbone
-from mixmim.masking import block_mask
+from mixmim.pretrain.masking import block_mask
 
 BEIT_REFERENCE_CELLS = 14 * 14  # BEiT's blockwise masking is specified on the 14x14 grid of ViT-B/16 at 224 px
 BEIT_MIN_BLOCK = 16  # BEiT's --min_mask_patches_per_block at that grid

@@ -19,7 +19,7 @@ from mixmim.config import MethodConfig, RunConfig, check_registry
 
 if TYPE_CHECKING:  # the models load when a method is built: method_defaults() stays torch-free (cheap CLI paths)
     from mixmim.backbones.interface import Backbone
-    from mixmim.method import PretrainMethod
+    from mixmim.pretrain.method import PretrainMethod
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ MethodBuilder = Callable[["Backbone", MethodConfig, "Path | None"], "PretrainMet
 
 
 def _build_mixmim(encoder: Backbone, m: MethodConfig, run_dir: Path | None = None) -> PretrainMethod:
-    from mixmim.method import MixMIM
+    from mixmim.pretrain.method import MixMIM
 
     return MixMIM(encoder, mask_ratio=m.mask_ratio, mask_unit=m.mask_unit, norm_pix_loss=m.norm_pix_loss,
                   decoder_dim=m.decoder_dim, decoder_depth=m.decoder_depth, decoder_heads=m.decoder_heads,

@@ -17,8 +17,8 @@ from torch import nn
 from baselines.masks import batch_mask, mask_unit_grid
 from mixmim.backbones.interface import Backbone
 from mixmim.device_copy import to_device
-from mixmim.masking import random_mask, upsample_mask
-from mixmim.method import PretrainMethod
+from mixmim.pretrain.masking import random_mask, upsample_mask
+from mixmim.pretrain.method import PretrainMethod
 
 
 class SimMIM(PretrainMethod):

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 from tabulate import tabulate
 
 from mixmim.config import ConfigError
-from mixmim.rundir import atomic_write_text
+from mixmim.runs.rundir import atomic_write_text
 
 if TYPE_CHECKING:  # torch loads when the command runs: the CLI builds this parser for --help too
     import torch

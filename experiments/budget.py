@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mixmim.config import RunConfig, validate
-from mixmim.rundir import read_json, read_jsonl
+from mixmim.runs.rundir import read_json, read_jsonl
 
 BUDGET_KINDS = ("epochs", "gpu-hours", "flops")
 
@@ -70,7 +70,7 @@ def forward_flops_per_image(cfg: RunConfig) -> float:
     import torch
 
     from baselines import build_method
-    from mixmim.flops import count_flops
+    from mixmim.bench.flops import count_flops
 
     with tempfile.TemporaryDirectory() as tmp:
         method = build_method(cfg, _shape_only_codebook(cfg, Path(tmp))).eval()

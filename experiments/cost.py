@@ -10,7 +10,7 @@ GPU-hours beside the projection. For each run and stage:
   measured on the chosen GPU for the run's method, backbone and precision (pre-training only: the benchmark
   times pre-training steps), labelled ``bench``; else an **estimate** from the forward FLOPs (the table
   below, or counted on the model, which loads torch) and an assumed MFU of the GPU's dense peak
-  (``mixmim.peaks.PEAK_TFLOPS``): ``images/s = MFU x peak / (2 x 3 x forward FLOPs)`` (the 2
+  (``mixmim.bench.peaks.PEAK_TFLOPS``): ``images/s = MFU x peak / (2 x 3 x forward FLOPs)`` (the 2
   turns multiply-adds into the FLOPs of vendors' peaks, as the benchmark's MFU does).
 - **GPU-hours** = images x passes / throughput / 3600 (all GPUs together); **wall time** = GPU-hours / GPUs
   of the run (``launch.nodes x launch.gpus_per_node``), with perfect scaling (a lower bound).
@@ -37,7 +37,7 @@ DEFAULT_MFU = 0.3  # assumed model FLOPs utilisation of the estimate (printed be
 # Forward GFLOPs per image at 224 px (fvcore convention: multiply-adds), dense official attention.
 # Pre-training: each method with its source recipe (baselines.method_defaults) on the backbone; MixMIM on the
 # ViT with 32-px cells. Fine-tuning / probing: the backbone's classification forward. Produced by
-# ``python scripts/count_flops.py`` (mixmim.bench.method_flops, mixmim.flops.backbone_flops); its test regenerates
+# ``python scripts/count_flops.py`` (mixmim.bench.method_flops, mixmim.bench.flops.backbone_flops); its test regenerates
 # a part and compares (tests/scripts/test_count_flops.py).
 PRETRAIN_GFLOPS: dict[tuple[str, str], float] = {
     ("mixmim", "mixmim_base"): 19.04,
@@ -130,7 +130,7 @@ def forward_gflops(cfg: RunConfig, stage: str) -> tuple[float, str]:
         return forward_flops_per_image(cfg) / 1e9, "FLOPs counted"
     if cfg.model.backbone in BACKBONE_GFLOPS and size == 224:
         return BACKBONE_GFLOPS[cfg.model.backbone], "FLOP table"
-    from mixmim.flops import backbone_flops
+    from mixmim.bench.flops import backbone_flops
 
     return backbone_flops(cfg.model.backbone, cfg.model.img_size or None) / 1e9, "FLOPs counted"
 
@@ -146,8 +146,8 @@ def _source_recipe(cfg: RunConfig) -> bool:
 
 def peak_tflops(gpu: str, precision: str) -> float:
     """Dense peak TFLOP/s of ``gpu`` (a name pattern of ``PEAK_TFLOPS``, e.g. ``A100``) at ``precision``."""
+    from mixmim.bench.peaks import PEAK_TFLOPS
     from mixmim.config import ConfigError
-    from mixmim.peaks import PEAK_TFLOPS
 
     matches = [p for p in PEAK_TFLOPS if gpu_matches(p, gpu)] or [p for p in PEAK_TFLOPS if gpu_matches(gpu, p)]
     for pattern in matches[:1]:  # a device name holds the pattern ("NVIDIA H100 PCIe"), else the name is short
@@ -156,7 +156,8 @@ def peak_tflops(gpu: str, precision: str) -> float:
         if kind in peaks:
             return peaks[kind]
     raise ConfigError(
-        f"no peak TFLOP/s for GPU '{gpu}' at {precision}; known: {', '.join(PEAK_TFLOPS)} (mixmim.peaks.PEAK_TFLOPS)"
+        f"no peak TFLOP/s for GPU '{gpu}' at {precision}; known: {', '.join(PEAK_TFLOPS)} "
+        "(mixmim.bench.peaks.PEAK_TFLOPS)"
     )
 
 

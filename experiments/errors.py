@@ -36,9 +36,9 @@ EXPECTED: dict[tuple[str, str], int] = {
     ("reports.bundle", "BundleExistsError"): EXIT_REPORT,
     ("reports.references", "ReferenceDataError"): EXIT_REPORT,
     ("slurm.submit", "SlurmSubmissionError"): EXIT_SLURM,
-    ("mixmim.runlock", "RunLockError"): EXIT_RUN_FOLDER,
-    ("mixmim.rundir", "ResultExistsError"): EXIT_RUN_FOLDER,
-    ("mixmim.torchfile", "CheckpointFileError"): EXIT_RUN_FOLDER,
+    ("mixmim.runs.runlock", "RunLockError"): EXIT_RUN_FOLDER,
+    ("mixmim.runs.rundir", "ResultExistsError"): EXIT_RUN_FOLDER,
+    ("mixmim.weights.torchfile", "CheckpointFileError"): EXIT_RUN_FOLDER,
 }
 
 INTERRUPTED_MESSAGE = ("interrupted (Ctrl-C). Stages that were running are recorded as interrupted, not failed; "

@@ -15,7 +15,7 @@ from experiments.budget import Budget, apply_budget
 from experiments.spec import Experiment, normalize_stages
 from experiments.stages import RANK_PRELOAD, STAGES
 from mixmim.config import LaunchConfig, RunConfig, apply_overrides, to_yaml, validate
-from mixmim.rundir import (
+from mixmim.runs.rundir import (
     CONFIG_FILE,
     PREVIOUS_CONFIG_FILE,
     append_to_manifest,
@@ -134,7 +134,7 @@ def prepare_run_dir(cfg: RunConfig, run_dir: Path, variant: str, budget: dict[st
                     force_config: bool = False) -> ConfigCheck:  # fmt: skip
     """Check and write ``config.yaml`` and the run's identity into ``manifest.json``.
 
-    Call it holding the run's lock (:class:`mixmim.rundir.RunLock`; the launcher does, ``RunSpec.prepare``),
+    Call it holding the run's lock (:class:`mixmim.runs.rundir.RunLock`; the launcher does, ``RunSpec.prepare``),
     so that the check and the write are one step no other launch can interleave with.
 
     Raises:

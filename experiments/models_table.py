@@ -6,7 +6,7 @@ import torch
 from tabulate import tabulate
 
 from mixmim.backbones import BACKBONE_SPECS, create_backbone
-from mixmim.flops import backbone_flops, param_counts
+from mixmim.bench.flops import backbone_flops, param_counts
 
 
 def models_rows(names: list[str] | None = None) -> list[dict]:

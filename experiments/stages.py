@@ -50,8 +50,8 @@ def run_pretrain(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     from baselines import build_method
     from mixmim.data import build_dataset
     from mixmim.data.transforms import pretrain_transform
-    from mixmim.engine.pretrain import STAGE, train_pretrain
     from mixmim.engine.stage import run_stage
+    from mixmim.pretrain.task import STAGE, train_pretrain
 
     def work(ctx):
         method = build_method(cfg, run_dir=Path(run_dir))

@@ -4,7 +4,7 @@ Importing it makes the backbones known to timm (``timm.create_model("mixmim_base
 the registration runs when timm is imported (at once if it already is), through a post-import hook
 (``wrapt``). timm keeps no lazy registry or plugin entry points of its own, and a module ``__getattr__``
 would not fire for ``timm.create_model``, so the hook is what lets ``import mixmim`` stay cheap for the
-model-free paths (``mixmim.rundir``, ``mixmim.config``: the CLI's ``list``/``status``/``report``, ``slurm``,
+model-free paths (``mixmim.runs.rundir``, ``mixmim.config``: the CLI's ``list``/``status``/``report``, ``slurm``,
 ``reports``) while the timm names still work for a user who imports both.
 """
 

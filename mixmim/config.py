@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from mixmim.backbone_names import DEPRECATED_BACKBONE_NAMES
-from mixmim.rendezvous import tasks_per_node
+from mixmim.runs.rendezvous import tasks_per_node
 
 
 @dataclass
@@ -225,7 +225,7 @@ class ConfigError(ValueError):
 
 # --- Closed sets and ranges, checked whenever a RunConfig is built (validate) and when a stage starts
 # (mixmim.engine.stage.run_stage). Each set is declared here once; the implementations read it from here
-# (mixmim.method.MASK_TYPES is CHOICES["method.mask_type"], ...). Three sets name registries that live above
+# (mixmim.pretrain.method.MASK_TYPES is CHOICES["method.mask_type"], ...). Three sets name registries that live above
 # this torch-free module (baselines.METHODS, mixmim.backbones.BACKBONE_SPECS, experiments.stages.STAGES):
 # each registry checks at import that it registers exactly these names (one error naming both).
 METHOD_NAMES = ("mixmim", "mae", "simmim", "beit", "random")  # baselines.METHODS + the random-init control

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from mixmim.rundir import MANIFEST_FILE
+from mixmim.runs.rundir import MANIFEST_FILE
 
 MAX_LISTED_SKIPPED = 50
 _TABLE_FILES = {

@@ -1,6 +1,6 @@
 """Read an experiment's run directories into one tidy pandas DataFrame (one row per run, stage and metric).
 
-Layout read (``mixmim/rundir.py``)::
+Layout read (``mixmim/runs/rundir.py``)::
 
     <exp_dir>/<run>/manifest.json          identity (method, backbone, setting, seed) + per-stage recipe
     <exp_dir>/<run>/config.yaml            identity fallback when the manifest is missing or unreadable
@@ -25,7 +25,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from mixmim.rundir import CONFIG_FILE, MANIFEST_FILE, METRICS_FILE, RESULT_FILE, read_json
+from mixmim.runs.rundir import CONFIG_FILE, MANIFEST_FILE, METRICS_FILE, RESULT_FILE, read_json
 
 IDENTITY_COLUMNS = ["experiment", "run", "method", "backbone", "setting", "seed"]
 RECIPE_COLUMNS = [
@@ -262,7 +262,7 @@ def read_curves(exp_dir: str | Path, stage: str = "pretrain", metric: str = "los
     """Per-step values of ``metric`` from every run's ``<stage>/metrics.jsonl``.
 
     Returns columns run, method, backbone, setting, seed, step (``step`` if logged, else ``epoch``,
-    else the line index), value. Truncated lines are skipped (``mixmim.rundir.read_jsonl`` semantics).
+    else the line index), value. Truncated lines are skipped (``mixmim.runs.rundir.read_jsonl`` semantics).
     """
     rows: list[tuple] = []  # one DataFrame at the end (one per run took 30 s for 10,000 runs on 2 cores)
     for run_dir in sorted(p for p in Path(exp_dir).iterdir() if is_run_dir(p)):

@@ -5,7 +5,7 @@ Python to paste there: ``python scripts/count_flops.py`` (minutes of CPU; no GPU
 Pre-training: each method with its source recipe (``baselines.reference.method_builder``) on the backbone, and
 MixMIM on a plain ViT with 32-px cells (``method.mask_unit=32``, as its ViT experiments run it), counted by
 ``mixmim.bench.method_flops``; fine-tuning and probing: the backbone's classification forward
-(``mixmim.flops.backbone_flops``). ``tests/scripts/test_count_flops.py`` regenerates a part and compares.
+(``mixmim.bench.flops.backbone_flops``). ``tests/scripts/test_count_flops.py`` regenerates a part and compares.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def count_flop_table(entries: list[tuple[str, str, list[str]]] | None = None, ba
     """GFLOPs of ``entries`` (default: all) and of ``backbones``, rounded as the tables hold them."""
     from baselines.reference import method_builder
     from mixmim.bench import method_flops
-    from mixmim.flops import backbone_flops
+    from mixmim.bench.flops import backbone_flops
 
     backbone_table = {bb: round(backbone_flops(bb) / 1e9, 2) for bb in backbones}
     pretrain = {}

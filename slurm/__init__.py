@@ -1,7 +1,7 @@
 """Launching: run every stage of every run locally or on Slurm (submitit), chained, requeued on preemption.
 
 Model-free (``docs/architecture.md``): it takes stage functions with their configs and run directories,
-and imports nothing from ``mixmim`` but ``mixmim.rundir``. The public API::
+and imports nothing from ``mixmim`` but ``mixmim.runs.rundir``. The public API::
 
     launch(runs, launch_cfg, log_dir) -> LaunchReport      # executors: local (default), debug, slurm
     status(runs) -> list[StageStatus]                      # (run, stage, state, log_path)

@@ -11,13 +11,13 @@ import os
 
 import submitit
 
-from mixmim.rendezvous import rendezvous
+from mixmim.runs.rendezvous import rendezvous
 
 DISTRIBUTED_ENV_VARS = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
 
 
 def torch_distributed_env(job_env: submitit.JobEnvironment) -> dict[str, str]:
-    """``MASTER_ADDR`` and ``MASTER_PORT`` (:func:`mixmim.rendezvous.rendezvous`: the environment's, else the
+    """``MASTER_ADDR`` and ``MASTER_PORT`` (:func:`mixmim.runs.rendezvous.rendezvous`: the environment's, else the
     job's first node and a port from its job id), ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and
     ``LOCAL_WORLD_SIZE`` for this task."""
     return {

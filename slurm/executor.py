@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import submitit
 
-from mixmim.rendezvous import tasks_per_node
+from mixmim.runs.rendezvous import tasks_per_node
 
-if TYPE_CHECKING:  # slurm/ depends on mixmim.rundir only; the config type is for readers and checkers
+if TYPE_CHECKING:  # slurm/ depends on mixmim.runs.rundir only; the config type is for readers and checkers
     from mixmim.config import LaunchConfig
 
 # A job whose dependency can never be met (an earlier stage failed) is cancelled instead of pending forever.

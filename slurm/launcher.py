@@ -8,7 +8,7 @@ each run's remaining stages to an executor:
 - ``debug``: the same, but the first exception propagates with its traceback;
 - ``slurm``: submitit jobs chained with ``afterok`` (job arrays for grids), requeued on preemption.
 
-A run is worked on only under its lock (:class:`mixmim.rundir.RunLock`, an OS file lock the kernel drops
+A run is worked on only under its lock (:class:`mixmim.runs.rundir.RunLock`, an OS file lock the kernel drops
 when its process dies): locally the launcher holds each run's lock while it prepares (``RunSpec.prepare``:
 the config check and write, one locked step) and runs its stages; for Slurm it holds the locks while it
 prepares and submits, and each job takes its run's lock while it runs. A run whose lock another live process
@@ -29,8 +29,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mixmim.rendezvous import tasks_per_node
-from mixmim.rundir import LAUNCH_POSITION_ENV, RunLock, describe_holder, is_done
+from mixmim.runs.rendezvous import tasks_per_node
+from mixmim.runs.rundir import LAUNCH_POSITION_ENV, RunLock, describe_holder, is_done
 from slurm.local import run_locally
 from slurm.report import IN_FLIGHT, SKIPPED, LaunchReport, StageLaunch
 from slurm.spec import RunSpec, StageSpec, check_runs
@@ -76,7 +76,7 @@ def launch(runs: list[RunSpec], launch_cfg: LaunchConfig, log_dir: Path, takeove
 
 
 def local_tasks(launch_cfg: LaunchConfig) -> int:
-    """Ranks a local stage runs as: :func:`mixmim.rendezvous.tasks_per_node` (``launch.nodes`` does not apply to
+    """Ranks a local stage runs as: :func:`mixmim.runs.rendezvous.tasks_per_node` (``launch.nodes`` does not apply to
     this one machine)."""
     return tasks_per_node(launch_cfg)
 

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mixmim import rundir
+from mixmim.runs import rundir
 from slurm.spec import StageSpec
 
 logger = logging.getLogger(__name__)

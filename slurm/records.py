@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mixmim import rundir
+from mixmim.runs import rundir
 
 LAUNCH_FILE = "launch.json"
 LAUNCH_HISTORY_FILE = "launches.jsonl"
@@ -32,7 +32,7 @@ class LaunchRecord:
         folder: submitit's job folder (Slurm).
         dependency: the Slurm dependency the job waits on (``afterok:...``, ``aftercorr:...``), if any.
         host, pid: where an in-process attempt ran (information only: whether a run is being worked on is
-            told by its lock, :class:`mixmim.rundir.RunLock`).
+            told by its lock, :class:`mixmim.runs.rundir.RunLock`).
     """
 
     run: str

@@ -5,7 +5,7 @@ submitit calls ``checkpoint()``, which returns a ``DelayedSubmission`` of the jo
 requeues it, and the requeued job calls the stage again, which resumes from its own last checkpoint
 (stages checkpoint themselves; this wrapper holds no training state).
 
-A stage runs under its run's lock (:class:`mixmim.rundir.RunLock`): in a launcher that holds it already the
+A stage runs under its run's lock (:class:`mixmim.runs.rundir.RunLock`): in a launcher that holds it already the
 lock is taken again at once; a Slurm job waits for it up to :data:`LOCK_WAIT_S` seconds (the submitting
 process holds it for the moment of the submission; another live launch may be working on the run).
 
@@ -27,7 +27,7 @@ from typing import Any
 
 import submitit
 
-from mixmim import rundir
+from mixmim.runs import rundir
 from slurm.distributed import export_distributed_env, in_submitit_job
 from slurm.records import read_error_record, write_error_record
 from slurm.spec import StageSpec

@@ -1,7 +1,7 @@
 """Where every stage of every run stands: done, running, pending, failed (with its log) or blocked.
 
 Read from the run directories (``result.json``, ``launch.json``, ``error.json``), from the runs' locks (a
-local attempt runs while its run's lock is held; :class:`mixmim.rundir.RunLock`) and, for stages on Slurm,
+local attempt runs while its run's lock is held; :class:`mixmim.runs.rundir.RunLock`) and, for stages on Slurm,
 from accounting (``sacct``, through submitit's watcher: one call for all jobs). Hostnames and PIDs in the
 records are never used to decide: a container restarted with a new hostname or a reused PID changes nothing.
 """
@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import submitit
 
-from mixmim import rundir
+from mixmim.runs import rundir
 from slurm.records import LaunchRecord, read_error_record, read_launch_record
 from slurm.spec import RunSpec
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mixmim import rundir
+from mixmim.runs import rundir
 from slurm.distributed import DISTRIBUTED_ENV_VARS
 
 logger = logging.getLogger(__name__)

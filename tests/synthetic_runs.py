@@ -1,4 +1,4 @@
-"""Synthetic run directories in the ``mixmim.rundir`` format: fixtures of the report's tests, and the runs that
+"""Synthetic run directories in the ``mixmim.runs.rundir`` format: fixtures of the report's tests, and the runs that
 the report benchmarks (``scripts/bench_report.py``, ``scripts/bench_cli.py``) read.
 
 No model is trained: each run gets a manifest, a small ``config.yaml`` and per-stage ``result.json`` /
@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from mixmim.rundir import (
+from mixmim.runs.rundir import (
     CONFIG_FILE,
     MANIFEST_FILE,
     METRICS_FILE,
@@ -55,7 +55,7 @@ def write_run(
         results: stage -> the ``result.json`` body (``status``, ``metrics``, recipe fields); None writes
             the stage folder without a result (an unfinished stage).
         curves: stage -> loss per step, written to ``<stage>/metrics.jsonl``.
-        atomic: write through ``mixmim.rundir`` (fsync + rename); False for fast bulk synthesis.
+        atomic: write through ``mixmim.runs.rundir`` (fsync + rename); False for fast bulk synthesis.
     """
     exp_dir = Path(exp_dir)
     run_dir = exp_dir / run

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from baselines.tokenizers.interface import Tokenizer
-from mixmim.rundir import atomic_write_bytes
-from mixmim.targets import patchify
+from mixmim.pretrain.targets import patchify
+from mixmim.runs.rundir import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 

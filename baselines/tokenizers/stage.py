@@ -26,7 +26,7 @@ from baselines.tokenizers.kmeans import KMeansTokenizer
 from mixmim.backbones import create_backbone
 from mixmim.config import CHOICES, MethodConfig, RunConfig
 from mixmim.engine.stage import StageResult, run_stage
-from mixmim.rundir import stage_dir
+from mixmim.runs.rundir import stage_dir
 
 log = logging.getLogger(__name__)
 

@@ -40,7 +40,7 @@ class Backbone(nn.Module):
         feature_info: timm's feature metadata, one ``dict(num_chs, reduction, module)`` per tap of
             ``forward_intermediates`` (stages of the hierarchical model, blocks of the ViT).
         official_frozen_params: persistent buffers that the official code holds as frozen parameters (the
-            fixed sin-cos position embedding): :func:`mixmim.flops.param_counts` counts them as the official
+            fixed sin-cos position embedding): :func:`mixmim.bench.flops.param_counts` counts them as the official
             parameter counts do.
     """
 

@@ -22,7 +22,6 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
 from mixmim.backbone_names import canonical_backbone_name
-from mixmim.backbones.checkpoint import adapt_to_model, encoder_state_dict
 from mixmim.backbones.hierarchical import MixMIMTransformer
 from mixmim.backbones.interface import Backbone
 from mixmim.backbones.vit import PlainViT
@@ -96,6 +95,8 @@ default_cfgs = generate_default_cfgs({name: _default_cfg(name) for name in BACKB
 
 def _checkpoint_filter(state_dict: dict, model: Backbone) -> dict:
     """timm ``pretrained_filter_fn``: official pre-training/fine-tuning files -> this backbone."""
+    from mixmim.weights.checkpoint import adapt_to_model, encoder_state_dict  # weights sit above the backbones
+
     sd = adapt_to_model(encoder_state_dict(state_dict), model)
     for key, value in model.state_dict().items():
         if key.startswith("head.") and key not in sd:

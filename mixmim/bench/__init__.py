@@ -6,24 +6,17 @@
 - :mod:`mixmim.bench.measure`: what the figures mean (time, memory, FLOPs, MFU) and the summary of one
   variant's steps (:class:`StepStats`).
 - :mod:`mixmim.bench.data`: decode + augmentation through a DataLoader, separate from the step.
+- :mod:`mixmim.bench.flops`: FLOPs (fvcore convention) and parameter counts of backbones and methods.
+- :mod:`mixmim.bench.peaks`: dense peak TFLOP/s of GPUs (standard library only: the cost projection reads it).
 
-The benchmark uses the engine and is not part of it: nothing in ``mixmim.engine`` imports this package.
+The benchmark uses the engine and is not part of it: nothing in ``mixmim.engine`` imports this package. The
+names below load with their module on first use (``lazy_loader``), so ``mixmim.bench.peaks`` costs no torch.
 """
 
-from mixmim.bench.data import DataStats, benchmark_data
-from mixmim.bench.measure import StepStats, attention_impl, method_flops, peak_tflops_for
-from mixmim.bench.step import OPTIMIZERS, SyntheticImages, bench_trainer, benchmark_step, benchmark_variants
+import lazy_loader
 
-__all__ = [
-    "OPTIMIZERS",
-    "DataStats",
-    "StepStats",
-    "SyntheticImages",
-    "attention_impl",
-    "bench_trainer",
-    "benchmark_data",
-    "benchmark_step",
-    "benchmark_variants",
-    "method_flops",
-    "peak_tflops_for",
-]
+__getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
+    "data": ["DataStats", "benchmark_data"],
+    "measure": ["StepStats", "attention_impl", "method_flops", "peak_tflops_for"],
+    "step": ["OPTIMIZERS", "SyntheticImages", "bench_trainer", "benchmark_step", "benchmark_variants"],
+})

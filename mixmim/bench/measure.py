@@ -11,13 +11,13 @@
   one of its steps minus the value just before that step, plus its optimizer state: what training adds to
   the built model (gradients, activations, optimizer state), not the weights or the Python runtime. Bytes
   in use stay right when freed memory is kept (``mixmim.engine.host_memory``); the resident set does not.
-- **FLOPs** (:func:`method_flops`): fvcore convention (a multiply-add is one FLOP, ``mixmim.flops``) of one
+- **FLOPs** (:func:`method_flops`): fvcore convention (a multiply-add is one FLOP, ``mixmim.bench.flops``) of one
   forward pass of the method per image, with the masked attention counted in the official dense
   formulation whatever attention implementation runs (model FLOPs, the same numerator for every variant);
   a training step counts 3x the forward.
 - **MFU**: ``2 x training FLOPs per image x images/s / peak`` (the 2 turns fvcore multiply-adds into the
   FLOPs of vendors' peak figures). Peaks are dense (no sparsity) tensor-core figures from NVIDIA's data
-  sheets (:data:`~mixmim.peaks.PEAK_TFLOPS`) unless the caller gives one; fp32 uses the TF32 peak only when
+  sheets (:data:`~mixmim.bench.peaks.PEAK_TFLOPS`) unless the caller gives one; fp32 uses the TF32 peak only when
   TF32 matmuls are enabled, else the plain fp32 peak. No peak is assumed for CPUs.
 """
 
@@ -34,8 +34,8 @@ import torch
 from torch import nn
 
 from mixmim.backbones.attention import attention_impl as backbone_attention_impl
-from mixmim.flops import count_flops
-from mixmim.peaks import PEAK_TFLOPS  # torch-free, so that cost projections read it without the model stack
+from mixmim.bench.flops import count_flops
+from mixmim.bench.peaks import PEAK_TFLOPS  # torch-free, so that cost projections read it without the model stack
 
 TIMED_STEP = "Trainer.train_batch"  # what a row's time measures (rows before issue 14 timed a step of their own)
 

@@ -1,6 +1,6 @@
 """Time ``Trainer`` steps: the body of the one training loop on each method's real pre-training task.
 
-:func:`bench_trainer` builds what ``pretrain`` builds (a :class:`~mixmim.engine.pretrain.PretrainTask`: the
+:func:`bench_trainer` builds what ``pretrain`` builds (a :class:`~mixmim.pretrain.task.PretrainTask`: the
 method's parameter groups with their weight decay and ``lr_scale``, its AdamW with the recipe's betas, the lr
 schedule, clipping, precision and the fp16 scaler) and a :class:`~mixmim.engine.trainer.Trainer` over it in
 a temporary stage folder, single process. :func:`benchmark_variants` times
@@ -30,8 +30,8 @@ from mixmim.config import RunConfig, apply_overrides
 from mixmim.engine.distributed import DistEnv
 from mixmim.engine.host_memory import HostMemorySampler
 from mixmim.engine.optim import ADAMW_IMPLS
-from mixmim.engine.pretrain import STAGE, PretrainTask
 from mixmim.engine.trainer import Trainer
+from mixmim.pretrain.task import STAGE, PretrainTask
 
 OPTIMIZERS = tuple(i for i in ADAMW_IMPLS if i != "auto")  # "fused" is what "auto" runs on CPU and CUDA
 
@@ -154,7 +154,7 @@ def benchmark_variants(
         method: ``forward(images [B, 3, H, W]) -> {"loss": ...}``; moved to ``device``.
         variants: (``ATTENTION_IMPLS`` name or ``BOUND_IMPL``, :data:`OPTIMIZERS` name) pairs.
         precision: ``fp32`` | ``bf16`` | ``fp16`` (autocast; fp16 with a GradScaler, CUDA only).
-        peak_tflops: the device's dense peak for MFU; default: :data:`~mixmim.peaks.PEAK_TFLOPS` (CUDA only).
+        peak_tflops: the device's dense peak for MFU; default: :data:`~mixmim.bench.peaks.PEAK_TFLOPS` (CUDA only).
         forward_flops: FLOPs per image of one forward (default: counted with :func:`method_flops`).
         cfg: the method's run config (its ``pretrain`` recipe); default ``RunConfig()`` (MixMIM's recipe).
         epoch_images: images of an epoch (sets the schedule); default: one epoch of the benchmark's own steps.

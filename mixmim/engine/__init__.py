@@ -29,7 +29,6 @@ from mixmim.engine.optim import (
     set_lr,
 )
 from mixmim.engine.precision import autocast, grad_scaler, resolve_precision
-from mixmim.engine.pretrain import pretrain, pretrain_recipe
 from mixmim.engine.recipe import Recipe, make_recipe
 from mixmim.engine.rng import capture_rng_state, restore_rng_state, seed_everything
 from mixmim.engine.schedule import lr_at_step, schedule_steps
@@ -83,3 +82,13 @@ __all__ = [
     "training_checkpoint",
     "unwrap",
 ]
+
+_PRETRAIN = ("pretrain", "pretrain_recipe")  # mixmim.pretrain.task, exported lazily: it imports the engine
+
+
+def __getattr__(name: str):
+    if name in _PRETRAIN:
+        from mixmim.pretrain import task
+
+        return getattr(task, name)
+    raise AttributeError(f"module 'mixmim.engine' has no attribute '{name}'")

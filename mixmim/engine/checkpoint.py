@@ -1,7 +1,7 @@
 """Training checkpoints: atomic writes, what they hold, and how a run resumes from them.
 
 A checkpoint is written to a temporary file in the same folder (its name unique to the writer), flushed,
-fsync'ed and renamed over the target (:func:`mixmim.rundir.atomic_write`, the writer of every run file, with
+fsync'ed and renamed over the target (:func:`mixmim.runs.rundir.atomic_write`, the writer of every run file, with
 the umask's mode), so ``checkpoint-last.pth`` is always a complete file: a run killed mid-write leaves the
 previous checkpoint and a stray ``.checkpoint-*.tmp`` (removed on resume by :func:`remove_partial_checkpoints`;
 only the holder of the run's lock resumes, so no other writer's file is removed). A checkpoint that is
@@ -14,7 +14,7 @@ as a dict), ``rng`` (one :func:`mixmim.engine.rng.capture_rng_state` per rank, r
 epoch, start), ``counters`` (running totals the stage reports: losses, wall time, images, events), ``config``
 (the stage's config as a plain dict) and ``format``.
 
-Every load uses ``weights_only=True`` (:func:`mixmim.torchfile.load_torch_file`, which allow-lists the
+Every load uses ``weights_only=True`` (:func:`mixmim.weights.torchfile.load_torch_file`, which allow-lists the
 ``argparse.Namespace`` that official MixMIM checkpoints pickle under ``args``).
 """
 
@@ -29,8 +29,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from mixmim.rundir import atomic_write
-from mixmim.torchfile import CheckpointFileError, load_torch_file
+from mixmim.runs.rundir import atomic_write
+from mixmim.weights.torchfile import CheckpointFileError, load_torch_file
 
 __all__ = [  # CheckpointFileError: what every load here raises for an unreadable file
     "ENCODER", "LAST", "CheckpointFileError", "TrainPosition", "atomic_torch_save", "encoder_state_dict",

@@ -2,7 +2,7 @@
 
 The process group is initialised only when the world size is above 1 (``WORLD_SIZE`` from torchrun, else
 ``SLURM_NTASKS`` with ``SLURM_PROCID``/``SLURM_LOCALID``); a single process never touches
-``torch.distributed``. Under Slurm without torchrun, the ranks meet where :func:`mixmim.rendezvous.rendezvous`
+``torch.distributed``. Under Slurm without torchrun, the ranks meet where :func:`mixmim.runs.rendezvous.rendezvous`
 says (the environment's ``MASTER_ADDR``/``MASTER_PORT``, else the job's first host and a port derived from the
 job id: the same rule as the Slurm launcher's).
 """
@@ -17,7 +17,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from mixmim.rendezvous import rendezvous
+from mixmim.runs.rendezvous import rendezvous
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ import torchvision
 
 import mixmim
 from mixmim.config import RunConfig
-from mixmim.rundir import update_manifest
+from mixmim.runs.rundir import update_manifest
 
 STAGE_FIELDS = (
     "effective_batch",

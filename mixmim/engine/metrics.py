@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mixmim.rundir import METRICS_FILE, append_jsonl, atomic_write_text, read_jsonl
+from mixmim.runs.rundir import METRICS_FILE, append_jsonl, atomic_write_text, read_jsonl
 
 
 class MetricsLogger:

@@ -21,7 +21,7 @@ import time
 
 from tqdm import tqdm
 
-from mixmim.rundir import LAUNCH_POSITION_ENV
+from mixmim.runs.rundir import LAUNCH_POSITION_ENV
 
 logger = logging.getLogger(__name__)
 _bar: tqdm | None = None  # the launch's one bar, reused by every stage

@@ -36,7 +36,7 @@ from mixmim.engine.distributed import DistEnv, barrier, default_device, init_dis
 from mixmim.engine.manifest import record_manifest
 from mixmim.engine.recipe import Recipe
 from mixmim.engine.rng import seed_everything
-from mixmim.rundir import is_done, read_result, write_result
+from mixmim.runs.rundir import is_done, read_result, write_result
 
 __all__ = ["StageContext", "StageResult", "finished_result", "gpu_hours", "recipe_fields", "run_stage", "stage_fields"]
 

@@ -31,7 +31,7 @@ from mixmim.engine.stage import StageContext, StageResult, run_stage
 from mixmim.evaluate.accuracy import topk_correct
 from mixmim.evaluate.features import extract_features
 from mixmim.evaluate.weights import InitSource, build_eval_backbone
-from mixmim.rundir import stage_dir
+from mixmim.runs.rundir import stage_dir
 
 logger = logging.getLogger(__name__)
 

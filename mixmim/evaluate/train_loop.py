@@ -28,7 +28,7 @@ from mixmim.engine.recipe import Recipe
 from mixmim.engine.stage import StageResult, recipe_fields
 from mixmim.engine.trainer import Trainer, TrainTask
 from mixmim.evaluate.accuracy import evaluate_classifier
-from mixmim.rundir import stage_dir
+from mixmim.runs.rundir import stage_dir
 
 logger = logging.getLogger(__name__)
 

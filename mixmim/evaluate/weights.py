@@ -28,7 +28,7 @@ from mixmim.backbones import Backbone, create_backbone, load_official_checkpoint
 from mixmim.backbones.options import backbone_options
 from mixmim.config import RunConfig
 from mixmim.engine.checkpoint import ENCODER
-from mixmim.torchfile import CheckpointFileError
+from mixmim.weights.torchfile import CheckpointFileError
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def read_checkpoint_state(path: str | Path) -> dict[str, torch.Tensor]:
     """The state dict in ``path``, loaded with ``weights_only=True``.
 
     Official MixMIM/MAE checkpoints pickle their ``argparse.Namespace`` arguments next to the weights; that
-    class (and the paths it may hold) is allowed, nothing else (:mod:`mixmim.torchfile`).
+    class (and the paths it may hold) is allowed, nothing else (:mod:`mixmim.weights.torchfile`).
 
     Raises:
         InitWeightsError: the file cannot be read as a checkpoint (the message says why and what to pass).

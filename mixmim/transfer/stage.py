@@ -18,7 +18,7 @@ import torch
 from mixmim.config import CocoConfig, RunConfig, to_dict
 from mixmim.engine.distributed import barrier, default_device, env_from_variables
 from mixmim.engine.stage import StageContext, StageResult, run_stage
-from mixmim.rundir import is_done, stage_dir
+from mixmim.runs.rundir import is_done, stage_dir
 from mixmim.transfer.adapter import PyramidAdapter, build_adapter
 from mixmim.transfer.coco_data import CocoDetectionDataset, check_coco_split, coco_splits
 from mixmim.transfer.tiny_coco import TinyCocoSpec, generate_tiny_coco

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from pycocotools import mask as mask_utils
 
-from mixmim.rundir import atomic_write_json, read_json
+from mixmim.runs.rundir import atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from mixmim.backbones.checkpoint import adapt_to_model, encoder_state_dict, read_state_dict
 from mixmim.transfer.adapter import PyramidAdapter
 from mixmim.transfer.vitdet import REL_POS_KEYS
+from mixmim.weights.checkpoint import adapt_to_model, encoder_state_dict, read_state_dict
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from torch import nn
 from baselines import METHODS, build_method, method_defaults
 from baselines.tokenizers import KMeansTokenizer
 from mixmim.config import MethodConfig, RunConfig, apply_overrides
-from mixmim.method import PretrainMethod
+from mixmim.pretrain.method import PretrainMethod
 
 BACKBONES = ("mixmim_tiny_32", "mixmim_vit_tiny_patch4_32")
 METHOD_NAMES = tuple(METHODS)

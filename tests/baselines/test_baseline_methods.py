@@ -19,7 +19,7 @@ from baseline_helpers import (
 
 from baselines.mae import MAE
 from mixmim.backbones import create_backbone
-from mixmim.masking import upsample_mask
+from mixmim.pretrain.masking import upsample_mask
 
 GRID = [(m, b) for m in METHOD_NAMES for b in BACKBONES]
 MASKED_ONLY = [(m, b) for m in ("mae", "simmim", "beit") for b in BACKBONES]  # MixMIM predicts every patch

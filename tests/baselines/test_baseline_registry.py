@@ -12,9 +12,9 @@ from baselines import METHODS, build_method, method_defaults
 from baselines.beit import BEiT
 from baselines.mae import MAE
 from baselines.simmim import SimMIM
+from mixmim.bench.flops import count_flops
 from mixmim.config import ConfigError, RunConfig, apply_overrides
-from mixmim.flops import count_flops
-from mixmim.method import MixMIM
+from mixmim.pretrain.method import MixMIM
 
 CLASSES = {"mixmim": MixMIM, "mae": MAE, "simmim": SimMIM, "beit": BEiT}
 

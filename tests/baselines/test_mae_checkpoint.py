@@ -12,7 +12,7 @@ from baseline_helpers import fixed_images
 
 from baselines.mae import MAE
 from mixmim.backbones import create_backbone, load_official_checkpoint
-from mixmim.backbones.checkpoint import method_to_official_keys
+from mixmim.weights.checkpoint import method_to_official_keys
 
 
 def _block_shapes(prefix: str, dim: int, mlp_ratio: float = 4.0) -> dict[str, tuple[int, ...]]:

@@ -200,7 +200,7 @@ def test_flops_of_a_beit_run_before_its_tokenizer_stage(tmp_path, capsys):
     from baselines.tokenizers.stage import CODEBOOK_FILE, STAGE
     from experiments.budget import forward_flops_per_image
     from experiments.registry import get_experiment
-    from mixmim.flops import count_flops
+    from mixmim.bench.flops import count_flops
 
     cfg = next(c for c in get_experiment("fixed-encoder", "debug").runs if c.method.name == "beit")
     flops = forward_flops_per_image(cfg)

@@ -7,7 +7,7 @@ import pytest
 
 from experiments import cli
 from experiments.cli import main
-from mixmim.rundir import read_json
+from mixmim.runs.rundir import read_json
 
 KNN_ONLY = ["--variant", "debug", "--set", "stages=[knn]", "--set", "init=random"]
 

@@ -25,7 +25,7 @@ import torch
 
 import mixmim
 from mixmim.engine.checkpoint import LAST, load_checkpoint
-from mixmim.rundir import read_result
+from mixmim.runs.rundir import read_result
 
 REPO = Path(mixmim.__file__).resolve().parent.parent
 RUN = Path("smoke-debug") / "mae-mixmim_tiny_32-s0"

@@ -4,7 +4,7 @@ variant of every recipe), through the same launcher the CLI uses.
 One run per distinct code path: the runs of an experiment that share method, backbone, stages and init differ
 only by a setting of their method (a mask ratio or type, a strategy, the schedule length, a transfer dataset
 that the debug variant replaces by the built-in data), and every value of those settings is covered where it
-is implemented (``tests/mixmim/test_method_mixmim.py``, ``tests/baselines``). So each experiment runs one
+is implemented (``tests/mixmim/pretrain/test_method_mixmim.py``, ``tests/baselines``). So each experiment runs one
 representative of each path (25 of its 47 debug runs; the five ablations' 17 runs were one path), and every
 debug run is still built, validated and planned by :func:`test_every_debug_run_validates_and_plans`.
 """
@@ -15,7 +15,7 @@ import pytest
 
 from experiments.launching import dry_run_plan, experiment_dir, launch_experiment
 from experiments.registry import EXPERIMENTS, get_experiment
-from mixmim.rundir import is_done, read_json
+from mixmim.runs.rundir import is_done, read_json
 
 
 def representatives(runs: list) -> list:

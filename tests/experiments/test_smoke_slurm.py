@@ -4,7 +4,7 @@ import pytest
 
 from experiments.launching import experiment_dir, launch_experiment
 from experiments.registry import get_experiment
-from mixmim.rundir import is_done
+from mixmim.runs.rundir import is_done
 from slurm.testing import cluster_unavailable_reason
 
 

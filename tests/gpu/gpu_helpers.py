@@ -14,9 +14,9 @@ from baselines.tokenizers import KMeansTokenizer
 from mixmim.config import RunConfig, apply_overrides
 from mixmim.data import build_dataset, pretrain_transform
 from mixmim.engine.distributed import init_distributed
-from mixmim.engine.pretrain import STAGE, PretrainTask
 from mixmim.engine.trainer import Trainer
-from mixmim.rundir import stage_dir
+from mixmim.pretrain.task import STAGE, PretrainTask
+from mixmim.runs.rundir import stage_dir
 
 NO_CUDA = "needs a CUDA device (torch.cuda.is_available() is False); run scripts/gpu-check on a GPU machine"
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_CUDA)

@@ -20,7 +20,7 @@ from mixmim.backbones.attention import ATTENTION_IMPLS, WindowAttention
 from mixmim.backbones.groups import WindowGroupMask
 from mixmim.device_copy import to_device
 from mixmim.engine.precision import autocast
-from mixmim.masking import gaussian_like
+from mixmim.pretrain.masking import gaussian_like
 
 TRAIN_CASES = device_cases(cpu=("bf16",), cuda=("bf16", "fp16"))  # CPU fp32: the golden and engine tests
 COMBOS = [(m, b) for b in BACKBONES for m in METHOD_NAMES]

@@ -7,7 +7,7 @@ import torch
 from mixmim.backbones import create_backbone
 from mixmim.backbones.attention import WindowAttention, attention_impl, get_attention_impl, set_attention_impl
 from mixmim.backbones.groups import WindowGroupMask, bucket_lengths, plan_segments, window_partition
-from mixmim.method import MixMIM
+from mixmim.pretrain.method import MixMIM
 
 
 def _pair(window=4, heads=2, dim=16):

@@ -55,7 +55,7 @@ def test_a_registry_that_differs_from_its_closed_set_is_one_error():
 def test_implementations_read_the_sets_of_the_config():
     """One declaration: what an implementation accepts is the config's closed set itself."""
     from mixmim.engine.precision import PRECISIONS
-    from mixmim.method import MASK_TYPES
+    from mixmim.pretrain.method import MASK_TYPES
 
     assert MASK_TYPES is CHOICES["method.mask_type"] and PRECISIONS is CHOICES["pretrain.precision"]
 

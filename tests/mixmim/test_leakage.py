@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from mixmim.backbones import create_backbone
-from mixmim.masking import mix_mask, upsample_mask
-from mixmim.method import MixMIM
+from mixmim.pretrain.masking import mix_mask, upsample_mask
+from mixmim.pretrain.method import MixMIM
 
 
 def _stage_features(method: MixMIM, images: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:

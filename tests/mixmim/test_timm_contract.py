@@ -10,7 +10,7 @@ import torch
 from mixmim.backbone_names import DEPRECATED_BACKBONE_NAMES
 from mixmim.backbones import BACKBONES, create_backbone
 from mixmim.backbones.registry import BACKBONE_SPECS, final_stride
-from mixmim.flops import param_counts
+from mixmim.bench.flops import param_counts
 
 SMALL = ["mixmim_tiny_32", "mixmim_vit_tiny_patch4_32"]
 

@@ -39,7 +39,6 @@ from mixmim.config import DataConfig, RunConfig
 from mixmim.data import build_dataset, eval_transform, finetune_criterion
 from mixmim.engine.distributed import DistEnv, default_device, init_distributed
 from mixmim.engine.optim import build_adamw
-from mixmim.engine.pretrain import PretrainTask
 from mixmim.engine.recipe import make_recipe
 from mixmim.engine.trainer import Trainer
 from mixmim.evaluate.accuracy import evaluate_classifier
@@ -48,6 +47,7 @@ from mixmim.evaluate.knn import knn_accuracy
 from mixmim.evaluate.layer_decay import finetune_param_groups
 from mixmim.evaluate.linprobe import ProbeModel
 from mixmim.evaluate.train_loop import TrainSpec, train_classifier
+from mixmim.pretrain.task import PretrainTask
 
 GLOBAL_BATCH = 16  # images per micro-step, all ranks together
 TRAIN_IMAGES = 64

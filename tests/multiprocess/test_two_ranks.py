@@ -41,7 +41,7 @@ from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
 import mixmim
 from mixmim.engine.distributed import DistEnv
-from mixmim.rundir import read_jsonl
+from mixmim.runs.rundir import read_jsonl
 from slurm.local_ranks import launch_local_ranks
 
 REPO = Path(mixmim.__file__).resolve().parent.parent

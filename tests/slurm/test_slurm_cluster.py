@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from mixmim import rundir
 from mixmim.config import LaunchConfig
-from mixmim.rendezvous import master_port
+from mixmim.runs import rundir
+from mixmim.runs.rendezvous import master_port
 from slurm import LaunchReport, RunSpec, StageSpec, launch, status
 from slurm.records import read_launch_record
 from slurm.report import IN_FLIGHT, SKIPPED, SUBMITTED

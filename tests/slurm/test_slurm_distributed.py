@@ -9,8 +9,8 @@ from unittest.mock import ANY
 import pytest
 import submitit
 
-from mixmim import rundir
-from mixmim.rendezvous import master_port
+from mixmim.runs import rundir
+from mixmim.runs.rendezvous import master_port
 from slurm import StageJob, StageSpec, stage_job
 from slurm.distributed import DISTRIBUTED_ENV_VARS, export_distributed_env, torch_distributed_env
 from slurm.records import read_error_record

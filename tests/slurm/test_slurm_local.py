@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mixmim import rundir
 from mixmim.config import LaunchConfig
+from mixmim.runs import rundir
 from slurm import RunSpec, StageSpec, launch, status
 from slurm.records import LaunchRecord, read_launch_record, write_launch_record
 from slurm.report import BLOCKED, COMPLETED, FAILED, IN_FLIGHT, SKIPPED

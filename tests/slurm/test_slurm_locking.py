@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from mixmim import rundir
 from mixmim.config import LaunchConfig
+from mixmim.runs import rundir
 from slurm import RunSpec, StageSpec, launch, status
 from slurm.records import read_error_record
 from slurm.report import COMPLETED, IN_FLIGHT

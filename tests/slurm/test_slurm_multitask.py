@@ -17,8 +17,8 @@ import torch
 from experiments.launching import experiment_dir, launch_experiment
 from experiments.registry import get_experiment
 from experiments.spec import Experiment
-from mixmim import rundir
 from mixmim.engine.checkpoint import ENCODER, LAST, load_checkpoint, load_encoder_state
+from mixmim.runs import rundir
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 

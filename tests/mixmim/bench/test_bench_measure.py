@@ -7,7 +7,7 @@ import torch
 from mixmim.backbones import create_backbone
 from mixmim.backbones.attention import get_attention_impl
 from mixmim.bench import attention_impl, method_flops, peak_tflops_for
-from mixmim.method import MixMIM
+from mixmim.pretrain.method import MixMIM
 
 
 def test_flops_count_the_official_dense_attention_whatever_runs():

@@ -10,10 +10,10 @@ from mixmim.backbones.attention import get_attention_impl
 from mixmim.bench import bench_trainer, benchmark_step, benchmark_variants
 from mixmim.config import RunConfig, apply_overrides
 from mixmim.engine.optim import pretrain_param_groups
-from mixmim.engine.pretrain import PretrainTask
 from mixmim.engine.schedule import lr_at_step
 from mixmim.engine.trainer import Trainer
-from mixmim.method import MixMIM
+from mixmim.pretrain.method import MixMIM
+from mixmim.pretrain.task import PretrainTask
 
 CPU = torch.device("cpu")
 

@@ -10,7 +10,7 @@ import torch
 from standin_method import TinyMaskedAutoencoder
 from tiny_run import IMG, tiny_config, tiny_dataset
 
-from mixmim.engine import pretrain
+from mixmim.pretrain.task import pretrain
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 
 from mixmim.config import RunConfig
 from mixmim.engine.manifest import STAGE_FIELDS, collect_manifest, git_state, record_manifest, stage_manifest
-from mixmim.rundir import read_json
+from mixmim.runs.rundir import read_json
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -13,7 +13,7 @@ from tiny_run import IMG, tiny_config, tiny_dataset
 
 from mixmim.data import build_dataset, pretrain_transform
 from mixmim.engine import NonFiniteLossError, load_encoder_state, pretrain
-from mixmim.rundir import read_json, read_jsonl, read_result
+from mixmim.runs.rundir import read_json, read_jsonl, read_result
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -26,7 +26,7 @@ import torch
 
 import mixmim
 from mixmim.engine.checkpoint import load_checkpoint
-from mixmim.rundir import read_jsonl, read_result
+from mixmim.runs.rundir import read_jsonl, read_result
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

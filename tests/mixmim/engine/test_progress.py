@@ -12,7 +12,7 @@ from tiny_run import IMG, tiny_config, tiny_dataset
 
 from mixmim.engine import pretrain, progress
 from mixmim.engine.progress import StageProgress
-from mixmim.rundir import LAUNCH_POSITION_ENV
+from mixmim.runs.rundir import LAUNCH_POSITION_ENV
 
 LINE = re.compile(r"run (\d+/\d+ )?\S+ · \w+ · epoch \d+/\d+ · \d+% · loss \d+\.\d{4} · "
                   r"\d+:\d\d:\d\d elapsed · ETA \d+:\d\d:\d\d")

@@ -7,7 +7,7 @@ import torch
 
 from mixmim.config import ConfigError, RunConfig
 from mixmim.engine.stage import StageResult, gpu_hours, run_stage
-from mixmim.rundir import read_json, read_result
+from mixmim.runs.rundir import read_json, read_result
 
 
 def _work(calls: list[float]):

@@ -24,9 +24,9 @@ from tiny_run import IMG, tiny_config, tiny_dataset
 from torch.overrides import TorchFunctionMode
 
 from mixmim.engine import checkpoint as ckpt_io
-from mixmim.engine import pretrain
 from mixmim.engine import trainer as trainer_module
 from mixmim.engine.trainer import Trainer
+from mixmim.pretrain.task import pretrain
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -8,10 +8,10 @@ from eval_helpers import BACKBONE, tiny_config
 
 from mixmim.backbones import create_backbone
 from mixmim.data import build_dataset, pretrain_transform
-from mixmim.engine import pretrain
 from mixmim.evaluate import build_eval_backbone, run_knn
-from mixmim.method import MixMIM
-from mixmim.rundir import read_json
+from mixmim.pretrain.method import MixMIM
+from mixmim.pretrain.task import pretrain
+from mixmim.runs.rundir import read_json
 
 
 @pytest.mark.slow

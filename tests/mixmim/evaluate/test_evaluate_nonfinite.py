@@ -10,7 +10,7 @@ from eval_helpers import tiny_config
 from mixmim.engine.nonfinite import NonFiniteLossError
 from mixmim.evaluate import run_finetune, run_linprobe
 from mixmim.evaluate.train_loop import ClassifierTask
-from mixmim.rundir import read_jsonl, read_result
+from mixmim.runs.rundir import read_jsonl, read_result
 
 STAGES = {"finetune": run_finetune, "linprobe": run_linprobe}
 

@@ -28,7 +28,7 @@ from mixmim.evaluate import (
     run_knn,
     run_linprobe,
 )
-from mixmim.rundir import read_json, read_jsonl, read_result
+from mixmim.runs.rundir import read_json, read_jsonl, read_result
 
 RESULT_KEYS = ("epochs", "steps", "effective_batch", "lr", "blr", "precision", "world_size", "wall_time_s",
                "gpu_hours", "images_per_s", "init", "init_path")  # fmt: skip

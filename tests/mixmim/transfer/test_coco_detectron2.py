@@ -14,7 +14,7 @@ from detectron2.structures import BitMasks, Boxes, Instances  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
 
 from mixmim.config import RunConfig, apply_overrides  # noqa: E402
-from mixmim.rundir import read_json  # noqa: E402
+from mixmim.runs.rundir import read_json  # noqa: E402
 from mixmim.transfer import coco_debug_overrides, run_coco  # noqa: E402
 from mixmim.transfer.detectron2.backbone import MixMIMBackbone  # noqa: E402
 from mixmim.transfer.detectron2.recipe import mask_rcnn_recipe  # noqa: E402

@@ -10,7 +10,7 @@ from run_tiny_coco import STEPS, tiny_coco_config
 
 import mixmim.transfer.detection_task as detection
 from mixmim.engine.nonfinite import NonFiniteLossError
-from mixmim.rundir import read_jsonl, read_result
+from mixmim.runs.rundir import read_jsonl, read_result
 from mixmim.transfer import run_coco
 
 

@@ -11,7 +11,7 @@ from mixmim.config import RunConfig, apply_overrides
 from mixmim.engine.checkpoint import load_checkpoint
 from mixmim.engine.distributed import DistEnv
 from mixmim.engine.trainer import Trainer
-from mixmim.rundir import read_json
+from mixmim.runs.rundir import read_json
 from mixmim.transfer import (
     PAPER_NUMBERS,
     build_adapter,

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from mixmim.backbones import create_backbone
-from mixmim.flops import backbone_flops, param_counts
-from mixmim.method import mixmim_from_official_args
+from mixmim.bench.flops import backbone_flops, param_counts
+from mixmim.pretrain.method import mixmim_from_official_args
 
 # (all params incl. the frozen sin-cos embedding, trainable, GFLOPs @ default resolution), 1000 classes.
 OFFICIAL = {
@@ -41,7 +41,7 @@ def test_pretrain_model_params():
 
 def test_flop_counter_counts_attention_and_layernorm():
     """A single LayerNorm + Linear: fvcore gives 5*numel + in*out*tokens."""
-    from mixmim.flops import count_flops
+    from mixmim.bench.flops import count_flops
 
     model = torch.nn.Sequential(torch.nn.LayerNorm(8), torch.nn.Linear(8, 4))
     assert count_flops(model, torch.randn(3, 8)) == 5 * 24 + 3 * 8 * 4

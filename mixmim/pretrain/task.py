@@ -42,7 +42,7 @@ from mixmim.engine.rng import seed_everything
 from mixmim.engine.stage import StageContext, StageResult, recipe_fields, run_stage, stage_fields
 from mixmim.engine.totals import RunningTotals
 from mixmim.engine.trainer import Trainer, TrainTask
-from mixmim.rundir import stage_dir
+from mixmim.runs.rundir import stage_dir
 
 __all__ = ["STAGE", "NonFiniteLossError", "PretrainTask", "pretrain", "pretrain_recipe", "train_pretrain"]
 

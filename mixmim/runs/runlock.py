@@ -10,7 +10,7 @@ Shared filesystems: ``flock`` works across nodes on NFS v4 (Linux clients map it
 locks) and on Lustre/GPFS/BeeGFS mounted with lock support (Lustre: ``-o flock``). Where ``flock`` is
 refused (``ENOLCK``, ``EOPNOTSUPP``: e.g. NFS v3 mounted ``nolock``), the lock falls back to POSIX
 ``lockf`` locks; where both are refused, :class:`RunLockError` says so (``docs/architecture.md``, "Run
-directory"). Torch-free: ``slurm`` uses it through :mod:`mixmim.rundir`.
+directory"). Torch-free: ``slurm`` uses it through :mod:`mixmim.runs.rundir`.
 """
 
 from __future__ import annotations
@@ -183,7 +183,7 @@ def lock_holder(run_dir: str | Path) -> dict[str, Any] | None:
 def file_lock(path: str | Path) -> Iterator[None]:
     """Hold an exclusive lock tied to ``path`` (on ``.<name>.lock`` beside it) while the block runs.
 
-    For short read-modify-write sections, e.g. :func:`mixmim.rundir.update_manifest`; waits for the lock.
+    For short read-modify-write sections, e.g. :func:`mixmim.runs.rundir.update_manifest`; waits for the lock.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import IO, Any
 
 # Re-exported: slurm/ and reports/ import only this module of mixmim.
-from mixmim.runlock import RunLock, RunLockError, file_lock, lock_holder  # noqa: F401
-from mixmim.runlock import describe as describe_holder  # noqa: F401
+from mixmim.runs.runlock import RunLock, RunLockError, file_lock, lock_holder  # noqa: F401
+from mixmim.runs.runlock import describe as describe_holder  # noqa: F401
 
 RESULT_FILE = "result.json"
 MANIFEST_FILE = "manifest.json"

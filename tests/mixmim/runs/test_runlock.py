@@ -5,8 +5,8 @@ import fcntl
 
 import pytest
 
-from mixmim import runlock
-from mixmim.rundir import RunLock, RunLockError, lock_holder
+from mixmim.runs import runlock
+from mixmim.runs.rundir import RunLock, RunLockError, lock_holder
 from slurm.testing import hold_run_lock
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mixmim.backbones import create_backbone, load_official_checkpoint
-from mixmim.torchfile import CheckpointFileError, load_torch_file
+from mixmim.weights.torchfile import CheckpointFileError, load_torch_file
 
 
 class NotAllowed:

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from mixmim.backbones import create_backbone, load_official_checkpoint
-from mixmim.backbones.checkpoint import method_to_official_keys
-from mixmim.method import mixmim_from_official_args
+from mixmim.pretrain.method import mixmim_from_official_args
+from mixmim.weights.checkpoint import method_to_official_keys
 
 DEPTHS, HEADS, DIM = (2, 2, 18, 2), (4, 8, 16, 32), 128
 WINDOWS_224 = (14, 14, 14, 7)  # after clamping to the stage resolution (56, 28, 14, 7)

@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from mixmim import rundir
+from mixmim.runs import rundir
 
 
 def test_result_written_once(tmp_path):

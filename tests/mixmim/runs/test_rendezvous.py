@@ -1,4 +1,4 @@
-"""Where the ranks of a job meet: one rule (``mixmim.rendezvous``) for the engine and the Slurm launcher."""
+"""Where the ranks of a job meet: one rule (``mixmim.runs.rendezvous``) for the engine and the Slurm launcher."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from mixmim.rendezvous import PORT_BASE, PORT_SPAN, first_host, master_port, rendezvous
+from mixmim.runs.rendezvous import PORT_BASE, PORT_SPAN, first_host, master_port, rendezvous
 
 SLURM_JOB = {"SLURM_JOB_ID": "4242", "SLURM_JOB_NODELIST": "gpu[07-08]"}
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from mixmim.masking import block_mask, mix_mask, normalize_mask_arg, random_mask, upsample_mask
+from mixmim.pretrain.masking import block_mask, mix_mask, normalize_mask_arg, random_mask, upsample_mask
 
 
 def gen(seed=0):

@@ -14,10 +14,10 @@ from torch import nn
 
 from mixmim.backbones.interface import Backbone
 from mixmim.config import CHOICES
-from mixmim.decoder import PixelDecoder
 from mixmim.device_copy import to_device
-from mixmim.masking import block_mask, gaussian_like, mix_mask, normalize_mask_arg, upsample_mask
-from mixmim.targets import pixel_targets
+from mixmim.pretrain.decoder import PixelDecoder
+from mixmim.pretrain.masking import block_mask, gaussian_like, mix_mask, normalize_mask_arg, upsample_mask
+from mixmim.pretrain.targets import pixel_targets
 
 MASK_TYPES = CHOICES["method.mask_type"]  # declared once, on the config
 MASK_STRATEGIES = CHOICES["method.mask_strategy"]

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mixmim.backbones import attention_impl, create_backbone
-from mixmim.method import MixMIM
+from mixmim.pretrain.method import MixMIM
 
 GOLDEN = Path(__file__).with_name("golden_mixmim.json")
 

@@ -4,7 +4,7 @@ Official MixMIM and MAE files are ``{"model": state_dict, ...}`` with flat keys:
 backbone's, plus ``mask_token`` and ``decoder_*`` for the pre-training model. Our pre-training methods
 hold ``encoder.*`` and ``decoder.*``; :func:`official_to_method_keys` maps one onto the other. SimMIM's and
 BEiT's layouts (``encoder.mask_token``, ``lm_head``, ``q_bias``/``v_bias``, layer scale, relative position
-bias) are mapped in ``mixmim.backbones.official_keys``, against the target model's own keys.
+bias) are mapped in ``mixmim.weights.official_keys``, against the target model's own keys.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mixmim.backbones.official_keys import beit_blocks_to_timm, flat_to_method_key, place_keys, refuse_swin
 from mixmim.backbones.pos_embed import resize_pos_embed, resize_rel_pos_table
 from mixmim.backbones.rel_pos_bias import is_cls_rel_pos_table, resize_cls_rel_pos_table
-from mixmim.torchfile import load_torch_file
+from mixmim.weights.official_keys import beit_blocks_to_timm, flat_to_method_key, place_keys, refuse_swin
+from mixmim.weights.torchfile import load_torch_file
 
 log = logging.getLogger(__name__)
 DECODER_PREFIXES = ("decoder_", "mask_token")
@@ -85,7 +85,7 @@ def adapt_to_model(sd: dict[str, torch.Tensor], model: nn.Module) -> dict[str, t
 def load_official_checkpoint(model: nn.Module, path_or_sd, allow_missing_head: bool = True):
     """Load an official (or suite) checkpoint into a backbone or a pre-training method.
 
-    Official layouts: MixMIM, MAE, SimMIM's ViT, BEiT (``mixmim.backbones.official_keys``). A backbone gets
+    Official layouts: MixMIM, MAE, SimMIM's ViT, BEiT (``mixmim.weights.official_keys``). A backbone gets
     the encoder weights (decoder, [MASK] token and ``lm_head`` dropped; ``head.*`` too when it has no head,
     ``num_classes=0``) and may miss only ``head.*`` (and
     ``fc_norm.*``, which replaces the final norm in MAE's and BEiT's fine-tuning: the checkpoint's ``norm.*``
