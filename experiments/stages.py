@@ -55,7 +55,9 @@ def run_pretrain(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     if is_done(run_dir, "pretrain"):  # skip before building anything (a tokenizer may be needed otherwise)
         return read_result(run_dir, "pretrain") or {}
     method = build_method(cfg, run_dir=Path(run_dir))
-    dataset = build_dataset(cfg.data, "train", pretrain_transform(method.encoder.img_size, cfg.data.crop_min_scale))
+    dataset = build_dataset(cfg.data, "train", pretrain_transform(method.encoder.img_size, cfg.data.crop_min_scale,
+                                                              interpolation=cfg.data.crop_interpolation,
+                                                              color_jitter=cfg.data.color_jitter))
     return pretrain(method, dataset, cfg, run_dir)
 
 

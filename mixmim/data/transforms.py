@@ -32,20 +32,32 @@ EVAL_CROP_PCT = 0.875  # 224 / 256
 Transform = Callable[..., torch.Tensor]
 
 
-def pretrain_transform(img_size: int, crop_min_scale: float = 0.2, hflip: float = 0.5) -> Transform:
+INTERPOLATIONS = {"bicubic": T.InterpolationMode.BICUBIC, "bilinear": T.InterpolationMode.BILINEAR}
+
+
+def pretrain_transform(img_size: int, crop_min_scale: float = 0.2, hflip: float = 0.5, interpolation: str = "bicubic",
+                       color_jitter: float = 0.0) -> Transform:  # fmt: skip
     """Official pre-training augmentation: random resized crop (area ``crop_min_scale``-1), flip, normalise.
 
     Args:
         img_size: output side in px.
         crop_min_scale: lower bound of the crop's area fraction (official 0.2; ``data.crop_min_scale``).
         hflip: probability of a horizontal flip.
+        interpolation: of the crop's resize, ``bicubic`` (MixMIM, MAE, BEiT) or ``bilinear`` (SimMIM's
+            torchvision default; ``data.crop_interpolation``).
+        color_jitter: ``ColorJitter(c, c, c)`` first, as BEiT's pre-training (0.4); 0: none
+            (``data.color_jitter``).
 
     Returns:
         PIL image -> normalised tensor ``[3, img_size, img_size]``.
     """
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"crop interpolation {interpolation!r}: use one of {', '.join(INTERPOLATIONS)}")
+    jitter = [T.ColorJitter(color_jitter, color_jitter, color_jitter)] if color_jitter > 0 else []
     return T.Compose(
         [
-            T.RandomResizedCrop(img_size, scale=(crop_min_scale, 1.0), interpolation=T.InterpolationMode.BICUBIC),
+            *jitter,
+            T.RandomResizedCrop(img_size, scale=(crop_min_scale, 1.0), interpolation=INTERPOLATIONS[interpolation]),
             T.RandomHorizontalFlip(hflip),
             T.ToTensor(),
             T.Normalize(IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD),
