@@ -161,3 +161,51 @@ def test_simmim_pretrain_groups_on_the_hierarchical_backbone():
     assert len(shared) > 300 and "mask_token" in shared
     assert all(mine[n] == tuple(v) for n, v in shared.items()), [(n, mine[n], v) for n, v in shared.items()
                                                                   if mine[n] != tuple(v)][:5]
+
+
+# --- MAE and MixMIM -----------------------------------------------------------------------------------------
+# MAE fine-tuning trains its learned pos_embed (layer 0, no decay); ours is a fixed sin-cos buffer.
+DEVIATIONS = {"mae_finetune": {"pos_embed": "fixed sin-cos position embedding (a buffer), not trained"}}
+
+
+def _flat(official: dict) -> dict:
+    from mixmim.backbones.official_keys import flat_to_method_key
+
+    return {flat_to_method_key(n): v for n, v in official.items()}
+
+
+def test_mae_and_mixmim_pretrain_groups():
+    """timm add_weight_decay: only 1-D parameters and biases skip decay (mask token decayed), frozen sin-cos
+    embeddings left out."""
+    from baselines.official import mae_from_official_args
+    from mixmim.method import mixmim_from_official_args
+
+    for method, model in (("mae", mae_from_official_args(norm_pix_loss=True)), ("mixmim", mixmim_from_official_args())):
+        mine = our_table(pretrain_param_groups(model, 0.05, official_quirks=True))
+        assert_tables_equal(_flat(reference(method)["pretrain_groups"]), mine)
+
+
+def test_mae_finetune_groups():
+    ref = {n: v for n, v in reference("mae")["finetune_groups"].items() if n not in DEVIATIONS["mae_finetune"]}
+    vit = create_backbone("mixmim_vit_base_patch16", num_classes=1000, fc_norm=True)
+    assert_tables_equal(ref, our_table(finetune_param_groups(vit, FinetuneConfig(layer_decay=0.65))))
+
+
+@pytest.mark.parametrize("size", ["base", "large", "huge"])
+def test_mixmim_finetune_groups(size):
+    """MixMIM's layer ids (head and final norm at L: the official quirk) for B, L and H, tables decayed."""
+    model = create_backbone(f"mixmim_{size}", num_classes=1000, device="meta")
+    mine = our_table(finetune_param_groups(model, FinetuneConfig()))
+    assert_tables_equal(reference("mixmim")[f"finetune_groups_{size}"], mine)
+
+
+@pytest.mark.parametrize("method", ["mae", "mixmim"])
+@pytest.mark.parametrize("stage", ["pretrain", "finetune"])
+def test_mae_and_mixmim_lr_traces(method, stage):
+    """adjust_learning_rate per iteration (fractional epoch): our ``cosine``, every group scale."""
+    trace = reference(method)[f"{stage}_trace"]
+    cfg = _cfg(PretrainConfig if stage == "pretrain" else FinetuneConfig, {**trace, "warmup_lr": 0.0}, "cosine")
+    for column, scale in enumerate(trace["scales"]):
+        official = [row[column] for row in trace["lr"]]
+        mine = _our_trace(cfg, trace, scale)
+        assert max(abs(a - b) for a, b in zip(mine, official, strict=True)) <= 1e-9 * trace["peak"], scale
