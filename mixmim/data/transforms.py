@@ -27,7 +27,7 @@ from torchvision import transforms as T
 
 from mixmim.config import FinetuneConfig
 
-EVAL_CROP_PCT = 0.875  # 224 / 256
+EVAL_CROP_PCT = 0.875  # 224 / 256, up to 224 px; above: 1.0 (eval_crop_pct)
 
 Transform = Callable[..., torch.Tensor]
 
@@ -107,8 +107,16 @@ def _with_zero_bit_posterize(transform: Transform) -> Transform:
     return transform
 
 
-def eval_transform(img_size: int, crop_pct: float = EVAL_CROP_PCT) -> Transform:
-    """Evaluation: resize the short side to ``floor(img_size / crop_pct)``, center-crop ``img_size``, bicubic.
+def eval_crop_pct(img_size: int) -> float:
+    """The official evaluation crop fraction (MixMIM, MAE ``util/datasets.build_transform``): 224 / 256 up to
+    224 px, 1.0 above (Resize 384, CenterCrop 384). BEiT switches at 384 px (the same for 384 px, the only larger
+    size its recipes use); SimMIM keeps 224 / 256 at every size."""
+    return EVAL_CROP_PCT if img_size <= 224 else 1.0
+
+
+def eval_transform(img_size: int, crop_pct: float | None = None) -> Transform:
+    """Evaluation: resize the short side to ``floor(img_size / crop_pct)``, center-crop ``img_size``, bicubic;
+    ``crop_pct`` defaults to :func:`eval_crop_pct`.
 
     Returns:
         PIL image -> normalised tensor ``[3, img_size, img_size]``.
@@ -117,7 +125,7 @@ def eval_transform(img_size: int, crop_pct: float = EVAL_CROP_PCT) -> Transform:
         input_size=img_size,
         is_training=False,
         interpolation="bicubic",
-        crop_pct=crop_pct,
+        crop_pct=eval_crop_pct(img_size) if crop_pct is None else crop_pct,
         mean=IMAGENET_DEFAULT_MEAN,
         std=IMAGENET_DEFAULT_STD,
     )
