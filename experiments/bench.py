@@ -199,7 +199,7 @@ def method_builder(backbone: str, img_size: int, overrides: list[str] | None = N
                 return MixMIM(create_backbone(backbone, num_classes=0, img_size=img_size)), RunConfig()
             from mixmim.config import RunConfig, apply_overrides
 
-            recipe = {**method_defaults(name), "model.backbone": backbone, "model.img_size": img_size}
+            recipe = {**method_defaults(name, backbone), "model.backbone": backbone, "model.img_size": img_size}
             if name == "beit":
                 recipe.update({"method.tokenizer": "kmeans", "method.tokenizer_path": _random_codebook(tmp)})
             cfg = apply_overrides(apply_overrides(RunConfig(), recipe), list(overrides or []))

@@ -209,3 +209,18 @@ def test_mae_and_mixmim_lr_traces(method, stage):
         official = [row[column] for row in trace["lr"]]
         mine = _our_trace(cfg, trace, scale)
         assert max(abs(a - b) for a, b in zip(mine, official, strict=True)) <= 1e-9 * trace["peak"], scale
+
+
+def test_the_swin_rule_needs_the_hierarchical_backbone():
+    vit = create_backbone("mixmim_vit_tiny_patch4_32", num_classes=10)
+    with pytest.raises(ValueError, match="layer_rule=swin needs the hierarchical backbone"):
+        finetune_param_groups(vit, FinetuneConfig(layer_rule="swin"))
+
+
+def test_simmim_family_defaults():
+    """SimMIM's Swin pre-training has no drop path; its ViT-B 0.1; other methods do not depend on the family."""
+    from baselines.registry import method_defaults
+
+    assert method_defaults("simmim", "mixmim_base")["model.drop_path"] == 0.0
+    assert method_defaults("simmim", "mixmim_vit_base_patch16")["model.drop_path"] == 0.1
+    assert method_defaults("beit", "mixmim_base") == method_defaults("beit")
