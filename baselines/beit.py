@@ -97,6 +97,11 @@ class BEiT(PretrainMethod):
         labels = self.targets(images).flatten()[positions]  # [M]
         return F.cross_entropy(logits.float(), labels)
 
+    def official_no_weight_decay(self) -> set[str]:
+        """BEiT ``optim_factory.get_parameter_groups`` with ``no_weight_decay() = {pos_embed, cls_token}``: the
+        [MASK] token and the shared relative-position table are decayed."""
+        return {"encoder.cls_token", "encoder.pos_embed"} & {n for n, _ in self.named_parameters()}
+
     def forward(self, images: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """images [B, 3, H, W] (ImageNet-normalised); mask at the mask-unit grid (see ``baselines.masks``).
 

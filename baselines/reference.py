@@ -27,7 +27,7 @@ def method_builder(backbone: str, img_size: int, overrides: list[str] | None = N
     with tempfile.TemporaryDirectory(prefix="mixmim-bench-") as tmp:
 
         def build(name: str) -> tuple[torch.nn.Module, RunConfig]:
-            recipe = {**method_defaults(name), "model.backbone": backbone, "model.img_size": img_size}
+            recipe = {**method_defaults(name, backbone), "model.backbone": backbone, "model.img_size": img_size}
             if name == "beit":
                 recipe.update({"method.tokenizer": "kmeans", "method.tokenizer_path": random_codebook(tmp)})
             cfg = apply_overrides(apply_overrides(RunConfig(), recipe), list(overrides or []))

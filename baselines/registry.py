@@ -123,11 +123,17 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
         "pretrain.betas": (0.9, 0.999),  # SimMIM config.py TRAIN.OPTIMIZER.BETAS
         "pretrain.weight_decay": 0.05,  # SimMIM TRAIN.WEIGHT_DECAY 0.05
         "pretrain.warmup_epochs": 10,  # SimMIM ViT-B TRAIN.WARMUP_EPOCHS 10
-        "pretrain.min_lr": 0.0,  # SimMIM ViT-B: multistep x0.1 at epoch 700, not cosine (docs/methods.md)
+        "pretrain.schedule": "multistep",  # SimMIM TRAIN.LR_SCHEDULER.NAME multistep (lr_scheduler.py)
+        "pretrain.lr_milestones": (0.875,),  # SimMIM MULTISTEPS [700] of 800 epochs, as a fraction of the run
+        "pretrain.lr_gamma": 0.1,  # SimMIM LR_SCHEDULER.GAMMA 0.1
+        "pretrain.warmup_lr": 5e-7,  # SimMIM TRAIN.WARMUP_LR 5e-7 (x batch / 512: 2e-6 at 2048)
+        "pretrain.min_lr": 0.0,  # SimMIM: the multi-step schedule has no floor
+        "pretrain.scale_floor_lrs": True,  # SimMIM main_simmim.py: warm-up lr and floor x batch / 512 as the lr
         "pretrain.clip_grad": 5.0,  # SimMIM config.py TRAIN.CLIP_GRAD 5.0
-        "pretrain.official_quirks": False,  # SimMIM: no decay for the skip list (mask_token, pos. embeddings)
-        "model.drop_path": 0.1,  # SimMIM ViT-B MODEL.DROP_PATH_RATE 0.1
+        "pretrain.official_quirks": True,  # SimMIM optimizer.py: its skip list only (SimMIM.official_no_weight_decay)
+        "model.drop_path": 0.1,  # SimMIM ViT-B MODEL.DROP_PATH_RATE 0.1 (Swin: 0.0, _FAMILY_DEFAULTS)
         "data.crop_min_scale": 0.67,  # SimMIM data_simmim.py RandomResizedCrop scale=(0.67, 1.)
+        "data.crop_interpolation": "bilinear",  # SimMIM data_simmim.py: torchvision's default interpolation
     },
     # microsoft/unilm beit/README.md "Pre-training BEiT-base on ImageNet-1k", run_beit_pretraining.py and the
     # paper's pre-training setup (Bao et al. 2106.08254); 800 epochs.
@@ -138,23 +144,39 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
         "method.vocab_size": 8192,  # BEiT: the DALL-E dVAE vocabulary
         "pretrain.blr": 1.5e-3 * 256 / 2048,  # BEiT --lr 1.5e-3 at batch 128 x 16 = 2048 (absolute there)
         "pretrain.lr_scale_base": 256,
-        "pretrain.betas": (0.9, 0.999),  # BEiT paper: Adam beta (0.9, 0.999) (the script's default is 0.98)
+        "pretrain.betas": (0.9, 0.999),  # BEiT run_beit_pretraining.py --opt_betas default [0.9, 0.999]
         "pretrain.weight_decay": 0.05,  # BEiT --weight_decay 0.05
         "pretrain.warmup_epochs": 10,  # BEiT --warmup_epochs 10
+        "pretrain.schedule": "beit_cosine",  # BEiT utils.cosine_scheduler: linspace warm-up from 0, half-cosine
+        "pretrain.warmup_lr": 0.0,  # BEiT: cosine_scheduler's start_warmup_value is left at 0
         "pretrain.min_lr": 1e-5,  # BEiT run_beit_pretraining.py --min_lr 1e-5
         "pretrain.clip_grad": 3.0,  # BEiT --clip_grad 3.0
-        "pretrain.official_quirks": False,  # BEiT: no decay for no_weight_decay() = pos_embed, cls_token
+        "pretrain.official_quirks": True,  # BEiT: skip only no_weight_decay() = pos_embed, cls_token
         "model.drop_path": 0.1,  # BEiT --drop_path 0.1
         "data.crop_min_scale": 0.08,  # BEiT: RandomResizedCrop default scale (0.08, 1.0)
+        "data.color_jitter": 0.4,  # BEiT datasets.py DataAugmentationForBEiT: ColorJitter(0.4, 0.4, 0.4)
+    },
+}
+# Where a method's official recipe differs by backbone family (vit: mixmim_vit_*; hierarchical: the rest).
+_FAMILY_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
+    ("simmim", "hierarchical"): {
+        "model.drop_path": 0.0,  # SimMIM configs/swin_base__800ep pre-training MODEL.DROP_PATH_RATE 0.0
     },
 }
 
 
-def method_defaults(name: str) -> dict[str, Any]:
-    """The source recipe of ``name`` as dotted ``RunConfig`` overrides, including ``method.name``."""
+def backbone_family(backbone: str) -> str:
+    """``vit`` for the plain ViTs (``mixmim_vit_*``), ``hierarchical`` for the others."""
+    return "vit" if backbone.removeprefix("mixmim_").startswith("vit_") else "hierarchical"
+
+
+def method_defaults(name: str, backbone: str | None = None) -> dict[str, Any]:
+    """The source recipe of ``name`` as dotted ``RunConfig`` overrides, including ``method.name``; with a
+    ``backbone``, its family's values where the official recipe differs by family (SimMIM's Swin)."""
     if name not in _DEFAULTS:
         raise KeyError(f"unknown method '{name}'; registered: {', '.join(METHODS)}")
-    return {"method.name": name, **_DEFAULTS[name]}
+    family = _FAMILY_DEFAULTS.get((name, backbone_family(backbone)), {}) if backbone else {}
+    return {"method.name": name, **_DEFAULTS[name], **family}
 
 
 def _warn_ignored_fields(m: MethodConfig) -> None:

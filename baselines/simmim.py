@@ -84,6 +84,17 @@ class SimMIM(PretrainMethod):
         rec = self.forward_decoder(self.forward_encoder(images, mask))
         return {"loss": self.forward_loss(images, rec, mask), "pred": rec, "mask": mask.float()}
 
+    def official_no_weight_decay(self) -> set[str]:
+        """SimMIM ``optimizer.get_pretrain_param_groups`` with ``SimMIM.no_weight_decay()``: on the ViT
+        ``{encoder.pos_embed, encoder.cls_token}`` (its ``mask_token`` and shared relative-position table are
+        decayed); on the hierarchical backbone (Swin's lists) ``{encoder.absolute_pos_embed, encoder.mask_token}``
+        (here: ``mask_token``), and the keyword ``encoder.relative_position_bias_table`` never matches a
+        parameter name, so every table is decayed."""
+        hierarchical = hasattr(self.encoder, "depths")
+        names = {"mask_token", "encoder.absolute_pos_embed"} if hierarchical else {"encoder.cls_token",
+                                                                                   "encoder.pos_embed"}
+        return names & {n for n, _ in self.named_parameters()}
+
     def no_weight_decay(self) -> set[str]:
         """The encoder's list plus the [MASK] token (official ``SwinTransformerForSimMIM.no_weight_decay``)."""
         return super().no_weight_decay() | {"mask_token"}

@@ -22,6 +22,7 @@ _BATCH_KEYS = ("{s}.batch_size", "{s}.accum_iter", "launch.nodes", "launch.gpus_
 FIELD_KEYS: dict[str, tuple[str, ...]] = {
     "epochs": ("{s}.epochs",),
     "warmup_epochs": ("{s}.warmup_epochs",),
+    "schedule": ("{s}.schedule",),
     "effective_batch": _BATCH_KEYS,
     "blr": ("{s}.blr",),
     "lr_scale_base": ("{s}.lr_scale_base",),
@@ -47,6 +48,7 @@ def resolved_recipe(cfg: RunConfig, stage: str) -> dict[str, Any]:
     return {
         "epochs": section.epochs,
         "warmup_epochs": section.warmup_epochs,
+        "schedule": section.schedule,
         "effective_batch": batch,
         "blr": section.blr,
         "lr_scale_base": section.lr_scale_base,
@@ -88,6 +90,7 @@ def recipe_rows(exp: Experiment) -> list[dict[str, Any]]:
                 "lr": mark("lr", _lr(r["lr"])),
                 "betas": mark("betas", ", ".join(f"{b:g}" for b in r["betas"])) if r["betas"] else "(0.9, 0.999)",
                 "warmup": mark("warmup_epochs", r["warmup_epochs"]),
+                "schedule": mark("schedule", r["schedule"]),
                 "wd": mark("weight_decay", f"{r['weight_decay']:g}"),
                 "precision": mark("precision", r["precision"]),
             })

@@ -40,13 +40,14 @@ def run_name(method: str, backbone: str, setting: Mapping[str, Any], seed: int) 
     return "-".join(str(p).replace("/", "_").replace(" ", "") for p in parts)
 
 
-def method_defaults(method: str) -> dict[str, Any]:
-    """The source paper's recipe for a method (``baselines.method_defaults``); none for the random control."""
+def method_defaults(method: str, backbone: str | None = None) -> dict[str, Any]:
+    """The source paper's recipe for a method on ``backbone`` (``baselines.method_defaults``); none for the
+    random control."""
     if method == "random":
         return {}
     from baselines import method_defaults as defaults
 
-    return dict(defaults(method))
+    return dict(defaults(method, backbone))
 
 
 def recipe_keys(method: str) -> set[str]:
@@ -83,7 +84,7 @@ def make_run(experiment: str, method: str, backbone: str, stages: Iterable[str],
     cfg = RunConfig(experiment=experiment, seed=seed, stages=list(stages), init=init, setting=setting)
     cfg.model.backbone = backbone
     cfg.method.name = method
-    cfg = apply_overrides(cfg, method_defaults(method))
+    cfg = apply_overrides(cfg, method_defaults(method, backbone))
     cfg = normalize_stages(apply_overrides(cfg, overrides))
     cfg.name = run_name(method, backbone, setting, seed)
     return cfg

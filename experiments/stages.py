@@ -55,7 +55,8 @@ def run_pretrain(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
 
     def work(ctx):
         method = build_method(cfg, run_dir=Path(run_dir))
-        transform = pretrain_transform(method.encoder.img_size, cfg.data.crop_min_scale)
+        transform = pretrain_transform(method.encoder.img_size, cfg.data.crop_min_scale,
+                                       interpolation=cfg.data.crop_interpolation, color_jitter=cfg.data.color_jitter)
         return train_pretrain(ctx, method, build_dataset(cfg.data, "train", transform))
 
     return run_stage(STAGE, cfg, run_dir, work)

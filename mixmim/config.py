@@ -74,6 +74,8 @@ class DataConfig:
     max_train_images: int = 0  # 0: all
     digits_size: int = 32  # px: the built-in 8x8 digits are upsampled (bicubic) to this size
     crop_min_scale: float = 0.2  # RandomResizedCrop lower area bound in pre-training (official: 0.2)
+    crop_interpolation: str = "bicubic"  # pre-training crop resize: bicubic | bilinear (SimMIM)
+    color_jitter: float = 0.0  # pre-training ColorJitter(c, c, c) before the crop (BEiT: 0.4); 0: none
 
 
 @dataclass
@@ -89,6 +91,11 @@ class PretrainConfig:
     lr: float = 0.0  # absolute lr; 0: blr * effective_batch / lr_scale_base
     lr_scale_base: int = 256
     min_lr: float = 0.0
+    schedule: str = "cosine"  # cosine | beit_cosine | timm_cosine | multistep (mixmim/engine/schedule.py)
+    warmup_lr: float = 0.0  # lr where warm-up starts (cosine: always 0)
+    lr_milestones: tuple[float, ...] = ()  # multistep: fractions of the run (SimMIM: epoch 700 of 800 = 0.875)
+    lr_gamma: float = 0.1  # multistep: factor at each milestone
+    scale_floor_lrs: bool = False  # warmup_lr and min_lr scale with the batch like the lr (SimMIM)
     weight_decay: float = 0.05
     betas: tuple[float, float] = (0.9, 0.95)
     clip_grad: float = 0.0  # 0: no clipping
@@ -112,10 +119,17 @@ class FinetuneConfig:
     lr: float = 0.0
     lr_scale_base: int = 256
     min_lr: float = 1e-6
+    schedule: str = "cosine"  # cosine | beit_cosine | timm_cosine | multistep (mixmim/engine/schedule.py)
+    warmup_lr: float = 0.0  # lr where warm-up starts (cosine: always 0)
+    lr_milestones: tuple[float, ...] = ()  # multistep: fractions of the run (SimMIM: epoch 700 of 800 = 0.875)
+    lr_gamma: float = 0.1  # multistep: factor at each milestone
+    scale_floor_lrs: bool = False  # warmup_lr and min_lr scale with the batch like the lr (SimMIM)
     weight_decay: float = 0.05
+    clip_grad: float = 0.0  # 0: no clipping (SimMIM's fine-tuning: 5.0, BEiT's: none)
     layer_decay: float = 0.7
     official_head_decay: bool = True  # head and final norm get layer id L (lr scale 0.7), as official
     official_quirks: bool = True  # weight-decay the relative-position tables, as the official fine-tuning
+    layer_rule: str = "backbone"  # backbone (its layer_id: MixMIM's, MAE/BEiT's ViT rule) | swin (SimMIM's)
     drop_path: float = 0.1
     smoothing: float = 0.1
     mixup: float = 0.8
@@ -234,6 +248,7 @@ BACKBONE_NAMES = ("mixmim_base", "mixmim_large", "mixmim_huge", "mixmim_base_384
                   "mixmim_vit_huge_patch14", "mixmim_vit_tiny_patch4_32")  # mixmim.backbones.BACKBONE_SPECS
 STAGE_NAMES = ("tokenizer", "pretrain", "finetune", "linprobe", "knn", "coco")  # experiments.stages.STAGES
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+SCHEDULES = ("cosine", "beit_cosine", "timm_cosine", "multistep")
 CHOICES: dict[str, tuple[str, ...]] = {
     "model.backbone": BACKBONE_NAMES,
     "model.rel_pos_bias": ("none", "shared", "layer"),
@@ -244,6 +259,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "method.tokenizer": ("kmeans", "dalle"),
     "data.dataset": ("digits", "folder"),
     "data.on_corrupt": ("skip", "fail"),
+    "data.crop_interpolation": ("bicubic", "bilinear"),
+    "pretrain.schedule": SCHEDULES, "finetune.schedule": SCHEDULES,
+    "finetune.layer_rule": ("backbone", "swin"),
     "pretrain.precision": PRECISIONS, "finetune.precision": PRECISIONS, "linprobe.precision": PRECISIONS,
     "coco.precision": PRECISIONS,
     "pretrain.nonfinite": ("stop", "rollback"),
@@ -286,20 +304,22 @@ POSITIVE, NON_NEGATIVE, AT_LEAST_ONE = Range(0, low_open=True), Range(0), Range(
 FRACTION, RATE = Range(0, 1, low_open=True, high_open=True), Range(0, 1, high_open=True)  # (0, 1), [0, 1)
 _STAGE_RANGES = {"epochs": POSITIVE, "warmup_epochs": NON_NEGATIVE, "max_steps": NON_NEGATIVE,
                  "batch_size": POSITIVE, "blr": NON_NEGATIVE, "lr": NON_NEGATIVE,  # lr 0: from blr (one > 0)
-                 "lr_scale_base": POSITIVE, "min_lr": NON_NEGATIVE, "weight_decay": NON_NEGATIVE}
+                 "lr_scale_base": POSITIVE, "min_lr": NON_NEGATIVE, "weight_decay": NON_NEGATIVE,
+                 "warmup_lr": NON_NEGATIVE, "lr_gamma": Range(0, 1, low_open=True)}
 RANGES: dict[str, Range] = {
     "seed": NON_NEGATIVE,
     "model.img_size": NON_NEGATIVE, "model.drop_path": RATE, "model.layer_scale": NON_NEGATIVE,
     "method.mask_ratio": FRACTION, "method.mask_unit": NON_NEGATIVE, "method.decoder_dim": POSITIVE,
     "method.decoder_depth": AT_LEAST_ONE, "method.decoder_heads": AT_LEAST_ONE, "method.vocab_size": Range(2),
     "data.num_workers": NON_NEGATIVE, "data.max_train_images": NON_NEGATIVE, "data.digits_size": POSITIVE,
-    "data.crop_min_scale": Range(0, 1, low_open=True),
+    "data.crop_min_scale": Range(0, 1, low_open=True), "data.color_jitter": NON_NEGATIVE,
     **{f"{stage}.{key}": r for stage, section in (("pretrain", PretrainConfig), ("finetune", FinetuneConfig),
                                                    ("linprobe", LinearProbeConfig))
        for key, r in _STAGE_RANGES.items() if key in section.__dataclass_fields__},
     "pretrain.accum_iter": AT_LEAST_ONE, "pretrain.clip_grad": NON_NEGATIVE, "pretrain.checkpoint_every": AT_LEAST_ONE,
     "pretrain.checkpoint_every_steps": NON_NEGATIVE, "pretrain.betas": RATE,
-    "finetune.accum_iter": AT_LEAST_ONE, "finetune.layer_decay": Range(0, 1, low_open=True),
+    "finetune.accum_iter": AT_LEAST_ONE, "finetune.clip_grad": NON_NEGATIVE,
+    "finetune.layer_decay": Range(0, 1, low_open=True),
     "finetune.drop_path": RATE, "finetune.smoothing": RATE, "finetune.mixup": NON_NEGATIVE,
     "finetune.cutmix": NON_NEGATIVE, "finetune.reprob": Range(0, 1),
     "finetune.crop_min_scale": Range(0, 1, low_open=True),

@@ -55,6 +55,8 @@ def _format(value: Any) -> str:
 def _differs(field: str, run_value: Any, ref_value: Any) -> bool:
     if field == "precision":
         return normalize_precision(run_value) != normalize_precision(ref_value)
+    if field == "schedule":
+        return str(run_value) != str(ref_value)
     if field == "lr":
         return not math.isclose(float(run_value), float(ref_value), rel_tol=LR_RTOL, abs_tol=0.0)
     return int(run_value) != int(ref_value)

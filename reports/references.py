@@ -65,6 +65,7 @@ class Recipe:
     method: str | None = None  # the method whose own recipe this is (a name of baselines.METHODS)
     betas: tuple[float, float] | None = None
     weight_decay: float | None = None
+    schedule: str | None = None  # mixmim.engine.schedule.SCHEDULES: the official scheduler's formula
 
 
 @dataclass(frozen=True)

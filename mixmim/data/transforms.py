@@ -27,25 +27,37 @@ from torchvision import transforms as T
 
 from mixmim.config import FinetuneConfig
 
-EVAL_CROP_PCT = 0.875  # 224 / 256
+EVAL_CROP_PCT = 0.875  # 224 / 256, up to 224 px; above: 1.0 (eval_crop_pct)
 
 Transform = Callable[..., torch.Tensor]
 
 
-def pretrain_transform(img_size: int, crop_min_scale: float = 0.2, hflip: float = 0.5) -> Transform:
+INTERPOLATIONS = {"bicubic": T.InterpolationMode.BICUBIC, "bilinear": T.InterpolationMode.BILINEAR}
+
+
+def pretrain_transform(img_size: int, crop_min_scale: float = 0.2, hflip: float = 0.5, interpolation: str = "bicubic",
+                       color_jitter: float = 0.0) -> Transform:  # fmt: skip
     """Official pre-training augmentation: random resized crop (area ``crop_min_scale``-1), flip, normalise.
 
     Args:
         img_size: output side in px.
         crop_min_scale: lower bound of the crop's area fraction (official 0.2; ``data.crop_min_scale``).
         hflip: probability of a horizontal flip.
+        interpolation: of the crop's resize, ``bicubic`` (MixMIM, MAE, BEiT) or ``bilinear`` (SimMIM's
+            torchvision default; ``data.crop_interpolation``).
+        color_jitter: ``ColorJitter(c, c, c)`` first, as BEiT's pre-training (0.4); 0: none
+            (``data.color_jitter``).
 
     Returns:
         PIL image -> normalised tensor ``[3, img_size, img_size]``.
     """
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"crop interpolation {interpolation!r}: use one of {', '.join(INTERPOLATIONS)}")
+    jitter = [T.ColorJitter(color_jitter, color_jitter, color_jitter)] if color_jitter > 0 else []
     return T.Compose(
         [
-            T.RandomResizedCrop(img_size, scale=(crop_min_scale, 1.0), interpolation=T.InterpolationMode.BICUBIC),
+            *jitter,
+            T.RandomResizedCrop(img_size, scale=(crop_min_scale, 1.0), interpolation=INTERPOLATIONS[interpolation]),
             T.RandomHorizontalFlip(hflip),
             T.ToTensor(),
             T.Normalize(IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD),
@@ -95,8 +107,16 @@ def _with_zero_bit_posterize(transform: Transform) -> Transform:
     return transform
 
 
-def eval_transform(img_size: int, crop_pct: float = EVAL_CROP_PCT) -> Transform:
-    """Evaluation: resize the short side to ``floor(img_size / crop_pct)``, center-crop ``img_size``, bicubic.
+def eval_crop_pct(img_size: int) -> float:
+    """The official evaluation crop fraction (MixMIM, MAE ``util/datasets.build_transform``): 224 / 256 up to
+    224 px, 1.0 above (Resize 384, CenterCrop 384). BEiT switches at 384 px (the same for 384 px, the only larger
+    size its recipes use); SimMIM keeps 224 / 256 at every size."""
+    return EVAL_CROP_PCT if img_size <= 224 else 1.0
+
+
+def eval_transform(img_size: int, crop_pct: float | None = None) -> Transform:
+    """Evaluation: resize the short side to ``floor(img_size / crop_pct)``, center-crop ``img_size``, bicubic;
+    ``crop_pct`` defaults to :func:`eval_crop_pct`.
 
     Returns:
         PIL image -> normalised tensor ``[3, img_size, img_size]``.
@@ -105,7 +125,7 @@ def eval_transform(img_size: int, crop_pct: float = EVAL_CROP_PCT) -> Transform:
         input_size=img_size,
         is_training=False,
         interpolation="bicubic",
-        crop_pct=crop_pct,
+        crop_pct=eval_crop_pct(img_size) if crop_pct is None else crop_pct,
         mean=IMAGENET_DEFAULT_MEAN,
         std=IMAGENET_DEFAULT_STD,
     )

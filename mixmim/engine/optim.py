@@ -3,9 +3,11 @@
 Two kinds of groups, both written against the backbone interface (``docs/architecture.md``):
 
 - **Pre-training** (:func:`pretrain_param_groups`, MAE's ``add_weight_decay``): no weight decay for 1-D
-  parameters and biases only. *Official quirk* (``pretrain.official_quirks=True``): ``mask_token``
-  ``[1, 1, C]`` and the relative-position bias tables are 2-D, so they **are** decayed. With the quirk off,
-  every name returned by a ``no_weight_decay()`` of the model or of any submodule is skipped too.
+  parameters, biases and the method's official skip list (``official_no_weight_decay()``: MixMIM and MAE
+  none, SimMIM and BEiT theirs). *Official quirk* (``pretrain.official_quirks=True``): ``mask_token``
+  ``[1, 1, C]`` and the relative-position bias tables are 2-D, so they **are** decayed (SimMIM's Swin list
+  exempts its ``mask_token``). With the quirk off, every name returned by a ``no_weight_decay()`` or
+  ``no_weight_decay_keywords()`` of the model or of any submodule is skipped too.
 - **Fine-tuning** (:func:`layer_decay_param_groups`, BEiT/MAE/MixMIM ``param_groups_lrd``): one group per
   (layer id, decay/no decay); lr scale ``layer_decay ** (num_layers + 1 - layer_id)`` with
   ``layer_id = model.layer_id(name)`` in ``[0, num_layers + 1]``. Each backbone's ``layer_id`` reproduces its
@@ -26,6 +28,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from mixmim.engine.schedule import LrSchedule
 
 ParamGroup = dict[str, Any]
 HEAD_MODULES = ("head", "norm", "fc_norm")  # top-level modules after the last block (timm naming)
@@ -79,7 +83,8 @@ def pretrain_param_groups(model: nn.Module, weight_decay: float, official_quirks
 
     Frozen parameters (``requires_grad=False``, e.g. fixed sin-cos position embeddings) are left out.
     """
-    skip = set() if official_quirks else no_weight_decay_names(model)
+    official = getattr(model, "official_no_weight_decay", None)
+    skip = (set(official()) if callable(official) else set()) if official_quirks else no_weight_decay_names(model)
 
     def entries():
         for name, param in model.named_parameters():
@@ -186,6 +191,14 @@ def grad_norm(parameters: Iterable[nn.Parameter]) -> torch.Tensor:
         return torch.zeros(())
     norms = torch._foreach_norm(grads)  # what clip_grad_norm_ runs; one kernel per device and dtype
     return torch.linalg.vector_norm(torch.stack([n.float() for n in norms]))
+
+
+def set_scheduled_lr(optimizer: torch.optim.Optimizer, schedule: LrSchedule, step: int) -> None:
+    """Set every group's lr to ``schedule.lr(step, group['lr_scale'])``: the ``cosine`` schedules scale the
+    whole value (as :func:`set_lr`), the timm-style ones only the peak (their warm-up start and floor are
+    absolute, :mod:`mixmim.engine.schedule`)."""
+    for group in optimizer.param_groups:
+        group["lr"] = schedule.lr(step, group.get("lr_scale", 1.0))
 
 
 def step_unless(optimizer: torch.optim.Optimizer, found_inf: torch.Tensor) -> None:

@@ -2,7 +2,8 @@
 
 Built from a stage config (``PretrainConfig``, ``FinetuneConfig``, ``LinearProbeConfig``: any object with
 ``batch_size``, ``blr``, ``lr``, ``lr_scale_base``, ``epochs``, ``warmup_epochs``, ``max_steps``,
-``precision`` and optionally ``accum_iter``, ``min_lr``), the world size and the dataset length.
+``precision`` and optionally ``accum_iter``, ``min_lr``, ``schedule``, ``warmup_lr``, ``lr_milestones``, ``lr_gamma``,
+``scale_floor_lrs``), the world size and the dataset length.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import torch
 
 from mixmim.engine.optim import absolute_lr, effective_batch_size
 from mixmim.engine.precision import resolve_precision
-from mixmim.engine.schedule import schedule_steps
+from mixmim.engine.schedule import LrSchedule, milestone_steps, schedule_steps
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,15 @@ class Recipe:
     total_steps: int
     warmup_steps: int
     max_steps: int  # 0: no limit
+    schedule: str = "cosine"  # mixmim.engine.schedule.SCHEDULES
+    warmup_lr: float = 0.0  # absolute lr where warm-up starts
+    milestones: tuple[int, ...] = ()  # optimizer steps (multistep)
+    gamma: float = 0.1  # multistep factor
+
+    def lr_schedule(self) -> LrSchedule:
+        """The lr schedule this recipe runs (:class:`~mixmim.engine.schedule.LrSchedule`)."""
+        return LrSchedule(self.schedule, self.total_steps, self.warmup_steps, self.lr, self.min_lr, self.warmup_lr,
+                          self.milestones, self.gamma)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -69,6 +79,8 @@ def make_recipe(
             f"per process ({world_size} processes): lower the batch size"
         )
     total, warmup = schedule_steps(stage_cfg.epochs, stage_cfg.warmup_epochs, iters // accum)
+    # SimMIM scales its warm-up start and floor with the batch as the peak (scale_floor_lrs); others: absolute
+    floor_scale = eff / base if getattr(stage_cfg, "scale_floor_lrs", False) else 1.0
     return Recipe(
         batch_size=stage_cfg.batch_size,
         world_size=world_size,
@@ -77,11 +89,15 @@ def make_recipe(
         blr=stage_cfg.blr,
         lr=absolute_lr(stage_cfg.blr, eff, base, stage_cfg.lr),
         lr_scale_base=base,
-        min_lr=float(getattr(stage_cfg, "min_lr", 0.0)),
+        min_lr=float(getattr(stage_cfg, "min_lr", 0.0)) * floor_scale,
         precision=resolve_precision(stage_cfg.precision, device),
         epochs=stage_cfg.epochs,
         iters_per_epoch=iters,
         total_steps=total,
         warmup_steps=warmup,
         max_steps=int(getattr(stage_cfg, "max_steps", 0)),
+        schedule=getattr(stage_cfg, "schedule", "cosine"),
+        warmup_lr=float(getattr(stage_cfg, "warmup_lr", 0.0)) * floor_scale,
+        milestones=milestone_steps(tuple(getattr(stage_cfg, "lr_milestones", ())), total),
+        gamma=float(getattr(stage_cfg, "lr_gamma", 0.1)),
     )

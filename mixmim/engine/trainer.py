@@ -2,9 +2,9 @@
 the built-in COCO detector).
 
 The trainer owns what every stage shares: the data position and the resumable sampler, gradient
-accumulation, AMP (autocast + a GradScaler for fp16), DDP, the per-step lr schedule
-(:func:`~mixmim.engine.schedule.lr_at_step`, each group's ``lr_scale`` applied by
-:func:`~mixmim.engine.optim.set_lr`), clipping, the non-finite guard (stop or roll back), running totals,
+accumulation, AMP (autocast + a GradScaler for fp16), DDP, the per-step lr schedule the recipe names
+(:class:`~mixmim.engine.schedule.LrSchedule`, each group's ``lr_scale`` applied by
+:func:`~mixmim.engine.optim.set_scheduled_lr`), clipping, the non-finite guard (stop or roll back), running totals,
 metrics (``metrics.jsonl`` + TensorBoard + the progress bar) and one checkpoint schema (the trainable
 module, optimizer, scaler, position, sampler position, totals, the task's counters, every rank's RNG
 states), written atomically: ``checkpoint-last.pth`` at the start, every ``checkpoint_every_steps``
@@ -55,12 +55,11 @@ from mixmim.engine.checkpoint import LAST, TrainPosition
 from mixmim.engine.distributed import DistEnv, all_gather_objects, barrier, gather_to_main
 from mixmim.engine.metrics import MetricsLogger
 from mixmim.engine.nonfinite import NonFiniteFlag, NonFiniteGuard, RollbackRequested
-from mixmim.engine.optim import grad_norm, set_lr, step_unless
+from mixmim.engine.optim import grad_norm, set_lr, set_scheduled_lr, step_unless
 from mixmim.engine.precision import autocast, grad_scaler
 from mixmim.engine.progress import StageProgress
 from mixmim.engine.recipe import Recipe
 from mixmim.engine.rng import capture_rng_state, restore_rng_state, seed_everything
-from mixmim.engine.schedule import lr_at_step
 from mixmim.engine.totals import KEYS as TOTAL_KEYS
 from mixmim.engine.totals import RunningTotals
 
@@ -122,7 +121,7 @@ class TrainTask:
 
     def learning_rate(self, step: int) -> float | None:
         """The peak lr of optimizer step ``step`` (0-based; each group's ``lr_scale`` applies), or None: the
-        trainer's warmup + half-cosine (:func:`~mixmim.engine.schedule.lr_at_step`)."""
+        trainer's schedule of the recipe (:meth:`~mixmim.engine.recipe.Recipe.lr_schedule`)."""
         return None
 
     # -- a batch to a loss -------------------------------------------------------------------------------
@@ -165,6 +164,7 @@ class Trainer:
         self.task, self.seed, self.dir, self.env, self.device = task, seed, Path(stage_dir), env, device
         self.num_workers, self.log_every = num_workers, log_every
         self.recipe = task.recipe
+        self.schedule = task.recipe.lr_schedule()
         self.model: nn.Module = task.module  # the module the forward runs: the DDP wrapper when distributed
         if env.distributed:
             self.model = nn.parallel.DistributedDataParallel(
@@ -305,8 +305,12 @@ class Trainer:
 
     def optimizer_step(self) -> None:
         r, pos, task = self.recipe, self.position, self.task
-        lr = self.learning_rate(pos.global_step)
-        set_lr(self.optimizer, lr)
+        lr = self.task.learning_rate(pos.global_step)
+        if lr is None:  # the recipe's schedule, per group (a warm-up start or floor may ignore lr_scale)
+            set_scheduled_lr(self.optimizer, self.schedule, pos.global_step)
+            lr = self.schedule.lr(pos.global_step)
+        else:
+            set_lr(self.optimizer, lr)
         norm = None
         if task.clip_grad > 0:  # a NaN norm makes NaN gradients only in a group that is skipped and dropped
             self.scaler.unscale_(self.optimizer)
@@ -340,10 +344,9 @@ class Trainer:
             self.save_checkpoint()
 
     def learning_rate(self, step: int) -> float:
-        """The peak lr of optimizer step ``step``: the task's schedule, or warmup + half-cosine."""
+        """The peak lr (``lr_scale`` 1) of optimizer step ``step``: the task's schedule, or the recipe's."""
         lr = self.task.learning_rate(step)
-        r = self.recipe
-        return lr if lr is not None else lr_at_step(step, r.total_steps, r.warmup_steps, r.lr, r.min_lr)
+        return lr if lr is not None else self.schedule.lr(step)
 
     def end_epoch(self) -> None:
         pos = self.position

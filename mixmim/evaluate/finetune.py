@@ -7,15 +7,17 @@ Recipe (``FinetuneConfig`` defaults, from ``exp/base_600ep``; the official ``mai
    new head, ``trunc_normal(std=2e-5)`` weight and zero bias (official: weight re-initialised after loading).
 2. AdamW (default betas, weight decay 0.05) over layer-wise lr-decay groups (0.7, official layer ids, head
    and final norm at 0.7 while ``official_head_decay``; :mod:`mixmim.evaluate.layer_decay`).
-3. ``lr = blr * effective_batch / 256`` (blr 5e-4) with linear warmup then half-cosine to ``min_lr`` per
-   iteration; AMP (bf16/fp16) on GPU, fp32 on CPU.
+3. ``lr = blr * effective_batch / 256`` (blr 5e-4) on the schedule ``finetune.schedule`` names (MixMIM's
+   ``cosine``: linear warmup then half-cosine to ``min_lr`` per iteration; :mod:`mixmim.engine.schedule`),
+   gradient clipping at ``clip_grad`` (MixMIM: none); AMP (bf16/fp16) on GPU, fp32 on CPU.
 4. timm transforms (RandAugment ``rand-m9-mstd0.5-inc1``, random erasing 0.25), Mixup 0.8 / CutMix 1.0 /
    label smoothing 0.1 with ``SoftTargetCrossEntropy`` (:mod:`mixmim.data.mixup`).
 5. Validation top-1/top-5 (resize + center crop, bicubic) after every epoch; ``metrics.top1`` is the last
    epoch's, ``best_top1`` the best over epochs (the official log's "max accuracy").
 
-Known difference: official fine-tuning also decays the relative-position bias tables (its
-``no_weight_decay()`` is empty); the engine's groups skip every name the backbone lists in ``no_weight_decay()``.
+Weight decay as the official fine-tuning: 1-D parameters and the names the backbone's ``no_weight_decay()``
+lists (MixMIM: none) are not decayed, so MixMIM's relative-position tables are, as officially
+(``official_quirks=True``; False also exempts the ``no_weight_decay_keywords()`` names).
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ def _train(ctx: StageContext, log_every: int) -> StageResult | None:
         mixup=mixup,
         config=to_dict(ft),
         checkpoint_every=ft.checkpoint_every,
+        clip_grad=ft.clip_grad,
     )
     summary = train_classifier(spec, cfg, run_dir, env, device, log_every)
     if not env.is_main:

@@ -49,6 +49,7 @@ class TrainSpec:
         mixup: (images, labels) -> (images, soft targets), or None.
         config: the stage's config as a plain dict (saved in checkpoints; a changed config is reported).
         checkpoint_every: keep ``checkpoint-<epoch>.pth`` every this many epochs (0: only ``last``).
+        clip_grad: clip the gradient norm of ``trainable`` to this before each update (0: no clipping).
     """
 
     stage: str
@@ -63,6 +64,7 @@ class TrainSpec:
     mixup: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None
     config: dict[str, Any] = field(default_factory=dict)
     checkpoint_every: int = 0
+    clip_grad: float = 0.0
 
 
 @dataclass
@@ -100,7 +102,7 @@ class ClassifierTask(TrainTask):
         self.spec, self.cfg, self.env, self.device = spec, cfg, env, device
         self.stage, self.module, self.trainable, self.optimizer = spec.stage, spec.model, spec.trainable, spec.optimizer
         self.recipe, self.train_set, self.config = spec.recipe, spec.train_set, spec.config
-        self.checkpoint_every = spec.checkpoint_every
+        self.checkpoint_every, self.clip_grad = spec.checkpoint_every, spec.clip_grad
         self.evals = EvalRecord()
 
     def prepare(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

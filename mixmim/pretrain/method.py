@@ -43,6 +43,12 @@ class PretrainMethod(nn.Module):
     def reseed(self, seed: int) -> None:
         self.generator.manual_seed(seed)
 
+    def official_no_weight_decay(self) -> set[str]:
+        """Full names the method's *official* pre-training exempts from weight decay beyond 1-D parameters and
+        biases (used under ``official_quirks``). MixMIM, MAE (timm ``add_weight_decay`` without a skip
+        list): none."""
+        return set()
+
     def no_weight_decay(self) -> set[str]:
         """Tokens and embeddings of the method itself (the engine adds each submodule's own list); decayed
         anyway under ``official_quirks``, as the official code decays ``mask_token``."""

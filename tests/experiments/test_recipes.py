@@ -82,8 +82,8 @@ def test_show_prints_the_recipe_table_before_the_yaml(capsys):
     out = capsys.readouterr().out
     assert out.index("## recipes") < out.index("## run ")
     header = next(line for line in out.splitlines() if line.startswith("| run"))
-    for column in ("method", "epochs", "batch", "blr @ base", "lr", "betas", "warmup", "wd", "precision"):
+    for column in ("method", "epochs", "batch", "blr @ base", "lr", "betas", "warmup", "schedule", "wd", "precision"):
         assert f" {column} " in header
     simmim = next(line for line in out.splitlines() if line.startswith("| simmim-mixmim_base") and "pretrain" in line)
-    assert "0.0001 @ 512" in simmim and "0.9, 0.999" in simmim and "| 10 " in simmim
+    assert "0.0001 @ 512" in simmim and "0.9, 0.999" in simmim and "| 10 " in simmim and "| multistep " in simmim
     assert recipe_table(get_experiment("smoke", "debug")).count("| smoke") == 0  # rows are named by run

@@ -103,3 +103,23 @@ def test_finetune_randaug_survives_zero_bit_posterize():
     random.seed(0)
     for _ in range(3000):  # ~4 in 3000 draws hit 0 bits before the fix
         transform(img)
+
+
+def test_eval_crop_is_whole_above_224_px():
+    """MixMIM/MAE build_transform: crop_pct 224/256 up to 224 px, 1.0 above (Resize 384, CenterCrop 384)."""
+    assert eval_transform(384).transforms[0].size == 384
+    assert eval_transform(224).transforms[0].size == 256
+
+
+def test_pretrain_transform_colour_jitter_first_and_bilinear_crop():
+    """BEiT's ColorJitter(0.4, 0.4, 0.4) before the crop; SimMIM's bilinear crop; the default unchanged."""
+    from torchvision import transforms as T
+
+    names = [type(t).__name__ for t in pretrain_transform(32).transforms]
+    assert names == ["RandomResizedCrop", "RandomHorizontalFlip", "ToTensor", "Normalize"]
+    jitter = pretrain_transform(32, color_jitter=0.4).transforms[0]
+    assert isinstance(jitter, T.ColorJitter) and jitter.brightness == (0.6, 1.4)
+    crop = pretrain_transform(32, interpolation="bilinear").transforms[0]
+    assert crop.interpolation == T.InterpolationMode.BILINEAR
+    with pytest.raises(ValueError, match="bicubic"):
+        pretrain_transform(32, interpolation="lanczos")

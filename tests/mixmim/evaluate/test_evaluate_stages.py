@@ -265,3 +265,14 @@ def test_a_bad_init_path_fails_before_any_work(tmp_path, stage):
         EVALUATIONS[stage](tiny_config(init=str(tmp_path / "missing.pth")), tmp_path / "run")
     assert read_result(tmp_path / "run", stage) is None
     assert not (tmp_path / "run" / stage / LAST).exists()
+
+
+def test_finetune_clips_the_gradient_norm_when_asked(official_checkpoint, tmp_path, monkeypatch):
+    """``finetune.clip_grad`` (SimMIM's fine-tuning: 5.0) reaches the trainer: every update clips the model's
+    gradient norm to it."""
+    path, _ = official_checkpoint
+    calls = []
+    real = torch.nn.utils.clip_grad_norm_
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda ps, norm: calls.append(norm) or real(ps, norm))
+    run_finetune(tiny_config({"finetune.max_steps": 2, "finetune.clip_grad": 5.0}, init=str(path)), tmp_path / "run")
+    assert calls == [5.0, 5.0]
