@@ -8,7 +8,7 @@ from typing import Any
 # (pattern on "ErrorType: message", the key to change; {stage} is filled in), first match wins
 KEY_RULES: tuple[tuple[str, str], ...] = (
     (r"InitWeightsError|init=|pre-trained encoder", "init"),
-    (r"tokenizer", "method.tokenizer_path (or method.tokenizer=kmeans)"),
+    (r"^tokenizer:|tokenizer|DALL-E", "method.tokenizer_path (or method.tokenizer=kmeans)"),
     (r"detectron2", "coco.engine"),
     (r"CocoDataError|coco\.root|annotation", "coco.root"),
     (r"DatasetLayoutError|data\.root|ImageFolder", "data.root"),
@@ -24,7 +24,7 @@ def config_key(stage: str, error: str) -> str:
     """The config key a user changes to fix ``error`` (``"Type: message"``) of ``stage``."""
     size_key = "coco.img_size" if stage == "coco" else "model.img_size"
     for pattern, key in KEY_RULES:
-        if re.search(pattern, error, re.IGNORECASE):
+        if re.search(pattern, f"{stage}: {error}", re.IGNORECASE):
             return key.format(stage=stage, size_key=size_key)
     return f"{stage}.* (see the log)"
 

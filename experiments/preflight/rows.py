@@ -49,8 +49,9 @@ def run_precision(cfg: RunConfig, stage: str) -> str:
     return "bf16" if precision == "auto" else precision
 
 
-def row_matches(row: dict[str, Any], cfg: RunConfig, stage: str, gpu: str) -> bool:
-    """Whether ``row`` measured ``stage`` of run ``cfg`` on ``gpu`` as the run will execute it (see the module)."""
+def row_matches(row: dict[str, Any], cfg: RunConfig, stage: str, gpu: str | None) -> bool:
+    """Whether ``row`` measured ``stage`` of run ``cfg`` on ``gpu`` as the run will execute it (see the module;
+    ``gpu`` None: any CUDA device)."""
     from experiments.budget import gpu_matches
 
     shape = (stage, cfg.method.name, cfg.model.backbone, cfg.model.img_size,
@@ -58,14 +59,14 @@ def row_matches(row: dict[str, Any], cfg: RunConfig, stage: str, gpu: str) -> bo
     row_shape = tuple(row.get(k) for k in ("stage", "method", "backbone", "img_size", "coco_img_size"))
     return (
         row_shape == shape
-        and gpu_matches(gpu, str(row.get("device", "")))
+        and (row.get("device", "cpu") != "cpu" if gpu is None else gpu_matches(gpu, str(row.get("device", ""))))
         and row.get("precision") == run_precision(cfg, stage)
         and row.get("batch_size") == recipe_batch(cfg, stage)
     )
 
 
 def find_preflight_row(rows: list[tuple[dict[str, Any], str]], cfg: RunConfig, stage: str,
-                       gpu: str) -> tuple[dict[str, Any], str] | None:  # fmt: skip
+                       gpu: str | None) -> tuple[dict[str, Any], str] | None:  # fmt: skip
     """The newest matching row (:func:`row_matches`) and its file, or None."""
     return next(((row, path) for row, path in rows if row_matches(row, cfg, stage, gpu)), None)
 
