@@ -129,13 +129,13 @@ def test_broken_stages_are_reported_not_raised(tmp_path, capsys):
     _only_preflight(tmp_path / "fixed-encoder-debug")
 
 
-def _passed_at_real_shapes(rows: list[dict], stages: set[str]) -> None:
+def _passed_at_real_shapes(rows: list[dict], stages: set[str], batch: int = 2) -> None:
     assert {r["stage"] for r in rows} == stages
     for r in rows:
         assert r["status"] == "passed", r
         assert r["peak_bytes"] > 0 and r.get("loader_images_per_s", 1) > 0
         if r["stage"] in ("pretrain", "finetune", "linprobe", "coco"):
-            assert len(r["step_times_s"]) == 1 and r["batch_size"] == 2 and r["precision"] == "fp32"
+            assert len(r["step_times_s"]) == 1 and r["batch_size"] == batch and r["precision"] == "fp32"
             assert r["checkpoint_bytes"] > 0 and r["memory_at_recipe_bytes"] > 0
 
 
@@ -165,9 +165,10 @@ def test_preflight_fixed_encoder_every_method_on_both_backbones(tmp_path):
 
 @pytest.mark.slow
 def test_preflight_coco_builtin_engine_at_1024(tmp_path):
+    """Batch 1: at batch 2 the CPU process of Mask R-CNN at 1024 px on MixMIM-B reached 7.5 GB (docs/preflight.md)."""
     assert main(["preflight", "coco", "--only", "mixmim-mixmim_base-*", "--output", str(tmp_path), "--steps", "1",
-                 "--batch-size", "2", "--set", "coco.engine=torchvision"]) == 0  # fmt: skip
+                 "--batch-size", "1", "--set", "coco.engine=torchvision"]) == 0  # fmt: skip
     rows = _rows(tmp_path / "coco")
-    _passed_at_real_shapes(rows, {"pretrain", "coco"})
+    _passed_at_real_shapes(rows, {"pretrain", "coco"}, batch=1)
     assert rows[1]["coco_img_size"] == 1024
     _only_preflight(tmp_path / "coco")
