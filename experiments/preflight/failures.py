@@ -8,6 +8,7 @@ from typing import Any
 # (pattern on "ErrorType: message", the key to change; {stage} is filled in), first match wins
 KEY_RULES: tuple[tuple[str, str], ...] = (
     (r"InitWeightsError|init=|pre-trained encoder", "init"),
+    (r"cannot fit a vocabulary", "method.vocab_size (or more training images)"),
     (r"^tokenizer:|tokenizer|DALL-E", "method.tokenizer_path (or method.tokenizer=kmeans)"),
     (r"detectron2", "coco.engine"),
     (r"CocoDataError|coco\.root|annotation", "coco.root"),

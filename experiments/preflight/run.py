@@ -31,6 +31,7 @@ from experiments.preflight.shapes import Chain, StageShape, plan_chains
 from mixmim.config import RunConfig, to_yaml
 from mixmim.rundir import atomic_write_json, atomic_write_text, read_json
 
+TOKENIZER_CELLS = 49  # the fewest k-means cells one generated image gives (7 x 7 at 224 px, the 32-px grid)
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the worker imports this checkout, as this process does
 
 
@@ -65,6 +66,9 @@ def prepare_data(runs: list[RunConfig], folder: Path, opts: PreflightOptions) ->
     stages = {s for cfg in runs for s in cfg.stages}
     if any(needs_imagenet(cfg) for cfg in runs):
         biggest = max([opts.batch_size or recipe_batch(cfg, s) or 1 for cfg in runs for s in cfg.stages] + [16])
+        # BEiT's k-means tokenizer needs a cell per code: at least vocab_size / 49 images (7x7 32-px cells at 224 px)
+        codes = [cfg.method.vocab_size for cfg in runs if "tokenizer" in cfg.stages]
+        biggest = max([biggest] + [-(-v // TOKENIZER_CELLS) for v in codes])
         data.imagenet = imagenet_like(folder / "data" / "imagenet-like", train_images=biggest)
     if "coco" in stages and any(needs_coco(cfg, "coco") for cfg in runs):
         biggest = max([opts.batch_size or recipe_batch(cfg, "coco") or 1 for cfg in runs] + [8])

@@ -61,6 +61,7 @@ def test_config_key_names_what_to_change():
     assert config_key("tokenizer", "FileNotFoundError: DALL-E encoder weights x").startswith("method.tokenizer_path")
     assert config_key("finetune", "OutOfMemoryError: CUDA out of memory").startswith("finetune.batch_size")
     assert config_key("finetune", "InitWeightsError: init=/x: no such checkpoint") == "init"
+    assert config_key("tokenizer", "ValueError: 784 cells cannot fit a vocabulary of 8192").startswith("method.vocab")
 
 
 def test_projection_median_and_memory_extrapolation():
