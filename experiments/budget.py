@@ -4,7 +4,8 @@
 - flops: ``epochs = F / (3 x forward FLOPs per image x training images)`` (fvcore convention; training
   counted as 3x forward, as the benchmark does).
 - gpu-hours: ``epochs = H x 3600 x measured images/s per GPU / training images``. The throughput comes
-  from the benchmark store (``<output>/bench/*.jsonl``, written by ``mixmim-bench bench``) or from earlier
+  from a GPU preflight row of the run's pre-training (``mixmim-bench preflight``: its shape, precision and per-GPU
+  batch), from the benchmark store (``<output>/bench/*.jsonl``, written by ``mixmim-bench bench``) or from earlier
   runs' ``pretrain/result.json``; with neither, the conversion fails and names the command to measure it.
 
 The conversion is recorded in each run's ``manifest.json`` (``budget``); ``setting.budget`` names it.
@@ -140,6 +141,13 @@ def measured_images_per_s(cfg: RunConfig, output: Path) -> tuple[float, str]:
     method, backbone, device = cfg.method.name, cfg.model.backbone, run_device(cfg)
     bench = f"`mixmim-bench bench --methods {method} --backbone {backbone} --device {device} --output {output}`"
     where = "on the target GPU" if device == "cuda" else "on this machine"
+    if device == "cuda":  # the run's own pre-training step, measured by `mixmim-bench preflight` on a GPU
+        from experiments.preflight.rows import find_preflight_row, preflight_rows
+
+        measured = find_preflight_row(preflight_rows(output), cfg, "pretrain", None)
+        if measured and measured[0].get("images_per_s_step"):
+            row, path = measured
+            return float(row["images_per_s_step"]), f"preflight {path} ({row.get('device')}, {row.get('time')})"
     rows = bench_rows(output)
     found = find_bench_row(rows, method, backbone, device=device)
     if found:

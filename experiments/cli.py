@@ -1,4 +1,4 @@
-"""The ``mixmim-bench`` command line: list, show, run, status, report, models, bench, speed.
+"""The ``mixmim-bench`` command line: list, show, run, status, report, models, bench, speed, preflight.
 
 ``--output`` is the outputs root everywhere: an experiment's runs live in ``<output>/<experiment>/<run>/``
 (``<experiment>-debug`` for the debug variant).
@@ -81,6 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
     from experiments.bench import add_bench_arguments
 
     add_bench_arguments(bench)
+    preflight = sub.add_parser("preflight", help="every stage shape built as the run builds it and stepped K times "
+                                                 "on real JPEGs: memory, step time, loader, disk, cost")
+    _add_experiment_args(preflight)
+    preflight.add_argument("--steps", type=int, default=2, metavar="K", help="optimizer steps per stage (default 2)")
+    preflight.add_argument("--batch-size", type=int, default=None,
+                           help="per-rank batch of every stage (default: the recipe's on CUDA, 2 on CPU)")
+    preflight.add_argument("--keep-scratch", action="store_true", help="keep the scratch run folders of _preflight/")
+    _add_cost_args(preflight)
     speed = sub.add_parser("speed", help="the speed table of every benchmark row in <output>/bench")
     speed.add_argument("--format", dest="formats", action="append", choices=("markdown", "latex", "csv", "html"),
                        help="formats to print (default markdown)")
@@ -235,6 +243,33 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_preflight(args) -> int:
+    import torch
+
+    from experiments.cost import default_gpu
+    from experiments.launching import experiment_dir
+    from experiments.preflight import PreflightOptions, run_preflight
+
+    exp = _experiment(args)
+    if args.budget:
+        from experiments.budget import apply_budget
+
+        apply_budget(exp.runs, _budget(args), Path(args.output))
+    if args.steps < 1 or (args.batch_size is not None and args.batch_size < 1):
+        print("mixmim-bench: error: --steps and --batch-size must be >= 1", file=sys.stderr)
+        return 2
+    batch = args.batch_size or (None if torch.cuda.is_available() else 2)
+    opts = PreflightOptions(steps=args.steps, batch_size=batch, gpu=args.gpu or default_gpu(),
+                            keep_scratch=args.keep_scratch)
+    result = run_preflight(exp.runs, experiment_dir(Path(args.output), exp), Path(args.output), opts,
+                           f"Preflight of {exp.name} ({exp.variant})", progress=lambda m: print(m, file=sys.stderr))
+    print(result.markdown)
+    for line in result.failures():
+        print(line, file=sys.stderr)
+    print(f"rows and table: {result.folder}", file=sys.stderr)
+    return 0 if result.ok else 1
+
+
 def cmd_speed(args) -> int:
     from reports.speed import format_speed, read_speed_rows, speed_table
 
@@ -252,7 +287,7 @@ def cmd_speed(args) -> int:
 
 
 COMMANDS = {"list": cmd_list, "show": cmd_show, "run": cmd_run, "status": cmd_status, "report": cmd_report,
-            "models": cmd_models, "bench": cmd_bench, "speed": cmd_speed}
+            "models": cmd_models, "bench": cmd_bench, "speed": cmd_speed, "preflight": cmd_preflight}
 
 
 def main(argv: list[str] | None = None) -> int:

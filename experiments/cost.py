@@ -6,12 +6,15 @@ GPU-hours beside the projection. For each run and stage:
 - **work**: images processed = images per epoch x epochs (``max_steps`` caps it); a training stage costs
   3 forward passes per image (forward + backward, the fvcore convention the benchmark uses), the linear
   probe 1 (frozen encoder), kNN 1 forward over the training and validation images.
-- **throughput per GPU**, in order: a row of the benchmark store (``<output>/bench``, ``mixmim-bench bench``)
-  measured on the chosen GPU for the run's method, backbone and precision (pre-training only: the benchmark
-  times pre-training steps), labelled ``bench``; else an **estimate** from the forward FLOPs (the table
-  below, or counted on the model, which loads torch) and an assumed MFU of the GPU's dense peak
-  (``mixmim.bench.peaks.PEAK_TFLOPS``): ``images/s = MFU x peak / (2 x 3 x forward FLOPs)`` (the 2
-  turns multiply-adds into the FLOPs of vendors' peaks, as the benchmark's MFU does).
+- **throughput per GPU**, in order: a measured preflight row (``<output>/*/_preflight/rows.jsonl``,
+  ``mixmim-bench preflight``) of the same stage shape on the chosen GPU at the run's precision and per-GPU batch
+  (:func:`experiments.preflight.rows.find_preflight_row`), labelled ``preflight`` (the stage's own measured step;
+  a line whose shape has preflight rows of another device says so); else a row of the benchmark store
+  (``<output>/bench``, ``mixmim-bench bench``) measured on the chosen GPU for the run's method, backbone and
+  precision (pre-training only: the benchmark times pre-training steps), labelled ``bench``; else an
+  **estimate** from the forward FLOPs (the table below, or counted on the model, which loads torch) and an
+  assumed MFU of the GPU's dense peak (``mixmim.bench.peaks.PEAK_TFLOPS``): ``images/s = MFU x peak / (2 x 3 x
+  forward FLOPs)`` (the 2 turns multiply-adds into the FLOPs of vendors' peaks, as the benchmark's MFU does).
 - **GPU-hours** = images x passes / throughput / 3600 (all GPUs together); **wall time** = GPU-hours / GPUs
   of the run (``launch.nodes x launch.gpus_per_node``), with perfect scaling (a lower bound).
 
@@ -161,8 +164,9 @@ def peak_tflops(gpu: str, precision: str) -> float:
     )
 
 
-def stage_cost(cfg: RunConfig, stage: str, gpu: str, rows: list, mfu: float) -> StageCost:
-    """The projection of one stage (see the module docstring)."""
+def stage_cost(cfg: RunConfig, stage: str, gpu: str, rows: list, mfu: float,
+               preflight: list | None = None) -> StageCost:  # fmt: skip
+    """The projection of one stage (see the module docstring); ``preflight``: the preflight rows with their files."""
     gpus = _gpus(cfg)
     if stage in NOT_ESTIMATED:
         return StageCost(cfg.name, stage, gpus, math.nan, None, None, f"not estimated: {NOT_ESTIMATED[stage]}")
@@ -173,6 +177,9 @@ def stage_cost(cfg: RunConfig, stage: str, gpu: str, rows: list, mfu: float) -> 
     if gpus == 0:
         return StageCost(cfg.name, stage, 0, images, 0.0, None, "CPU run (launch.gpus_per_node=0): no GPU-hours")
     precision = _precision(cfg, stage)
+    measured = _preflight_cost(cfg, stage, gpu, preflight or [], images, passes)
+    if measured is not None:
+        return measured
     found = (
         find_bench_row(
             rows, cfg.method.name, cfg.model.backbone, gpu=gpu, precision=precision, img_size=cfg.model.img_size or None
@@ -192,15 +199,42 @@ def stage_cost(cfg: RunConfig, stage: str, gpu: str, rows: list, mfu: float) -> 
             f"peak, {per_s:.0f} img/s/GPU"
         )
     gpu_hours = images * passes / TRAIN_PASSES / per_s / 3600  # per_s is a training rate (3 passes)
-    return StageCost(cfg.name, stage, gpus, images, gpu_hours, gpu_hours / gpus, source + assumed)
+    elsewhere = _preflight_elsewhere(cfg, stage, gpu, preflight or [])
+    return StageCost(cfg.name, stage, gpus, images, gpu_hours, gpu_hours / gpus, source + assumed + elsewhere)
+
+
+def _preflight_cost(cfg: RunConfig, stage: str, gpu: str, preflight: list, images: float,
+                    passes: int) -> StageCost | None:  # fmt: skip
+    """The projection from a matching preflight row (its measured step, the stage's own passes), or None."""
+    from experiments.preflight.rows import find_preflight_row
+
+    found = find_preflight_row(preflight, cfg, stage, gpu)
+    if found is None or not found[0].get("images_per_s_step"):
+        return None
+    row, path = found
+    per_s, gpus = float(row["images_per_s_step"]), _gpus(cfg)
+    gpu_hours = images / per_s / 3600  # the measured step of this very stage: no pass conversion
+    source = (f"preflight: {row.get('device')}, batch {row.get('batch_size')} {row.get('precision')}, "
+              f"{per_s:.0f} img/s/GPU ({path}, {row.get('time')})")  # fmt: skip
+    return StageCost(cfg.name, stage, gpus, images, gpu_hours, gpu_hours / gpus, source)
+
+
+def _preflight_elsewhere(cfg: RunConfig, stage: str, gpu: str, preflight: list) -> str:
+    """A note when preflight rows of this stage shape exist but none for ``gpu`` at the run's configuration."""
+    from experiments.preflight.rows import other_device_rows
+
+    devices = other_device_rows(preflight, cfg, stage)
+    return f" (preflight rows on {', '.join(devices)}: not {gpu} at this batch/precision)" if devices else ""
 
 
 def project_costs(
     runs: Sequence[RunConfig], output: Path, gpu: str = DEFAULT_GPU, mfu: float = DEFAULT_MFU
 ) -> list[StageCost]:
     """Every stage of every run, projected on ``gpu``."""
-    rows = bench_rows(output)
-    return [stage_cost(cfg, stage, gpu, rows, mfu) for cfg in runs for stage in cfg.stages]
+    from experiments.preflight.rows import preflight_rows
+
+    rows, preflight = bench_rows(output), preflight_rows(output)
+    return [stage_cost(cfg, stage, gpu, rows, mfu, preflight) for cfg in runs for stage in cfg.stages]
 
 
 def _hours(value: float | None) -> str:
@@ -273,8 +307,8 @@ def cost_table(costs: Sequence[StageCost], gpu: str, measured: dict[tuple[str, s
 
     head = (
         f"Projected cost on {gpu} GPUs (GPU-hours: all GPUs of a run together; wall: with perfect scaling over "
-        "the run's GPUs; source per line: a `mixmim-bench bench` row, or an estimate from FLOPs and an "
-        "assumed MFU):"
+        "the run's GPUs; source per line: a measured `mixmim-bench preflight` row, a `mixmim-bench bench` row, or "
+        "an estimate from FLOPs and an assumed MFU):"
     )
     return (
         head + "\n\n" + tabulate(cost_rows(costs, measured), headers="keys", tablefmt="github", disable_numparse=True)

@@ -43,6 +43,8 @@ _USED_COLUMNS = (
     "gflops",
     "gpu_hours",
     "images_per_s",
+    "epochs_planned",
+    "truncated",
     *RECIPE_FIELDS,
 )
 
@@ -196,8 +198,32 @@ def _attach_reference(cell: Cell, column: Column, key: Mapping[str, Any], label:
             ctx.source(f"noise floor {cell.floor.key} = {cell.floor.value:g} {cell.floor.unit}: {cell.floor.source}")
 
 
+def truncation_text(stage_rows: pd.DataFrame, runs: int) -> str:
+    """``"schedule cut short (max_steps or a budget): pretrain of 1 of 2 runs (0.00667 of 300 epochs)"``, or '' when
+    every stage of the ``runs`` counted finished its planned schedule. ``stage_rows``: one row per (run, stage) of
+    those runs; a stage is cut short when its result is marked ``truncated`` or ran fewer ``epochs`` than
+    ``epochs_planned``."""
+    if not len(stage_rows) or "epochs_planned" not in stage_rows:
+        return ""
+    done, planned = pd.to_numeric(stage_rows["epochs"]), pd.to_numeric(stage_rows["epochs_planned"])
+    flagged = stage_rows["truncated"].eq(True) if "truncated" in stage_rows else False
+    cut = stage_rows[flagged | (done < planned * (1 - 1e-9))]
+    parts = []
+    for stage, group in cut.groupby("stage", sort=False):
+        ran = ", ".join(f"{d:.3g} of {p:g}" for d, p in zip(pd.to_numeric(group["epochs"]),
+                                                            pd.to_numeric(group["epochs_planned"])))  # fmt: skip
+        parts.append(f"{stage} of {group['run'].nunique()} of {runs} runs ({ran} epochs)")
+    return "schedule cut short (max_steps or a budget): " + "; ".join(parts) if parts else ""
+
+
 def _add_drift(cell: Cell, runs_counted: pd.DataFrame, engine: str | None, ctx: _Context) -> None:
-    """Protocol-drift notes for the runs counted in a cell, one note per distinct difference."""
+    """Protocol-drift notes for the runs counted in a cell, one note per distinct difference; a run cut short of its
+    schedule is marked whether or not the cell has a reference."""
+    stages = ctx.sub[ctx.sub["run"].isin(runs_counted["run"])].drop_duplicates(["run", "stage"])
+    truncated = truncation_text(stages, runs_counted["run"].nunique())
+    if truncated:
+        cell.drift.append(truncated)
+        cell.notes.append(ctx.notes.add(truncated))
     ref = cell.reference
     if ref is None or ref.value is None:
         return
@@ -208,7 +234,8 @@ def _add_drift(cell: Cell, runs_counted: pd.DataFrame, engine: str | None, ctx: 
         if text:
             cell.drift.append(text)
     for text in cell.drift:
-        cell.notes.append(ctx.notes.add(f"protocol drift from the reference recipe: {text}"))
+        if text != truncated:
+            cell.notes.append(ctx.notes.add(f"protocol drift from the reference recipe: {text}"))
 
 
 def _metric_cell(

@@ -40,6 +40,8 @@ RECIPE_COLUMNS = [
     "wall_time_s",
     "gflops",
     "engine",
+    "epochs_planned",
+    "truncated",
 ]
 NUMERIC_COLUMNS = [
     "value",
@@ -52,6 +54,7 @@ NUMERIC_COLUMNS = [
     "images_per_s",
     "wall_time_s",
     "gflops",
+    "epochs_planned",
 ]
 NOT_PLANNED = "not_planned"  # status of a stage a table reads but the run never has (not in stages_planned)
 NOT_PLANNED_REASON = "not a stage of this run"

@@ -14,3 +14,8 @@ PEAK_TFLOPS: dict[str, dict[str, float]] = {
     "A10": {"bf16": 125.0, "fp16": 125.0, "tf32": 62.5, "fp32": 31.2},
     "V100": {"fp16": 125.0, "fp32": 15.7},
 }
+
+# Memory per GPU in GB (10^9 bytes), by the same patterns: the largest variant of each (A100 80 GB, V100 32 GB;
+# H100 SXM/PCIe 80 GB; H200 141 GB; NVIDIA data sheets). The preflight's fits-in-memory check reads these.
+MEMORY_GB: dict[str, float] = {"H200": 141.0, "H100 PCIe": 80.0, "H100": 80.0, "A100": 80.0, "L40S": 48.0,
+                               "A10": 24.0, "V100": 32.0}  # fmt: skip

@@ -60,6 +60,7 @@ from mixmim.engine.precision import autocast, grad_scaler
 from mixmim.engine.progress import StageProgress
 from mixmim.engine.recipe import Recipe
 from mixmim.engine.rng import capture_rng_state, restore_rng_state, seed_everything
+from mixmim.engine.step_observer import current_observer
 from mixmim.engine.totals import KEYS as TOTAL_KEYS
 from mixmim.engine.totals import RunningTotals
 
@@ -192,6 +193,7 @@ class Trainer:
         self.prefix = f"{task.stage}/"
         self.progress = StageProgress(run_name, task.stage, self.recipe.epochs, self.recipe.iters_per_epoch,
                                       env.is_main)  # fmt: skip
+        self.observer = current_observer()  # the preflight's (mixmim.engine.step_observer), else None
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -204,6 +206,8 @@ class Trainer:
         else:
             self.fresh_start()
         self.task.on_start(self)
+        if self.observer is not None:
+            self.observer.started(self.task)
         while not self.finished():
             try:
                 self.train_epoch()
@@ -281,12 +285,13 @@ class Trainer:
         step; the position, totals and progress advance (the body of the training loop, also what ``bench``
         times)."""
         pos = self.position
-        loss = self.micro_step(to_device(images, self.device), to_device(labels, self.device))
-        self.totals.add_batch(loss, corrupt)
-        pos.step_in_epoch += 1
-        self.progress.step()
-        if pos.step_in_epoch % self.recipe.accum_iter == 0:
-            self.optimizer_step()
+        with self.observer.step(self.device) if self.observer is not None else contextlib.nullcontext():
+            loss = self.micro_step(to_device(images, self.device), to_device(labels, self.device))
+            self.totals.add_batch(loss, corrupt)
+            pos.step_in_epoch += 1
+            self.progress.step()
+            if pos.step_in_epoch % self.recipe.accum_iter == 0:
+                self.optimizer_step()
 
     def micro_step(self, images: Images, labels: Targets) -> torch.Tensor:
         """Forward and backward of one micro-batch (images and labels on the device); return its loss (a

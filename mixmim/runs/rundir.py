@@ -169,14 +169,26 @@ def read_json(path: str | Path) -> Any:
         return json.load(f)
 
 
+def is_truncated(result: dict[str, Any]) -> bool:
+    """Whether a stage stopped before its planned schedule (``max_steps`` or a budget below it): the epochs it
+    ran (``epochs``) fall short of ``epochs_planned``. Such a result is marked ``"truncated": true``."""
+    done, planned = result.get("epochs"), result.get("epochs_planned")
+    if not isinstance(done, (int, float)) or not isinstance(planned, (int, float)) or not planned:
+        return bool(result.get("truncated", False))
+    return done < planned * (1 - 1e-9)
+
+
 def write_result(run_dir: str | Path, stage: str, result: dict[str, Any], overwrite: bool = False) -> Path:
-    """Write ``<run_dir>/<stage>/result.json`` atomically.
+    """Write ``<run_dir>/<stage>/result.json`` atomically; a stage cut short of its schedule is marked
+    ``"truncated": true`` (:func:`is_truncated`).
 
     Raises:
         ResultExistsError: the result exists and ``overwrite`` is False (results are never replaced
             silently; delete the file or pass ``overwrite=True`` to redo a stage).
     """
     path = stage_dir(run_dir, stage) / RESULT_FILE
+    if is_truncated(result):
+        result = {**result, "truncated": True}
     text = _json_text({"stage": stage, **result}).encode("utf-8")
     try:
         atomic_write(path, lambda f: f.write(text), overwrite=overwrite)

@@ -29,7 +29,8 @@ MARKER = "tiny_coco.json"
 
 @dataclass(frozen=True)
 class TinyCocoSpec:
-    """What to generate: image counts, side (px), object sizes (px) and the seed."""
+    """What to generate: image counts, side (px; ``height`` 0: square), object sizes (px), the file format
+    (``png`` | ``jpg``) and the seed."""
 
     num_train: int = 48
     num_val: int = 16
@@ -38,6 +39,13 @@ class TinyCocoSpec:
     max_object: int = 56
     max_objects: int = 4
     seed: int = 0
+    height: int = 0
+    image_format: str = "png"
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width) of every image in px."""
+        return (self.height or self.size, self.size)
 
 
 def _polygon(kind: str, cx: float, cy: float, r: float, angle: float) -> list[float]:
@@ -50,23 +58,24 @@ def _polygon(kind: str, cx: float, cy: float, r: float, angle: float) -> list[fl
     return pts
 
 
-def _background(rng: np.random.Generator, size: int) -> np.ndarray:
-    """[size, size, 3] uint8: a random colour gradient plus noise."""
+def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """[height, width, 3] uint8: a random colour gradient plus noise."""
     c0, c1 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
-    t = np.linspace(0, 1, size)[None, :, None] if rng.random() < 0.5 else np.linspace(0, 1, size)[:, None, None]
-    img = c0 * (1 - t) + c1 * t + rng.normal(0, 12, (size, size, 3))
+    t = np.linspace(0, 1, width)[None, :, None] if rng.random() < 0.5 else np.linspace(0, 1, height)[:, None, None]
+    img = c0 * (1 - t) + c1 * t + rng.normal(0, 12, (height, width, 3))
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
 def _draw_image(rng: np.random.Generator, spec: TinyCocoSpec, image_id: int, ann_start: int):
     """One image and its annotations (objects placed without overlap by rejection sampling)."""
-    img = Image.fromarray(_background(rng, spec.size))
+    height, width = spec.shape
+    img = Image.fromarray(_background(rng, height, width))
     draw = ImageDraw.Draw(img)
     boxes, anns = [], []
     for _ in range(int(rng.integers(1, spec.max_objects + 1))):
         for _attempt in range(20):
             side = float(rng.uniform(spec.min_object, spec.max_object))
-            x0, y0 = rng.uniform(0, spec.size - side, 2)
+            x0, y0 = rng.uniform(0, width - side), rng.uniform(0, height - side)
             if all(x0 + side < b[0] or b[2] < x0 or y0 + side < b[1] or b[3] < y0 for b in boxes):
                 break
         else:
@@ -78,7 +87,7 @@ def _draw_image(rng: np.random.Generator, spec: TinyCocoSpec, image_id: int, ann
         draw.polygon(poly, fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
         xs, ys = poly[0::2], poly[1::2]
         bbox = [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
-        rle = mask_utils.frPyObjects([poly], spec.size, spec.size)
+        rle = mask_utils.frPyObjects([poly], height, width)
         anns.append({"id": ann_start + len(anns), "image_id": image_id, "category_id": cat["id"],
                      "segmentation": [poly], "bbox": [round(v, 2) for v in bbox],
                      "area": float(mask_utils.area(mask_utils.merge(rle))), "iscrowd": 0})
@@ -92,9 +101,10 @@ def _write_split(root: Path, split: str, count: int, spec: TinyCocoSpec, rng: np
     for i in range(count):
         image_id = i + 1
         img, anns = _draw_image(rng, spec, image_id, ann_start=len(annotations) + 1)
-        name = f"{image_id:06d}.png"
+        name = f"{image_id:06d}.{spec.image_format}"
         img.save(folder / name)
-        images.append({"id": image_id, "file_name": name, "height": spec.size, "width": spec.size})
+        height, width = spec.shape
+        images.append({"id": image_id, "file_name": name, "height": height, "width": width})
         annotations.extend(anns)
     ann_file = root / "annotations" / f"instances_{split}2017.json"
     atomic_write_json(ann_file, {"info": {"description": "mixmim-bench tiny shapes"}, "images": images,
