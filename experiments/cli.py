@@ -34,6 +34,9 @@ def _add_experiment_args(parser: argparse.ArgumentParser, overrides: bool = True
     parser.add_argument("--output", default=DEFAULT_OUTPUT, help="outputs root (default: ./outputs)")
     parser.add_argument("--only", action="append", default=[], metavar="PATTERN",
                         help="only the runs whose names match this glob, e.g. 'mixmim-*' or '*-s1' (repeatable)")
+    parser.add_argument("--seeds", default=None, metavar="N|LIST",
+                        help="replicate every run: N seeds (0..N-1) or a list (0,3,5); default: the experiment's "
+                             "own (seed 0). Runs are named ...-s<seed>; tables show means with 95%% intervals")
     if overrides:
         parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                             help="typed config override applied to every run, e.g. pretrain.epochs=10")
@@ -103,8 +106,10 @@ def _experiment(args):
     from experiments.launching import apply_to_runs
     from experiments.registry import get_experiment
     from experiments.run_filter import only_runs
+    from experiments.seeds import parse_seeds, replicate
 
-    exp = only_runs(get_experiment(args.experiment, args.variant), getattr(args, "only", []))
+    exp = replicate(get_experiment(args.experiment, args.variant), parse_seeds(args.seeds))
+    exp = only_runs(exp, getattr(args, "only", []))
     return apply_to_runs(exp, getattr(args, "overrides", []))
 
 
