@@ -1,6 +1,6 @@
 """Replicates: ``--seeds N`` (seeds 0..N-1) or ``--seeds 0,3,5`` turns every run of an experiment into one run
 per seed, named ``...-s<seed>``, and declares the seeds to the experiment's tables (so a missing replicate is
-reported as missing, never averaged away).
+reported as missing, never averaged away; without ``--seeds`` a report counts every seed it finds).
 
 The seed reaches every random stream of a run: initial weights (``baselines.build_method``, the evaluation
 heads), the data order (``mixmim.data.sampler``: one permutation per ``(seed, epoch)``, the same for every
@@ -54,14 +54,20 @@ def with_seed(cfg: RunConfig, seed: int) -> RunConfig:
 
 
 def replicate(exp: Experiment, seeds: tuple[int, ...] | None) -> Experiment:
-    """``exp`` with every run once per seed (run-major: each run's seeds together) and its tables declaring the
-    seeds; ``seeds`` None keeps the experiment's own (``Experiment.seeds``)."""
-    seeds = tuple(seeds) if seeds is not None else tuple(exp.seeds)
+    """``exp`` with every run once per seed (run-major: each run's seeds together).
+
+    ``seeds`` given (``--seeds``): the tables declare them, so a report counts exactly these seeds and names
+    the missing ones. None: the experiment's own seeds (``Experiment.seeds``) are run, and a report counts every
+    seed it finds in the experiment's folder (``report`` after ``run --seeds 3`` shows all three).
+    """
+    explicit = seeds is not None
+    seeds = tuple(seeds) if explicit else tuple(exp.seeds)
     if not seeds:
         raise ConfigError(f"experiment '{exp.name}' declares no seeds")
     bases = list(dict.fromkeys(_SEED_SUFFIX.sub("", cfg.name) for cfg in exp.runs))
     first = {(_SEED_SUFFIX.sub("", cfg.name)): cfg for cfg in reversed(exp.runs)}  # the first run of each base
     exp.runs = [with_seed(first[base], seed) for base in bases for seed in seeds]
     exp.seeds = seeds
-    exp.tables = [dataclasses.replace(t, seeds=seeds) for t in exp.tables]
+    if explicit:
+        exp.tables = [dataclasses.replace(t, seeds=seeds) for t in exp.tables]
     return exp
