@@ -58,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_experiment_args(show)
     show.add_argument("--cost", action="store_true",
                       help="only the projected GPU-hours and wall time per run and stage (no configs)")
+    show.add_argument("--resolve", type=float, metavar="DIFF",
+                      help="with --cost: the seeds per arm a difference of DIFF (e.g. 0.3 top-1) needs, and their "
+                           "GPU-hours")
+    show.add_argument("--spread", type=float, metavar="SD",
+                      help="seed-to-seed sd for --resolve (default: measured from the results, else MAE's "
+                           "fine-tuning spread 0.08)")
     _add_cost_args(show)
     run = sub.add_parser("run", help="run an experiment (skips done stages, resumes partial ones)")
     _add_experiment_args(run)
@@ -113,11 +119,16 @@ def _experiment(args):
     return apply_to_runs(exp, getattr(args, "overrides", []))
 
 
-def _cost_table(args, runs, measured=None) -> str:
-    from experiments.cost import DEFAULT_MFU, cost_table, default_gpu, project_costs
+def _cost_table(args, runs, measured=None, costs=None) -> str:
+    from experiments.cost import cost_table, default_gpu
 
-    gpu = args.gpu or default_gpu()
-    return cost_table(project_costs(runs, Path(args.output), gpu, args.mfu or DEFAULT_MFU), gpu, measured)
+    return cost_table(costs or _costs(args, runs), args.gpu or default_gpu(), measured)
+
+
+def _costs(args, runs):
+    from experiments.cost import DEFAULT_MFU, default_gpu, project_costs
+
+    return project_costs(runs, Path(args.output), args.gpu or default_gpu(), args.mfu or DEFAULT_MFU)
 
 
 def _budget(args):
@@ -128,13 +139,22 @@ def _budget(args):
 
 def cmd_show(args) -> int:
     from experiments.budget import apply_budget
-    from mixmim.config import to_yaml
+    from mixmim.config import ConfigError, to_yaml
 
     exp = _experiment(args)
     apply_budget(exp.runs, _budget(args), Path(args.output))
     print(f"# {exp.name} ({exp.variant}): {exp.description}\n")
+    if args.resolve is not None and not args.cost:
+        raise ConfigError("--resolve goes with --cost: mixmim-bench show EXP --cost --resolve 0.3")
     if args.cost:
-        print(_cost_table(args, exp.runs))
+        costs = _costs(args, exp.runs)
+        print(_cost_table(args, exp.runs, costs=costs))
+        if args.resolve is not None:
+            from experiments.launching import experiment_dir
+            from experiments.resolve import resolve_text
+
+            hours = [c.gpu_hours or 0.0 for c in costs]
+            print("\n" + resolve_text(exp, experiment_dir(Path(args.output), exp), args.resolve, args.spread, hours))
         return 0
     from experiments.recipe_table import recipe_table
 
