@@ -29,8 +29,9 @@ log = logging.getLogger("mixmim-bench")
 
 def _add_experiment_args(parser: argparse.ArgumentParser, overrides: bool = True) -> None:
     parser.add_argument("experiment", help="experiment name (see `mixmim-bench list`)")
-    parser.add_argument("--variant", choices=("full", "debug"), default="full",
-                        help="debug: the same runs on the built-in data with tiny schedules (CPU, < 1 min)")
+    parser.add_argument("--variant", choices=("full", "debug", "small"), default="full",
+                        help="debug: the same runs on the built-in data with tiny schedules (CPU, < 1 min); small: "
+                             "ImageNet-100 at 128 px, short schedules (ablations and fixed-encoder)")
     parser.add_argument("--output", default=DEFAULT_OUTPUT, help="outputs root (default: ./outputs)")
     parser.add_argument("--only", action="append", default=[], metavar="PATTERN",
                         help="only the runs whose names match this glob, e.g. 'mixmim-*' or '*-s1' (repeatable)")

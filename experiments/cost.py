@@ -107,9 +107,18 @@ def default_gpu() -> str:
     return DEFAULT_GPU
 
 
+# ImageNet-100 (data.subset=imagenet100): 50 validation images per class, as every ImageNet-1k class; the training
+# count is estimated as 100 classes at ImageNet-1k's mean class size (1,281,167 / 1000): the exact count is that
+# of the copy read.
+SUBSET_IMAGES = {"imagenet100": (128_117, 5_000)}
+
+
 def dataset_images(cfg: RunConfig) -> tuple[int, int, str]:
     """Training and validation images of the run's data, and what the count assumes."""
-    if cfg.data.dataset == "digits":
+    if cfg.data.dataset == "folder" and cfg.data.subset:
+        train, val = SUBSET_IMAGES[cfg.data.subset]
+        note = f"{cfg.data.subset} (training images estimated)"
+    elif cfg.data.dataset == "digits":
         train, val, note = *DIGITS_IMAGES, "built-in digits"
     else:
         name = Path(cfg.data.root.rstrip("/")).name.lower() if cfg.data.root else ""
@@ -142,9 +151,20 @@ def _precision(cfg: RunConfig, stage: str) -> str:
     return "bf16" if precision == "auto" else precision
 
 
+_COUNTED: dict[tuple[str, str, str], tuple[float, str]] = {}  # (stage, model, method) -> counted once per process
+
+
 def forward_gflops(cfg: RunConfig, stage: str) -> tuple[float, str]:
     """Forward GFLOPs per image of ``stage``'s model: the table when it holds the run's configuration, else
-    counted on the model (imports torch)."""
+    counted on the model (imports torch), once per model and method configuration (the replicates of a run,
+    ``--seeds``, differ only in their seed)."""
+    key = (stage, repr(cfg.model), repr(cfg.method) if stage == "pretrain" else "")
+    if key not in _COUNTED:
+        _COUNTED[key] = _forward_gflops(cfg, stage)
+    return _COUNTED[key]
+
+
+def _forward_gflops(cfg: RunConfig, stage: str) -> tuple[float, str]:
     size = cfg.model.img_size or 224
     if stage == "pretrain":
         key = (cfg.method.name, cfg.model.backbone)

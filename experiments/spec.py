@@ -9,7 +9,7 @@ from typing import Any
 from mixmim.config import RunConfig, apply_overrides, validate
 from reports.spec import TableSpec
 
-VARIANTS = ("full", "debug")
+VARIANTS = ("full", "debug", "small")  # small: only the experiments of experiments.registry.SMALL_VARIANT
 
 
 @dataclass

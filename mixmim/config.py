@@ -70,6 +70,7 @@ class DataConfig:
     num_workers: int = 0
     on_corrupt: str = "skip"  # skip (warn and count) | fail
     max_train_images: int = 0  # 0: all
+    subset: str = ""  # dataset=folder: keep only a named class list (imagenet100: CMC's; mixmim.data.subsets)
     digits_size: int = 32  # px: the built-in 8x8 digits are upsampled (bicubic) to this size
     crop_min_scale: float = 0.2  # RandomResizedCrop lower area bound in pre-training (official: 0.2)
 
@@ -240,6 +241,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "method.tokenizer": ("kmeans", "dalle"),  # baselines.tokenizers.stage.TOKENIZERS
     "data.dataset": ("digits", "folder"),
     "data.on_corrupt": ("skip", "fail"),  # mixmim.data.folder.ON_CORRUPT
+    "data.subset": ("", "imagenet100"),  # mixmim.data.subsets.SUBSETS
     "pretrain.precision": PRECISIONS, "finetune.precision": PRECISIONS, "linprobe.precision": PRECISIONS,
     "coco.precision": PRECISIONS,
     "pretrain.nonfinite": ("stop", "rollback"),  # mixmim.engine.nonfinite.NONFINITE_MODES

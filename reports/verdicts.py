@@ -1,7 +1,7 @@
 """A paper's finding as data, and its verdict on reproduced results: holds, contradicted or inconclusive.
 
 A :class:`Finding` is a set of comparisons ``better > worse`` between rows of one table (row labels, as
-``TableSpec.row_order`` names them) on one stage metric. The rule (docs/methods.md, "Verdicts"): each
+``TableSpec.row_order`` names them) on one stage metric. The rule (docs/statistics.md, "Verdicts"): each
 comparison is the paired difference ``better - worse`` over the seeds both rows have, with its 95% Student-t
 interval (:func:`reports.stats.paired_difference`); it holds when the interval lies above zero, is
 contradicted when it lies below zero, and is inconclusive otherwise (an interval that holds zero, one seed, or

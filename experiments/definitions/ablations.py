@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from experiments.definitions.recipes import IMAGENET_FINETUNE, IMAGENET_PRETRAIN, replaced, scaled
+from experiments.definitions.recipes import IMAGENET_FINETUNE, IMAGENET_PRETRAIN, replaced, scaled, variant_tables
 from experiments.spec import Experiment, make_run
 from reports.spec import Column, TableSpec
 from reports.verdicts import Finding
@@ -74,5 +74,5 @@ def ablation(name: str, variant: str = "full") -> Experiment:
                                variant, "mixmim_base")
         runs.append(make_run(name, "mixmim", bb, ("pretrain", "finetune"), setting={setting: value},
                              overrides=overrides, replaces=replaced(variant, key)))
-    return Experiment(name, f"MixMIM-B ablation: {description}", runs, ablation_tables(name, spec), variant,
-                      sets=tuple(overrides))
+    tables = variant_tables(ablation_tables(name, spec), variant)
+    return Experiment(name, f"MixMIM-B ablation: {description}", runs, tables, variant, sets=tuple(overrides))

@@ -10,6 +10,7 @@ from experiments.definitions.recipes import (
     METHOD_LABELS,
     replaced,
     scaled,
+    variant_tables,
 )
 from experiments.spec import Experiment, make_run
 from reports.spec import Column, TableSpec
@@ -76,7 +77,7 @@ def fixed_encoder(variant: str = "full") -> Experiment:
         "differences to MAE on that encoder", rows=("setting.encoder", "method"), labels=METHOD_LABELS,
         columns=columns, baseline={"method": "mae"}, findings=findings)
     return Experiment("fixed-encoder", "MixMIM, MAE, SimMIM, BEiT on MixMIM-B and ViT-B, equal schedule",
-                      runs, [table, differences], variant, sets=tuple(overrides))
+                      runs, variant_tables([table, differences], variant), variant, sets=tuple(overrides))
 
 
 def ablation_epochs(variant: str = "full") -> Experiment:

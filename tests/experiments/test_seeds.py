@@ -94,3 +94,19 @@ def test_equal_seeds_equal_results_other_seeds_other_results(tmp_path) -> None:
     assert s0["pretrain"]["loss"] != s1["pretrain"]["loss"]
     assert s0["finetune"]["train_loss"] != s1["finetune"]["train_loss"]
     assert read_json(a / exp.runs[1].name / "manifest.json")["seed"] == 1
+
+
+@pytest.mark.slow  # counts the FLOPs of MixMIM-B at 128 px (about 10 s of CPU)
+def test_small_variant_reads_imagenet100_at_128_px_and_one_arm_fits_8_gpu_hours(tmp_path) -> None:
+    from experiments.cost import project_costs
+    from experiments.registry import SMALL_VARIANT
+
+    for name in SMALL_VARIANT:
+        exp = get_experiment(name, "small")
+        assert all(c.data.subset == "imagenet100" and c.model.img_size == 128 for c in exp.runs), name
+        assert all("ImageNet-100" in t.caption for t in exp.tables), name  # the tables name what it changes
+    with pytest.raises(KeyError, match="no small variant"):
+        get_experiment("smoke", "small")
+    arm = only_runs(get_experiment("ablation-mask-ratio", "small"), ["*mask_ratio0.5-*"]).runs
+    hours = sum(c.gpu_hours for c in project_costs(arm, tmp_path, "A100"))
+    assert 1 < hours <= 8  # pre-training + fine-tuning of one arm, projected on A100 (MFU 0.3 assumed)
