@@ -1,7 +1,7 @@
 """The ``mixmim-bench`` command line: list, show, run, status, report, models, bench, speed.
 
 ``--output`` is the outputs root everywhere: an experiment's runs live in ``<output>/<experiment>/<run>/``
-(``<experiment>-debug`` for the debug variant).
+(``<experiment>-debug`` / ``-small`` for the debug and small variants).
 
 Cheap paths stay cheap: every import that is not needed to build the parser happens inside the command that
 needs it, and only ``models``, ``bench``, running stages and cost estimates of models outside the FLOP table
