@@ -1,7 +1,7 @@
 """The ``mixmim-bench`` command line: list, show, run, status, report, models, bench, speed, preflight.
 
 ``--output`` is the outputs root everywhere: an experiment's runs live in ``<output>/<experiment>/<run>/``
-(``<experiment>-debug`` for the debug variant).
+(``<experiment>-debug`` / ``-small`` for the debug and small variants).
 
 Cheap paths stay cheap: every import that is not needed to build the parser happens inside the command that
 needs it, and only ``models``, ``bench``, running stages and cost estimates of models outside the FLOP table
@@ -29,11 +29,15 @@ log = logging.getLogger("mixmim-bench")
 
 def _add_experiment_args(parser: argparse.ArgumentParser, overrides: bool = True) -> None:
     parser.add_argument("experiment", help="experiment name (see `mixmim-bench list`)")
-    parser.add_argument("--variant", choices=("full", "debug"), default="full",
-                        help="debug: the same runs on the built-in data with tiny schedules (CPU, < 1 min)")
+    parser.add_argument("--variant", choices=("full", "debug", "small"), default="full",
+                        help="debug: the same runs on the built-in data with tiny schedules (CPU, < 1 min); small: "
+                             "ImageNet-100 at 128 px, short schedules (ablations and fixed-encoder)")
     parser.add_argument("--output", default=DEFAULT_OUTPUT, help="outputs root (default: ./outputs)")
     parser.add_argument("--only", action="append", default=[], metavar="PATTERN",
                         help="only the runs whose names match this glob, e.g. 'mixmim-*' or '*-s1' (repeatable)")
+    parser.add_argument("--seeds", default=None, metavar="N|LIST",
+                        help="replicate every run: N seeds (0..N-1) or a list (0,3,5); default: the experiment's "
+                             "own (seed 0). Runs are named ...-s<seed>; tables show means with 95%% intervals")
     if overrides:
         parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                             help="typed config override applied to every run, e.g. pretrain.epochs=10")
@@ -55,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_experiment_args(show)
     show.add_argument("--cost", action="store_true",
                       help="only the projected GPU-hours and wall time per run and stage (no configs)")
+    show.add_argument("--resolve", type=float, metavar="DIFF",
+                      help="with --cost: the seeds per arm a difference of DIFF (e.g. 0.3 top-1) needs, and their "
+                           "GPU-hours")
+    show.add_argument("--spread", type=float, metavar="SD",
+                      help="seed-to-seed sd for --resolve (default: measured from the results, else MAE's "
+                           "fine-tuning spread 0.08)")
     _add_cost_args(show)
     run = sub.add_parser("run", help="run an experiment (skips done stages, resumes partial ones)")
     _add_experiment_args(run)
@@ -111,16 +121,23 @@ def _experiment(args):
     from experiments.launching import apply_to_runs
     from experiments.registry import get_experiment
     from experiments.run_filter import only_runs
+    from experiments.seeds import parse_seeds, replicate
 
-    exp = only_runs(get_experiment(args.experiment, args.variant), getattr(args, "only", []))
+    exp = replicate(get_experiment(args.experiment, args.variant), parse_seeds(args.seeds))
+    exp = only_runs(exp, getattr(args, "only", []))
     return apply_to_runs(exp, getattr(args, "overrides", []))
 
 
-def _cost_table(args, runs, measured=None) -> str:
-    from experiments.cost import DEFAULT_MFU, cost_table, default_gpu, project_costs
+def _cost_table(args, runs, measured=None, costs=None) -> str:
+    from experiments.cost import cost_table, default_gpu
 
-    gpu = args.gpu or default_gpu()
-    return cost_table(project_costs(runs, Path(args.output), gpu, args.mfu or DEFAULT_MFU), gpu, measured)
+    return cost_table(costs or _costs(args, runs), args.gpu or default_gpu(), measured)
+
+
+def _costs(args, runs):
+    from experiments.cost import DEFAULT_MFU, default_gpu, project_costs
+
+    return project_costs(runs, Path(args.output), args.gpu or default_gpu(), args.mfu or DEFAULT_MFU)
 
 
 def _budget(args):
@@ -131,13 +148,22 @@ def _budget(args):
 
 def cmd_show(args) -> int:
     from experiments.budget import apply_budget
-    from mixmim.config import to_yaml
+    from mixmim.config import ConfigError, to_yaml
 
     exp = _experiment(args)
     apply_budget(exp.runs, _budget(args), Path(args.output))
     print(f"# {exp.name} ({exp.variant}): {exp.description}\n")
+    if args.resolve is not None and not args.cost:
+        raise ConfigError("--resolve goes with --cost: mixmim-bench show EXP --cost --resolve 0.3")
     if args.cost:
-        print(_cost_table(args, exp.runs))
+        costs = _costs(args, exp.runs)
+        print(_cost_table(args, exp.runs, costs=costs))
+        if args.resolve is not None:
+            from experiments.launching import experiment_dir
+            from experiments.resolve import resolve_text
+
+            hours = [c.gpu_hours or 0.0 for c in costs]
+            print("\n" + resolve_text(exp, experiment_dir(Path(args.output), exp), args.resolve, args.spread, hours))
         return 0
     from experiments.recipe_table import recipe_table
 

@@ -120,9 +120,20 @@ def _precision(cfg: RunConfig, stage: str) -> str:
     return "bf16" if precision == "auto" else precision
 
 
+_COUNTED: dict[tuple[str, str, str], tuple[float, str]] = {}  # (stage, model, method) -> counted once per process
+
+
 def forward_gflops(cfg: RunConfig, stage: str) -> tuple[float, str]:
     """Forward GFLOPs per image of ``stage``'s model: the table when it holds the run's configuration, else
-    counted on the model (imports torch)."""
+    counted on the model (imports torch), once per model and method configuration (the replicates of a run,
+    ``--seeds``, differ only in their seed)."""
+    key = (stage, repr(cfg.model), repr(cfg.method) if stage == "pretrain" else "")
+    if key not in _COUNTED:
+        _COUNTED[key] = _forward_gflops(cfg, stage)
+    return _COUNTED[key]
+
+
+def _forward_gflops(cfg: RunConfig, stage: str) -> tuple[float, str]:
     size = cfg.model.img_size or 224
     if stage == "pretrain":
         key = (cfg.method.name, cfg.model.backbone)

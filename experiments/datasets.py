@@ -20,11 +20,18 @@ TRAIN_IMAGES = {
 }
 VAL_IMAGES = {"imagenet": 50_000, "inat2018": 24_426, "inat2019": 3_030, "places205": 41_000, "places365": 36_500}
 DIGITS_IMAGES = (1_497, 300)  # the built-in digits data (mixmim.data.digits): train / val split
+# ImageNet-100 (data.subset=imagenet100): 50 validation images per class, as every ImageNet-1k class; the training
+# count is estimated as 100 classes at ImageNet-1k's mean class size (1,281,167 / 1000): the exact count is that
+# of the copy read.
+SUBSET_IMAGES = {"imagenet100": (128_117, 5_000)}
 
 
 def dataset_images(cfg: RunConfig) -> tuple[int, int, str]:
     """Training and validation images of the run's data, and what the count assumes."""
-    if cfg.data.dataset == "digits":
+    if cfg.data.dataset == "folder" and cfg.data.subset:
+        train, val = SUBSET_IMAGES[cfg.data.subset]
+        note = f"{cfg.data.subset} (training images estimated)"
+    elif cfg.data.dataset == "digits":
         train, val, note = *DIGITS_IMAGES, "built-in digits"
     else:
         name = Path(cfg.data.root.rstrip("/")).name.lower() if cfg.data.root else ""

@@ -34,8 +34,9 @@ class RunSetupError(ValueError):
 
 
 def experiment_dir(output: Path, exp: Experiment) -> Path:
-    """``<output>/<experiment>`` (``<experiment>-debug`` for the debug variant, so results never mix)."""
-    return Path(output) / (exp.name if exp.variant == "full" else f"{exp.name}-debug")
+    """``<output>/<experiment>`` (``<experiment>-<variant>`` for the debug and small variants, so results never
+    mix)."""
+    return Path(output) / (exp.name if exp.variant == "full" else f"{exp.name}-{exp.variant}")
 
 
 def apply_to_runs(exp: Experiment, overrides: list[str]) -> Experiment:

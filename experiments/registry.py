@@ -22,14 +22,20 @@ EXPERIMENTS: dict[str, Callable[[str], Experiment]] = {
 }
 
 
+# The experiments with a ``small`` variant (the small-scale protocol: ImageNet-100, 128 px, short schedules).
+SMALL_VARIANT = ("fixed-encoder", *ABLATIONS)
+
+
 def get_experiment(name: str, variant: str = "full") -> Experiment:
-    """Build experiment ``name`` in ``variant`` (``full`` | ``debug``).
+    """Build experiment ``name`` in ``variant`` (``full`` | ``debug`` | ``small``).
 
     Raises:
-        KeyError: unknown name, listing the registered ones.
+        KeyError: unknown name, listing the registered ones; or a variant the experiment does not have.
     """
     if name not in EXPERIMENTS:
         raise KeyError(f"unknown experiment '{name}'; registered: {', '.join(EXPERIMENTS)}")
     if variant not in VARIANTS:
         raise KeyError(f"unknown variant '{variant}'; choose one of {VARIANTS}")
+    if variant == "small" and name not in SMALL_VARIANT:
+        raise KeyError(f"experiment '{name}' has no small variant; those that do: {', '.join(SMALL_VARIANT)}")
     return EXPERIMENTS[name](variant)

@@ -9,7 +9,7 @@ from typing import Any
 from mixmim.config import RunConfig, apply_overrides, validate
 from reports.spec import TableSpec
 
-VARIANTS = ("full", "debug")
+VARIANTS = ("full", "debug", "small")  # small: only the experiments of experiments.registry.SMALL_VARIANT
 
 
 @dataclass
@@ -24,6 +24,9 @@ class Experiment:
     # The config keys the experiment sets for every method (epochs, sizes, data, and any part of a method's
     # own recipe it replaces on purpose); every other recipe field is each method's own (recipe_table.py).
     sets: tuple[str, ...] = ()
+    # The seeds every run is replicated with (experiments.seeds.replicate; ``--seeds`` replaces them). The
+    # definitions build seed 0 of each run; the CLI replicates.
+    seeds: tuple[int, ...] = (0,)
 
     def __post_init__(self) -> None:
         names = [r.name for r in self.runs]

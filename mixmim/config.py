@@ -72,6 +72,7 @@ class DataConfig:
     num_workers: int = 0
     on_corrupt: str = "skip"  # skip (warn and count) | fail
     max_train_images: int = 0  # 0: all
+    subset: str = ""  # dataset=folder: keep only a named class list (imagenet100: CMC's; mixmim.data.subsets)
     digits_size: int = 32  # px: the built-in 8x8 digits are upsampled (bicubic) to this size
     crop_min_scale: float = 0.2  # RandomResizedCrop lower area bound in pre-training (official: 0.2)
     crop_interpolation: str = "bicubic"  # pre-training crop resize: bicubic | bilinear (SimMIM)
@@ -259,6 +260,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "method.tokenizer": ("kmeans", "dalle"),
     "data.dataset": ("digits", "folder"),
     "data.on_corrupt": ("skip", "fail"),
+    "data.subset": ("", "imagenet100"),
     "data.crop_interpolation": ("bicubic", "bilinear"),
     "pretrain.schedule": SCHEDULES, "finetune.schedule": SCHEDULES,
     "finetune.layer_rule": ("backbone", "swin"),

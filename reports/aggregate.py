@@ -19,11 +19,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reports.cells import Cell, NoteBook, TableColumn, TableData, TableRow, mean_std
+from reports.cells import Cell, NoteBook, TableColumn, TableData, TableRow
 from reports.drift import RunDrift, run_drift, summarize_drift
 from reports.references import RECIPE_FIELDS, Recipe, References
 from reports.results import NOT_PLANNED_REASON
 from reports.spec import Column, TableSpec
+from reports.stats import LEVEL, Interval, mean_interval
+from reports.verdicts import Verdict, decide
 
 MAX_NAMED_RUNS = 3
 
@@ -251,9 +253,8 @@ def _metric_cell(
     not_applicable = len(group) > 0 and len(planned) == 0
     group = planned
     counted = group[group["value"].notna()]
-    mean, std, n = mean_std(counted["value"].tolist())
-    cell = Cell(mean=mean, std=std, n=n, n_expected=len(group) + n_missing_seeds, digits=column.digits,
-                not_applicable=not_applicable)
+    cell = interval_cell(mean_interval(counted["value"].tolist()), len(group) + n_missing_seeds, column.digits)
+    cell.not_applicable = not_applicable
     if column.reference is not None:
         _attach_reference(cell, column, key, label, ctx)
     excluded = group[group["value"].isna()]
@@ -351,13 +352,43 @@ def build_table(df: pd.DataFrame, spec: TableSpec, refs: References) -> TableDat
             for col, values in zip(columns, per_run)
         ]
         for col in budget_columns:
-            mean, std, n = mean_std(budget.get(label, no_runs)[col.budget_field].tolist())
-            cells.append(Cell(mean=mean, std=std, n=n, n_expected=len(group) + n_missing, digits=1))
+            values = budget.get(label, no_runs)[col.budget_field].tolist()
+            cells.append(interval_cell(mean_interval(values), len(group) + n_missing, digits=1))
         parts = spec.row_parts(key) if label in runs_by_label else label.split(" / ")
         rows.append(TableRow(label=label, parts=parts, key=dict(key), cells=cells, notes=row_notes))
     _add_margins(rows, spec)
     _note_unreadable(df, ctx)
-    return TableData(spec=spec, columns=columns + budget_columns, rows=rows, notes=ctx.notes.texts, sources=ctx.sources)
+    return TableData(spec=spec, columns=columns + budget_columns, rows=rows, notes=ctx.notes.texts, sources=ctx.sources,
+                     legend=VALUES_LEGEND, verdicts=table_verdicts(spec, columns, per_run))
+
+
+VALUES_LEGEND = (f"Cells: mean ± half-width of the {LEVEL:.0%} confidence interval over seeds (Student t, n-1 "
+                 "degrees of freedom); n: runs counted (\"n=2 of 3\": one expected run has no result); n=1: one "
+                 "run, no interval.")
+
+
+def interval_cell(interval: Interval, n_expected: int, digits: int) -> Cell:
+    """A cell holding ``interval`` (mean, sd, 95% half-width, n) of ``n_expected`` runs."""
+    return Cell(mean=interval.mean, std=interval.sd, ci=interval.half, n=interval.n, n_expected=n_expected,
+                digits=digits)
+
+
+def seed_values(group: pd.DataFrame) -> dict[int, float]:
+    """seed -> value of the runs of one row that count (done, finite, a stage the run plans)."""
+    counted = group[(group["reason"] != NOT_PLANNED_REASON) & group["value"].notna()]
+    return {int(s): float(v) for s, v in zip(counted["seed"], counted["value"]) if s is not None and s == s}
+
+
+def table_verdicts(spec: TableSpec, columns: list[TableColumn],
+                   per_run: list[dict[str, pd.DataFrame]]) -> list[Verdict]:
+    """The verdict of each of the spec's findings on its column (the first detection engine where split)."""
+    verdicts = []
+    for finding in spec.findings:
+        index = next(i for i, c in enumerate(columns)
+                     if c.column is not None and (c.column.stage, c.column.metric) == (finding.stage, finding.metric))
+        values = {label: seed_values(group) for label, group in per_run[index].items()}
+        verdicts.append(decide(finding, values))
+    return verdicts
 
 
 def _add_margins(rows: list[TableRow], spec: TableSpec) -> None:

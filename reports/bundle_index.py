@@ -42,7 +42,7 @@ def _plot_description(name: str) -> str:
     if stem.endswith("_vs_budget"):
         return "metric against pre-training epochs (left) and GPU-hours (right), per row of the table"
     if stem.endswith("_ablation"):
-        return "metric against the ablated value (mean ± std over seeds; x: paper value)"
+        return "metric against the ablated value (mean ± 95% CI over seeds, Student t; x: paper value)"
     if stem.endswith("_loss"):
         return "pre-training loss per step, mean over seeds per method / backbone / setting"
     return "plot"

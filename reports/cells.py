@@ -6,18 +6,18 @@ LaTeX, HTML or CSV. Keeping the numbers here (not strings) is what lets every fo
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from reports.references import NoiseFloor, Reference
 from reports.spec import Column, TableSpec
+from reports.verdicts import Verdict
 
 
 @dataclass
 class Cell:
-    """One reproduced number: mean ± std over ``n`` of ``n_expected`` runs, and its reference.
+    """One reproduced number: mean, std and 95% interval half-width (``ci``) over ``n`` of ``n_expected`` runs,
+    and its reference (``reports.stats``: Student t over seeds; ``ci`` None when n < 2).
 
     ``has_reference_column`` is True when the table shows a paper/delta column for this cell's column;
     ``reference`` is None there when the key is unknown, and ``reference.value`` is None while the
@@ -26,6 +26,7 @@ class Cell:
 
     mean: float | None = None
     std: float | None = None
+    ci: float | None = None  # half-width of the 95% interval (reports.stats.mean_interval)
     n: int = 0
     n_expected: int = 0
     digits: int = 2
@@ -37,6 +38,7 @@ class Cell:
     drift: list[str] = field(default_factory=list)
     not_applicable: bool = False  # no run of the row has the column's stage (random init: no pretrain)
     margin: float | None = None  # mean minus the control row's (TableSpec.control) in the same column
+    signed: bool = False  # a difference (kind ``differences``): shown with its sign, as is its paper value
 
     @property
     def paper(self) -> float | None:
@@ -83,6 +85,8 @@ class TableData:
     rows: list[TableRow]
     notes: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
+    legend: str = ""  # how to read a cell (statistics, n), printed under the caption
+    verdicts: list[Verdict] = field(default_factory=list)  # the table's findings, decided on its results
 
 
 class NoteBook:
@@ -98,14 +102,3 @@ class NoteBook:
             self.texts.append(text)
             self._index[text] = len(self.texts)
         return self._index[text]
-
-
-def mean_std(values: Sequence[float]) -> tuple[float | None, float | None, int]:
-    """(mean, sample std with ddof=1 or None when n < 2, n) of finite values."""
-    finite = [float(v) for v in values if v is not None and math.isfinite(v)]
-    n = len(finite)
-    if n == 0:
-        return None, None, 0
-    mean = math.fsum(finite) / n
-    std = math.sqrt(math.fsum((v - mean) ** 2 for v in finite) / (n - 1)) if n > 1 else None
-    return mean, std, n

@@ -1,6 +1,7 @@
 """Cell text for each output format: the same numbers, each format's symbols and escaping.
 
-A cell reads ``mean ± std (n)`` (``(n/expected)`` when runs are missing), ``†`` when the runs drift from
+A cell reads ``mean ± ci (n=k)``, ci the half-width of the 95% Student-t interval over seeds
+(``(n=k of m)`` when runs are missing, ``(n=1, no CI)`` for one run), ``†`` when the runs drift from
 the reference recipe, and ``[k]`` for its footnotes. A missing number or reference reads ``missing``;
 a column without a reference has no paper column at all.
 """
@@ -101,19 +102,25 @@ def fmt_number(value: float, digits: int) -> str:
     return f"{value:.{digits}f}"
 
 
+def count_text(cell: Cell) -> str:
+    """``n=3``, ``n=2 of 3`` (expected runs without a result) or ``n=1, no CI`` (one run has no interval)."""
+    text = f"n={cell.n}" if cell.n == cell.n_expected else f"n={cell.n} of {cell.n_expected}"
+    return text + (", no CI" if cell.n == 1 else "")
+
+
 def value_text(cell: Cell) -> str:
-    """``84.10 ± 0.12 (3)``, ``84.10 (1)``, ``84.10 ± 0.12 (2/3)`` or ``missing (0/3)`` (plain text)."""
-    count = f"({cell.n})" if cell.n == cell.n_expected else f"({cell.n}/{cell.n_expected})"
+    """``84.10 ± 0.30 (n=3)`` (± the 95% interval's half-width), ``84.10 (n=1, no CI)``, ``84.10 ± 1.27
+    (n=2 of 3)`` or ``missing (n=0 of 3)`` (plain text); a control margin follows the mean: ``[+5.00]``."""
     if cell.not_applicable:
         return NOT_APPLICABLE
     if cell.mean is None:
-        return MISSING if cell.n_expected == 0 else f"{MISSING} {count}"
-    text = fmt_number(cell.mean, cell.digits)
-    if cell.std is not None:
-        text += f" ± {fmt_number(cell.std, cell.digits)}"
+        return MISSING if cell.n_expected == 0 else f"{MISSING} ({count_text(cell)})"
+    text = f"{cell.mean:+.{cell.digits}f}" if cell.signed else fmt_number(cell.mean, cell.digits)
+    if cell.ci is not None:
+        text += f" ± {fmt_number(cell.ci, cell.digits)}"
     if cell.margin is not None:
         text += f" [{cell.margin:+.{cell.digits}f}]"
-    return f"{text} {count}"
+    return f"{text} ({count_text(cell)})"
 
 
 def paper_text(cell: Cell) -> str:
@@ -121,7 +128,8 @@ def paper_text(cell: Cell) -> str:
     ref = cell.reference
     if ref is None or ref.value is None:
         return MISSING
-    text = f"{ref.value:.1f}" if float(ref.value).is_integer() else f"{ref.value:g}"
+    sign = "+" if cell.signed else ""
+    text = f"{ref.value:{sign}.1f}" if float(ref.value).is_integer() else f"{ref.value:{sign}g}"
     return text + (f" ± {ref.std:g}" if ref.std is not None else "")
 
 

@@ -98,7 +98,7 @@ def plot_loss_curves(curves: pd.DataFrame, out_dir: Path, stage: str = "pretrain
 def plot_ablation(table: TableData, out_dir: Path) -> list[Path]:
     """Each metric column against the ablated value (a table whose only row key is a ``setting.*``)."""
     spec = table.spec
-    if len(spec.rows) != 1 or not spec.rows[0].startswith(SETTING_PREFIX):
+    if spec.kind != "values" or len(spec.rows) != 1 or not spec.rows[0].startswith(SETTING_PREFIX):
         return []
     metric_cols = [(i, c) for i, c in enumerate(table.columns) if c.column is not None]
     xs = [row.key.get(spec.rows[0]) for row in table.rows]
@@ -109,7 +109,7 @@ def plot_ablation(table: TableData, out_dir: Path) -> list[Path]:
     plotted = 0
     for i, col in metric_cols:
         cells = [row.cells[i] for row in table.rows]
-        pts = [(x, c.mean, c.std or 0.0) for x, c in zip(positions, cells) if c.mean is not None]
+        pts = [(x, c.mean, c.ci or 0.0) for x, c in zip(positions, cells) if c.mean is not None]
         if pts:
             px, py, pe = zip(*pts)
             ax.errorbar(px, py, yerr=pe, marker="o", capsize=3, label=col.title)

@@ -13,9 +13,12 @@ from tabulate import tabulate
 
 from reports.aggregate import build_table
 from reports.cells import TableData
+from reports.differences import build_differences
 from reports.formats import STYLES, Style, delta_text, paper_text, render_label, render_value
 from reports.references import References
 from reports.spec import TableSpec
+from reports.stats import LEVEL
+from reports.verdicts import Verdict
 
 FORMATS = ("markdown", "latex", "csv", "html")
 EXTENSIONS = {"markdown": "md", "latex": "tex", "csv": "csv", "html": "html"}
@@ -23,8 +26,18 @@ _TABULATE_FORMATS = {"markdown": "github", "latex": "latex_raw", "html": "unsafe
 
 
 def build_tables(df: pd.DataFrame, specs: Sequence[TableSpec], references: References) -> list[TableData]:
-    """Aggregate every spec (format-free)."""
-    return [build_table(df, spec, references) for spec in specs]
+    """Aggregate every spec (format-free): a values table, or a differences table (``spec.kind``)."""
+    return [(build_differences if spec.kind == "differences" else build_table)(df, spec, references) for spec in specs]
+
+
+def verdict_lines(table: TableData) -> list[str]:
+    """``Verdict (95%): holds: ...`` for each finding of the table (plain text)."""
+    return [f"Verdict ({LEVEL:.0%}): {v.text(_verdict_digits(table, v))}" for v in table.verdicts]
+
+
+def _verdict_digits(table: TableData, verdict: Verdict) -> int:
+    f = verdict.finding
+    return next((c.digits for c in table.spec.columns if (c.stage, c.metric) == (f.stage, f.metric)), 2)
 
 
 def _grid(table: TableData, style: Style) -> tuple[list[str], list[list[str]]]:
@@ -64,8 +77,9 @@ NO_ROWS = "No runs match this table yet."
 
 def _markdown(table: TableData) -> str:
     parts = [f"### {table.spec.title}", _tabulate(table, "markdown") if table.rows else NO_ROWS]
-    if table.spec.caption:
-        parts.append(table.spec.caption)
+    parts += [text for text in (table.spec.caption, table.legend) if text]
+    if table.verdicts:
+        parts.append("\n".join(f"- {line}" for line in verdict_lines(table)))
     if table.notes:
         parts.append(
             "Notes († = protocol drift from the reference recipe):\n"
@@ -78,7 +92,7 @@ def _markdown(table: TableData) -> str:
 
 def _latex(table: TableData) -> str:
     esc = STYLES["latex"].text
-    caption = esc(table.spec.title + (". " + table.spec.caption if table.spec.caption else ""))
+    caption = esc(". ".join(t for t in (table.spec.title, table.spec.caption, table.legend) if t))
     lines = [
         r"\begin{table}[htbp]",
         r"\centering",
@@ -89,6 +103,7 @@ def _latex(table: TableData) -> str:
         r"\smallskip",
         r"{\footnotesize",
     ]
+    lines += [esc(line) + r"\par" for line in verdict_lines(table)]
     # one paragraph per line (\par, not \\: a "\\" followed by "[" would be read as a length argument)
     if table.notes:
         lines.append(esc("Notes († = protocol drift from the reference recipe):") + r"\par")
@@ -103,8 +118,9 @@ def _latex(table: TableData) -> str:
 def _html(table: TableData) -> str:
     esc = STYLES["html"].text
     parts = [f"<h3>{esc(table.spec.title)}</h3>", _tabulate(table, "html") if table.rows else f"<p>{NO_ROWS}</p>"]
-    if table.spec.caption:
-        parts.append(f"<p>{esc(table.spec.caption)}</p>")
+    parts += [f"<p>{esc(text)}</p>" for text in (table.spec.caption, table.legend) if text]
+    if table.verdicts:
+        parts.append("<ul>" + "".join(f"<li>{esc(line)}</li>" for line in verdict_lines(table)) + "</ul>")
     if table.notes:
         items = "".join(f'<li value="{i}">{esc(t)}</li>' for i, t in enumerate(table.notes, 1))
         parts.append(f"<p>Notes (&dagger; = protocol drift from the reference recipe):</p><ol>{items}</ol>")
@@ -133,6 +149,9 @@ def _csv_records(table: TableData) -> list[dict[str, object]]:
                     "engine": col.engine or "",
                     "mean": cell.mean,
                     "std": cell.std,
+                    "ci95_half": cell.ci,
+                    "ci95_low": None if cell.ci is None else cell.mean - cell.ci,
+                    "ci95_high": None if cell.ci is None else cell.mean + cell.ci,
                     "n": cell.n,
                     "n_expected": cell.n_expected,
                     "reference_key": cell.reference_key or "",
@@ -149,7 +168,19 @@ def _csv_records(table: TableData) -> list[dict[str, object]]:
     for i, text in enumerate(table.notes, 1):  # notes about the whole table (unreadable run directories)
         if i not in used:
             records.append({"table": table.spec.name, "row": "", "column": "", "notes": text})
+    records += [_verdict_record(table, v) for v in table.verdicts]
     return records
+
+
+def _verdict_record(table: TableData, verdict: Verdict) -> dict[str, object]:
+    """A finding's verdict as one CSV record: state, the deciding comparison and its interval."""
+    decided = verdict.decided_by
+    iv = decided.paired.interval if decided.paired is not None else None
+    return {"table": table.spec.name, "row": f"{decided.better} - {decided.worse}", "column": "verdict",
+            "stage": verdict.finding.stage, "metric": verdict.finding.metric, "verdict": verdict.state,
+            "finding": verdict.finding.claim, "mean": iv.mean if iv else None, "n": iv.n if iv else 0,
+            "ci95_half": iv.half if iv else None, "ci95_low": iv.low if iv else None,
+            "ci95_high": iv.high if iv else None, "paper_source": verdict.finding.source}
 
 
 def format_tables(tables: Sequence[TableData], fmt: str) -> str:

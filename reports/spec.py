@@ -29,6 +29,9 @@ from typing import Any
 
 import numpy as np
 
+from reports.verdicts import Finding
+
+TABLE_KINDS = ("values", "differences")
 _TEMPLATE_FIELD = re.compile(r"\{([^{}]+)\}")
 
 
@@ -91,7 +94,13 @@ class TableSpec:
         budget: add GPU-hours, GFLOPs and throughput columns.
         budget_stages: stages whose GPU-hours are summed per run for the budget column.
         control: label of a control row (``"Random init"``); every other row's value shows its margin over
-            it in the same column, ``84.10 [+5.20] (1)``.
+            it in the same column, ``84.10 [+5.20] (n=1, no CI)``.
+        kind: ``values`` (each row's mean and interval) or ``differences`` (each row's paired difference to its
+            baseline row over seeds, with its interval, and the paper's difference beside it).
+        baseline: for ``differences``: row key -> value of the baseline arm (``{"setting.mask_ratio": 0.5}``);
+            a row's baseline is the row with the same other key values. The baseline rows themselves are not shown.
+        findings: the paper's claims about the rows (:class:`reports.verdicts.Finding`); the report prints a
+            verdict for each under the table.
     """
 
     name: str
@@ -106,6 +115,9 @@ class TableSpec:
     budget: bool = False
     budget_stages: tuple[str, ...] = ("pretrain",)
     control: str | None = None
+    kind: str = "values"
+    baseline: Mapping[str, Any] = field(default_factory=dict)
+    findings: tuple[Finding, ...] = ()
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.name):
@@ -114,6 +126,16 @@ class TableSpec:
             raise ValueError(f"TableSpec '{self.name}' needs at least one row key (e.g. rows=('method',))")
         if not self.columns and not self.budget:
             raise ValueError(f"TableSpec '{self.name}' has no columns and no budget columns")
+        if self.kind not in TABLE_KINDS:
+            raise ValueError(f"TableSpec '{self.name}': kind {self.kind!r} is not one of {TABLE_KINDS}")
+        if self.kind == "differences" and (not self.baseline or set(self.baseline) - set(self.rows)):
+            raise ValueError(f"TableSpec '{self.name}' of kind 'differences' needs a baseline naming row keys of "
+                             f"{self.rows}, e.g. baseline={{'{self.rows[0]}': VALUE}}")
+        metrics = {(c.stage, c.metric) for c in self.columns}
+        for finding in self.findings:
+            if (finding.stage, finding.metric) not in metrics:
+                raise ValueError(f"TableSpec '{self.name}': finding '{finding.claim}' reads {finding.stage} "
+                                 f"{finding.metric}, which is not a column of the table")
 
     @property
     def stages(self) -> tuple[str, ...]:
@@ -133,6 +155,15 @@ class TableSpec:
     def row_label(self, values: Mapping[str, Any]) -> str:
         """The label of a row: its displayed key values joined by ' / ' (what ``row_order`` lists)."""
         return " / ".join(self.row_parts(values))
+
+    def baseline_key(self, key: Mapping[str, Any]) -> dict[str, Any]:
+        """The key values of the baseline row of the row with ``key`` (kind ``differences``)."""
+        return {**key, **self.baseline}
+
+    def is_baseline(self, key: Mapping[str, Any]) -> bool:
+        """Whether the row with ``key`` is a baseline row (its key values match ``baseline``)."""
+        matches = (_as_key_part(key.get(k)) == _as_key_part(v) for k, v in self.baseline.items())
+        return bool(self.baseline) and all(matches)
 
     @property
     def row_headers(self) -> list[str]:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
+
+from reports.spec import TableSpec
 
 # Pre-training: 128/GPU x 16 GPUs = 2048, AMP (fp16 autocast + GradScaler, as torch.cuda.amp in the official
 # code). The optimiser recipe is each method's own (baselines/registry.py; MixMIM's: blr 1.5e-4, so lr 1.2e-3,
@@ -40,6 +43,18 @@ DEBUG: dict[str, Any] = {
 # variant replaces them for every method, on purpose.
 DEBUG_REPLACES = ("method.mask_unit", "method.decoder_dim", "method.decoder_depth", "method.decoder_heads",
                   "method.vocab_size", "pretrain.warmup_epochs", "pretrain.lr")
+# The small-scale protocol (``--variant small``): what a lab can afford, one arm with its fine-tuning projected
+# at most 8 A100 GPU-hours by ``show --cost``. ImageNet-100 (CMC's 100 classes, read from an ImageNet root: pass
+# --set data.root=/datasets/imagenet), MixMIM-B/ViT-B at 128 px (a 4x4 grid of 32-px cells), 200 pre-training
+# and 100 fine-tuning epochs, on one node of 8 GPUs (effective batch 1024 / 512, lr by each method's blr rule).
+SMALL: dict[str, Any] = {
+    "data.subset": "imagenet100", "model.img_size": 128,
+    "pretrain.epochs": 200, "finetune.epochs": 100,
+    "launch.nodes": 1, "launch.gpus_per_node": 8, "launch.time_min": 24 * 60,
+}
+SMALL_VARIANT_NOTE = ("Drift (small-scale protocol, --variant small): ImageNet-100 (CMC's 100 classes) instead of "
+                      "ImageNet-1k, 128 px instead of 224, 200 pre-training and 100 fine-tuning epochs, effective "
+                      "batch 1024 / 512 on 8 GPUs; the paper's numbers beside it are ImageNet-1k's.")
 # Small backbones that stand in for the real ones in debug variants (same family, CPU-sized).
 DEBUG_BACKBONE = {"mixmim_base": "mixmim_tiny_32", "mixmim_large": "mixmim_tiny_32", "mixmim_huge": "mixmim_tiny_32",
                   "mixmim_vit_base_patch16": "mixmim_vit_tiny_patch4_32",
@@ -51,12 +66,22 @@ METHOD_LABELS = {"mixmim": "MixMIM", "mae": "MAE", "simmim": "SimMIM", "beit": "
 
 
 def scaled(overrides: dict[str, Any], variant: str, backbone: str) -> tuple[dict[str, Any], str]:
-    """The overrides and backbone of a run in ``variant`` (debug: the small backbone and tiny schedules)."""
+    """The overrides and backbone of a run in ``variant`` (debug: the small backbone and tiny schedules; small:
+    ImageNet-100 at 128 px with shorter schedules)."""
+    if variant == "small":
+        return {**overrides, **SMALL}, backbone
     if variant != "debug":
         return dict(overrides), backbone
     small = DEBUG_BACKBONE.get(backbone, backbone)
     extra = {"method.mask_unit": 8} if small.startswith("mixmim_vit_tiny") else {}
     return {**overrides, **DEBUG, **extra}, small
+
+
+def variant_tables(tables: list[TableSpec], variant: str) -> list[TableSpec]:
+    """The tables of a run grid in ``variant``: the small variant's captions name what it changes."""
+    if variant != "small":
+        return tables
+    return [dataclasses.replace(t, caption=f"{t.caption} {SMALL_VARIANT_NOTE}".strip()) for t in tables]
 
 
 def replaced(variant: str, *keys: str) -> tuple[str, ...]:

@@ -10,6 +10,7 @@ from torch.utils.data import Dataset
 from mixmim.config import DataConfig
 from mixmim.data.digits import DIGITS_ROOT, DigitsDataset
 from mixmim.data.folder import SPLITS, ImageFolderDataset
+from mixmim.data.subsets import subset_classes
 
 DATASETS = ("digits", "folder")
 
@@ -30,7 +31,9 @@ def build_dataset(cfg: DataConfig, split: str, transform: Callable[..., Any] | N
     if cfg.dataset == "digits":
         return DigitsDataset(split, transform=transform, size=cfg.digits_size, max_images=max_images)
     if cfg.dataset == "folder":
-        return ImageFolderDataset(cfg.root, split, transform, on_corrupt=cfg.on_corrupt, max_images=max_images)
+        classes = subset_classes(cfg.subset) if cfg.subset else None
+        return ImageFolderDataset(cfg.root, split, transform, on_corrupt=cfg.on_corrupt, max_images=max_images,
+                                  classes=classes)
     raise ValueError(f"data.dataset must be one of {DATASETS}, got {cfg.dataset!r}")
 
 

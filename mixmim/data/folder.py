@@ -14,7 +14,7 @@ unreadable and a substitute was returned, else 0 (see :func:`mixmim.data.loader.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +84,7 @@ class ImageFolderDataset(ImageFolder):
         transform: applied to the PIL image.
         on_corrupt: ``skip`` (substitute the next readable image, warn, flag) or ``fail``.
         max_images: keep a fixed, seeded random subset of this many images (0: all).
+        classes: keep only these class folders (``data.subset``); labels are their indices in sorted order.
     """
 
     def __init__(
@@ -93,7 +94,9 @@ class ImageFolderDataset(ImageFolder):
         transform: Callable[[Image.Image], Any] | None = None,
         on_corrupt: str = "skip",
         max_images: int = 0,
+        classes: Sequence[str] | None = None,
     ) -> None:
+        self.only_classes = tuple(classes) if classes else None  # read by find_classes, called by ImageFolder
         if on_corrupt not in ON_CORRUPT:
             raise ValueError(f"data.on_corrupt must be one of {ON_CORRUPT}, got {on_corrupt!r}")
         split_dir = check_folder_root(root, split)
@@ -111,6 +114,19 @@ class ImageFolderDataset(ImageFolder):
         self.split = split
         self.on_corrupt = on_corrupt
         self._warned: set[int] = set()
+
+    def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
+        """The class folders of ``directory``, only those of ``classes`` when given (all of them must exist)."""
+        names, _ = super().find_classes(directory)
+        if self.only_classes is None:
+            return names, {name: i for i, name in enumerate(names)}
+        missing = sorted(set(self.only_classes) - set(names))
+        if missing:
+            raise DatasetLayoutError(f"{len(missing)} of the {len(self.only_classes)} classes of data.subset are not "
+                                     f"folders of {directory} (first: {', '.join(missing[:3])}): point data.root "
+                                     "at a full ImageNet-1k root")
+        kept = sorted(self.only_classes)
+        return kept, {name: i for i, name in enumerate(kept)}
 
     def _read(self, index: int) -> tuple[Any, int] | None:
         """The transformed sample at ``index``, or None when its file cannot be read."""

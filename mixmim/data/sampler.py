@@ -1,8 +1,9 @@
 """Samplers: a resumable, seeded shuffle shared by all ranks, and a plain one for evaluation.
 
 Training always uses :class:`ResumableSampler`. The order of epoch ``e`` is one global permutation
-``perm = randperm(N, seed + e)``, identical on every rank and every restart (and the same permutation
-``torch.utils.data.DistributedSampler`` draws). Global micro-batch ``s`` is ``perm[s*B : (s+1)*B]`` with
+``perm = randperm(N, stream_seed(seed, e))``, identical on every rank and every restart (for seed 0 the same
+permutation ``torch.utils.data.DistributedSampler`` draws; other seeds use ``seed * SEED_STRIDE + e``, so seed
+1's first epoch is not seed 0's second). Global micro-batch ``s`` is ``perm[s*B : (s+1)*B]`` with
 ``B = world_size * batch_size``; rank ``r`` takes its contiguous slice ``perm[s*B + r*b : s*B + (r+1)*b]``.
 So a step of ``W`` ranks x batch ``b`` sees exactly the images of the same step of one rank x batch ``W*b``
 (the gradient-scaling check compares the two), and one rank's order is ``perm`` itself. Nothing is padded:
@@ -19,6 +20,19 @@ from collections.abc import Iterator, Sized
 import torch
 from torch.utils.data import DistributedSampler, Sampler, SequentialSampler
 
+SEED_STRIDE = 1_000_000_007  # a prime far above any rank, epoch or event count a stream index adds
+
+
+def stream_seed(seed: int, index: int) -> int:
+    """The seed of stream ``index`` (an epoch here; a rank in the trainer's reseeding) of run seed ``seed``:
+    ``seed * SEED_STRIDE + index``.
+
+    Distinct for distinct ``(seed, index)`` while ``index < SEED_STRIDE`` (``seed + index`` made seed 1's
+    rank-0 stream seed 0's rank-1 stream, and seed 1's epoch 0 seed 0's epoch 1); equal to ``index`` for seed
+    0, so seed-0 runs draw what they always drew.
+    """
+    return int(seed) * SEED_STRIDE + int(index)
+
 
 class ResumableSampler(Sampler[int]):
     """This rank's share of one seeded global permutation per epoch, in global-batch slices.
@@ -27,7 +41,7 @@ class ResumableSampler(Sampler[int]):
         dataset: anything with ``len``.
         world_size, rank: replicas and this one's index (no process group is needed).
         shuffle: a seeded random permutation per epoch (else the dataset order).
-        seed: shared by all ranks; the permutation of epoch ``e`` uses ``seed + e``.
+        seed: shared by all ranks; the permutation of epoch ``e`` uses ``stream_seed(seed, e)``.
         batch_size: images per rank per micro-batch (``b``); the slice each rank takes of a global batch.
     """
 
@@ -57,7 +71,8 @@ class ResumableSampler(Sampler[int]):
         """[N] the permutation of this epoch (all ranks together)."""
         if not self.shuffle:
             return torch.arange(self.num_images)
-        return torch.randperm(self.num_images, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        generator = torch.Generator().manual_seed(stream_seed(self.seed, self.epoch))
+        return torch.randperm(self.num_images, generator=generator)
 
     def share(self) -> list[int]:
         """This rank's whole share of the epoch: its slice of every global batch, in order."""

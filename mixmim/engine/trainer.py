@@ -49,6 +49,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from mixmim.data import ResumableSampler, build_loader, unpack_batch
+from mixmim.data.sampler import stream_seed
 from mixmim.device_copy import to_device
 from mixmim.engine import checkpoint as ckpt_io
 from mixmim.engine.checkpoint import LAST, TrainPosition
@@ -229,7 +230,7 @@ class Trainer:
         return pos.epoch >= self.recipe.epochs or bool(max_steps and pos.global_step >= max_steps)
 
     def fresh_start(self) -> None:
-        self.task.reseed(self.seed + self.env.rank)
+        self.task.reseed(stream_seed(self.seed, self.env.rank))
         self.metrics.rewind(0)
         self.save_checkpoint()  # step 0: the "last good checkpoint" before any update
         logger.info("%s from the start: %s", self.task.stage, self.recipe)
@@ -258,7 +259,7 @@ class Trainer:
         else:
             logger.warning("checkpoint holds RNG states of %d ranks, running %d: reseeding (not bit-exact)",
                            len(ckpt["rng"]), self.env.world_size)  # fmt: skip
-            task.reseed(self.seed + self.env.rank + 7919 * self.position.global_step)
+            task.reseed(stream_seed(self.seed, self.env.rank + 7919 * self.position.global_step))
 
     # -- training ----------------------------------------------------------------------------------------
     def train_epoch(self) -> None:
@@ -427,7 +428,7 @@ class Trainer:
         self.load(ckpt_io.load_checkpoint(self.dir / LAST))
         self.totals.values["nonfinite_events"] = events
         self.pending_rng = None  # replaying the same batch and mask would hit the same value
-        self.task.reseed(self.seed + self.env.rank + 1_000_003 * int(events))
+        self.task.reseed(stream_seed(self.seed, self.env.rank + 1_000_003 * int(events)))
         self.metrics.rewind(self.position.global_step)
 
 

@@ -148,7 +148,7 @@ def tiny_specs() -> list[TableSpec]:
             ),
             row_order=("MixMIM", "MAE", "BEiT"),
             labels={"mixmim": "MixMIM", "mae": "MAE"},
-            caption="Mean ± std over seeds (n).",
+            caption="Mean over seeds.",
         ),
         TableSpec(
             name="mask_ratio",

@@ -121,5 +121,5 @@ def test_empty_experiment_reports_missing(tmp_path: Path, test_refs: References)
         columns=(Column("finetune", "top1", reference="mixmim_test_top1"),),
     )
     result = report_experiment(tmp_path / "empty", [spec], tmp_path / "out", references=test_refs)
-    assert "| mixmim [1] |   missing (0/2) |    85.1 |           — |" in result.markdown
+    assert "| mixmim [1] | missing (n=0 of 2) |    85.1 |           — |" in result.markdown
     assert "seed(s) 0, 1 missing" in result.markdown

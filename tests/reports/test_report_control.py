@@ -39,8 +39,9 @@ def test_margins_over_the_control_and_no_note_for_an_unplanned_stage(tmp_path: P
     table = build_table(df, SPEC, References())
     rows = {row.label: row for row in table.rows}
     mixmim, random = rows["MixMIM"] if "MixMIM" in rows else rows["mixmim"], rows["Random init"]
-    assert [value_text(c) for c in mixmim.cells] == ["83.00 [+5.00] (1)", "85.00 [+14.00] (1)", "0.500 (1)"]
-    assert [value_text(c) for c in random.cells] == ["78.00 (1)", "71.00 (1)", NOT_APPLICABLE]
+    assert [value_text(c) for c in mixmim.cells] == ["83.00 [+5.00] (n=1, no CI)", "85.00 [+14.00] (n=1, no CI)",
+                                                     "0.500 (n=1, no CI)"]
+    assert [value_text(c) for c in random.cells] == ["78.00 (n=1, no CI)", "71.00 (n=1, no CI)", NOT_APPLICABLE]
     assert not any("not started" in note or "not counted" in note for note in table.notes), table.notes
 
 

@@ -83,7 +83,7 @@ def test_protocol_drift_is_flagged(
         _cell(cells, "main", "MixMIM", "Fine-tune")["drift"]
         == "pretrain (test_pretrain): epochs 300 [1 of 2 runs] vs 600"
     )
-    assert "85.10 ± 0.14 (2/3)†" in markdown
+    assert "85.10 ± 1.27 (n=2 of 3)†" in markdown
     only_s0 = TableSpec(
         name="s0",
         title="s0",
@@ -106,7 +106,7 @@ def test_detection_engines_never_share_a_column(tables: list[TableData]) -> None
 def test_latex_is_ascii_and_escaped(tables: list[TableData]) -> None:
     tex = format_tables(tables, "latex")
     assert tex.isascii()
-    assert r"85.10 $\pm$ 0.14 (2/3)$^{\dagger,2}$" in tex and r"ablation\_mask\_ratio" in tex
+    assert r"85.10 $\pm$ 1.27 (n=2 of 3)$^{\dagger,2}$" in tex and r"ablation\_mask\_ratio" in tex
 
 
 def test_html_fragment(tables: list[TableData]) -> None:

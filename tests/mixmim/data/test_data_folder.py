@@ -103,3 +103,19 @@ def test_subset_is_fixed(tmp_path):
     b = build_dataset(DataConfig(dataset="folder", root=str(root), max_train_images=5), "train")
     assert len(a) == 5 and a.samples == b.samples
     assert isinstance(a[0][0], Image.Image) and torch.is_tensor(torch.as_tensor(a[0][1]))
+
+
+def test_class_subset_keeps_only_listed_folders(tmp_path):
+    from mixmim.data.subsets import subset_classes
+
+    root = make_folder(tmp_path / "data", per_class=2, corrupt=False)
+    (root / "train" / "bird").mkdir()
+    Image.new("RGB", (20, 16)).save(root / "train" / "bird" / "0.png")
+    ds = ImageFolderDataset(root, "train", classes=["dog", "bird"])
+    assert ds.classes == ["bird", "dog"] and len(ds) == 3 and sorted(set(ds.targets)) == [0, 1]
+    with pytest.raises(DatasetLayoutError, match="1 of the 2 classes of data.subset"):
+        ImageFolderDataset(root, "val", classes=["dog", "bird"])  # val has no bird folder
+    in100 = subset_classes("imagenet100")
+    assert len(in100) == len(set(in100)) == 100 and in100[0] == "n02869837" and in100[-1] == "n02090622"
+    with pytest.raises(DatasetLayoutError, match="classes of data.subset"):  # the built dataset uses the list
+        build_dataset(DataConfig(dataset="folder", root=str(root), subset="imagenet100"), "train")
