@@ -24,6 +24,9 @@ class Experiment:
     # The config keys the experiment sets for every method (epochs, sizes, data, and any part of a method's
     # own recipe it replaces on purpose); every other recipe field is each method's own (recipe_table.py).
     sets: tuple[str, ...] = ()
+    # Why the experiment replaces a part of the methods' own recipes: config key -> reason (the review page's
+    # deviations section, experiments/deviations.py).
+    reasons: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         names = [r.name for r in self.runs]

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from tabulate import tabulate
 
-from mixmim.rundir import MANIFEST_FILE
+from reports.results import NOT_PLANNED
 
 MAX_LISTED_SKIPPED = 50
 _TABLE_FILES = {
+    "report.html": "the review page: header, tables with references and notes, training curves, cost, "
+    "deviations, runs; self-contained (open it in any browser, offline)",
     "tables.md": "the experiment's tables, markdown (paste into a README or an issue)",
     "tables.tex": "the tables as LaTeX table environments (\\input into a paper)",
     "tables_standalone.tex": "a document around tables.tex: `pdflatex tables_standalone.tex` checks it compiles",
@@ -26,9 +28,12 @@ _TABLE_FILES = {
     "speed.csv": "the speed table, every field of the benchmark rows (device, versions, repeats)",
     "speed.html": "the speed table as an HTML fragment",
     "results.csv": "every run / stage / metric read from the run directories, with status (done, missing, "
-    "failed) and the reason; only status 'done' rows enter the tables",
+    "failed, not_planned) and the reason; only status 'done' rows enter the tables",
+    "curves.csv": "the training loss per logged step of every run and stage (what the training curves plot)",
+    "runs/configs.yaml": "every run's fully resolved configuration, one YAML document per run",
+    "runs/manifests.json": "every run's manifest (run identity, git commit, versions, hardware, per-stage recipe)",
 }
-_RUN_FILES = [
+_RUN_FILES = [  # with report --full-bundle only
     ("runs/<run>/config.yaml", "the run's fully resolved configuration"),
     ("runs/<run>/manifest.json", "run identity, git commit, versions, hardware, per-stage recipe"),
     ("runs/<run>/<stage>/result.json", "the stage's final metrics and the recipe it actually used"),
@@ -43,8 +48,8 @@ def _plot_description(name: str) -> str:
         return "metric against pre-training epochs (left) and GPU-hours (right), per row of the table"
     if stem.endswith("_ablation"):
         return "metric against the ablated value (mean ± std over seeds; x: paper value)"
-    if stem.endswith("_loss"):
-        return "pre-training loss per step, mean over seeds per method / backbone / setting"
+    if stem.startswith("loss_"):
+        return "one stage's loss of one kind per step: mean over seeds (band: lowest to highest seed)"
     return "plot"
 
 
@@ -69,7 +74,7 @@ def _runs_table(results: pd.DataFrame) -> str:
         problems: dict[tuple, str] = {}
         for r in rows:
             stage = r["stage"] if isinstance(r["stage"], str) else None
-            if r["status"] != "done" and (stage, r["reason"]) not in problems:
+            if r["status"] not in ("done", NOT_PLANNED) and (stage, r["reason"]) not in problems:
                 problems[(stage, r["reason"])] = f"{stage or 'run'}: {r['status']} ({r['reason']})"
         identity = [_text(rows[0][c]) for c in ("method", "backbone", "setting", "seed")]
         lines.append([_text(run), *identity, ", ".join(done), "; ".join(problems.values())])
@@ -77,15 +82,12 @@ def _runs_table(results: pd.DataFrame) -> str:
     return tabulate(lines, headers=headers, tablefmt="github", disable_numparse=True, missingval="-")
 
 
-def _commits(exp_dir: Path, runs: Sequence[str]) -> list[str]:
+def _commits(manifests: Mapping[str, Mapping[str, Any] | None]) -> list[str]:
     """Distinct git commits (with a '-dirty' mark) recorded by the runs' manifests."""
     commits = set()
-    for run in runs:
-        try:
-            git = json.loads((exp_dir / str(run) / MANIFEST_FILE).read_text(encoding="utf-8")).get("git") or {}
-        except (OSError, ValueError, AttributeError):
-            continue
-        if git.get("commit"):
+    for manifest in manifests.values():
+        git = (manifest or {}).get("git")
+        if isinstance(git, dict) and git.get("commit"):
             commits.add(str(git["commit"]) + ("-dirty" if git.get("dirty") else ""))
     return sorted(commits)
 
@@ -98,10 +100,14 @@ def write_index(
     run_files: Sequence[Path],
     skipped: Sequence[str],
     command: str,
+    manifests: Mapping[str, Mapping[str, Any] | None],
+    full: bool = False,
 ) -> Path:
-    """Write ``<bundle>/README.md`` and return its path."""
-    runs = sorted(results["run"].dropna().unique())
-    run_status = results.groupby("run")["status"].agg(lambda s: "done" if (s == "done").all() else "incomplete")
+    """Write ``<bundle>/README.md`` and return its path; ``manifests``: run -> its manifest (None when
+    unreadable); ``full``: the run folders were copied."""
+    runs = sorted(results["run"].dropna().unique()) if len(results) else []
+    ok = results["status"].isin(["done", NOT_PLANNED])  # a stage a run does not plan is not missing
+    run_status = ok.groupby(results["run"]).all().map({True: "done", False: "incomplete"})
     experiment = exp_dir.name
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     rows = []
@@ -111,15 +117,17 @@ def write_index(
         if rel.startswith("references/"):
             what = "reference numbers, recipes and noise floors, each with its source (from reports/references)"
         rows.append([f"`{rel}`", what, f"`{command}`"])
-    for pattern, what in _RUN_FILES:
+    for pattern, what in _RUN_FILES if full else []:
         rows.append([f"`{pattern}`", what, f"`mixmim-bench run {experiment}` (copied from {exp_dir})"])
-    commits = _commits(exp_dir, runs)
+    commits = _commits(manifests)
     sections = [
         f"# Review bundle: {experiment}",
         f"Generated {now} by `{command}` from `{exp_dir}`. The zip beside this folder holds the same files.",
         f"Runs: {len(runs)} ({int((run_status == 'done').sum())} complete, "
-        f"{int((run_status != 'done').sum())} with missing or failed stages); {len(run_files)} run files copied. "
-        f"Git commits of the runs: {', '.join(f'`{c}`' for c in commits) or 'not recorded'}.",
+        f"{int((run_status != 'done').sum())} with missing or failed stages); "
+        + (f"{len(run_files)} run files copied. " if full else "run folders not copied (`--full-bundle` copies "
+           "every config, result, metrics and log file). ")
+        + f"Git commits of the runs: {', '.join(f'`{c}`' for c in commits) or 'not recorded'}.",
         "## Files\n\n" + tabulate(rows, headers=["file", "what it is", "produced by"], tablefmt="github"),
         "## Runs\n\n" + (_runs_table(results) if len(results) else "No run directories found."),
     ]

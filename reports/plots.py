@@ -1,7 +1,8 @@
-"""Plots (PNG + PDF): accuracy against pre-training epochs and GPU-hours, loss curves, ablations.
+"""Plots (SVG + PDF): accuracy against pre-training epochs and GPU-hours, loss curves, ablations.
 
-Uses matplotlib's object API (``matplotlib.figure.Figure``), which renders with Agg without touching the
-global pyplot state or needing a display.
+SVG is what the review page inlines (text kept as text: small, sharp, searchable); PDF goes into papers.
+Uses matplotlib's object API (``matplotlib.figure.Figure``), which renders without touching the global
+pyplot state or needing a display.
 """
 
 from __future__ import annotations
@@ -10,23 +11,29 @@ import numbers
 from collections.abc import Sequence
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from reports.cells import TableData
+from reports.curves import Panel, seed_bands
 from reports.results import SETTING_PREFIX
 from reports.spec import TableSpec
 
 MAX_LEGEND = 12
-_PDF_METADATA = {"CreationDate": None}  # reproducible PDFs
+_PDF_METADATA = {"CreationDate": None}  # reproducible files
+_SVG_METADATA = {"Date": None}
+_SVG_RC = {"svg.fonttype": "none", "svg.hashsalt": "mixmim-report"}  # text as text; stable ids
 
 
 def _save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
+    """``<stem>.svg`` and ``<stem>.pdf``; returns both paths (SVG first)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.pdf"]
-    fig.savefig(paths[0], dpi=150, bbox_inches="tight")
+    paths = [out_dir / f"{stem}.svg", out_dir / f"{stem}.pdf"]
+    with matplotlib.rc_context(_SVG_RC):
+        fig.savefig(paths[0], bbox_inches="tight", metadata=_SVG_METADATA)
     fig.savefig(paths[1], bbox_inches="tight", metadata=_PDF_METADATA)
     return paths
 
@@ -77,22 +84,23 @@ def plot_budget(df: pd.DataFrame, spec: TableSpec, stage: str, metric: str, out_
     return _save(fig, out_dir, f"{spec.name}_{stage}_{metric}_vs_budget")
 
 
-def plot_loss_curves(curves: pd.DataFrame, out_dir: Path, stage: str = "pretrain") -> list[Path]:
-    """Loss per step, mean over seeds for each method / backbone / setting."""
-    if curves.empty:
-        return []
-    fig = Figure(figsize=(6, 4))
+def plot_loss_panel(panel: Panel, out_dir: Path) -> list[Path]:
+    """One stage's loss of one kind per step: the mean over seeds per method / backbone / setting, and the
+    band from the lowest to the highest seed where a line has several seeds. Written as ``loss_<slug>``."""
+    fig = Figure(figsize=(6.4, 3.4))
     ax = fig.subplots()
-    groups = curves.groupby(["method", "backbone", "setting"], dropna=False, sort=True)
-    for (method, backbone, setting), group in groups:
-        mean = group.groupby("step")["value"].mean()
-        label = " / ".join(str(p) for p in (method, backbone, setting) if isinstance(p, str) and p)
-        ax.plot(mean.index, mean.values, label=label)
+    lines = 0
+    for label, stats, n_seeds in seed_bands(panel.curves):
+        (line,) = ax.plot(stats["step"], stats["mean"], label=label + (f" ({n_seeds} seeds)" if n_seeds > 1 else ""))
+        if n_seeds > 1:
+            ax.fill_between(stats["step"], stats["lo"], stats["hi"], color=line.get_color(), alpha=0.2, linewidth=0)
+        lines += 1
     ax.set_xlabel("step")
-    ax.set_ylabel(f"{stage} loss (mean over seeds)")
+    ax.set_ylabel(f"{panel.kind} (mean over seeds)")
+    ax.set_title(f"{panel.stage}: {panel.kind}", fontsize="medium")
     ax.grid(alpha=0.3)
-    _legend(ax, groups.ngroups)
-    return _save(fig, out_dir, f"{stage}_loss")
+    _legend(ax, lines)
+    return _save(fig, out_dir, f"loss_{panel.slug}")
 
 
 def plot_ablation(table: TableData, out_dir: Path) -> list[Path]:
@@ -129,9 +137,10 @@ def plot_ablation(table: TableData, out_dir: Path) -> list[Path]:
     return _save(fig, out_dir, f"{spec.name}_ablation")
 
 
-def make_plots(df: pd.DataFrame, tables: Sequence[TableData], curves: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """Every plot the experiment's data supports; returns the files written."""
-    paths = plot_loss_curves(curves, out_dir)
+def make_plots(df: pd.DataFrame, tables: Sequence[TableData], panels: Sequence[Panel], out_dir: Path) -> list[Path]:
+    """Every plot the experiment's data supports (loss panels from ``reports.curves.panels``); returns the
+    files written."""
+    paths = [p for panel in panels for p in plot_loss_panel(panel, out_dir)]
     for table in tables:
         for column in table.spec.columns:
             if column.stage != "pretrain":
