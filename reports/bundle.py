@@ -8,7 +8,7 @@ Layout of ``<out_dir>/<experiment>-report/``::
     speed.{md,tex,csv,html} training-step speed from the benchmark store (when it has rows for the runs)
     results.csv             every run / stage / metric read, with status and reason
     curves.csv              the training loss per logged step of every run and stage
-    plots/*.svg, *.pdf
+    plots/*.svg             (and *.pdf with ``full=True``)
     references/*.yaml       the reference data the tables compared against
     runs/configs.yaml       every run's resolved config (one YAML document per run)
     runs/manifests.json     every run's manifest (run -> manifest)
@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import zipfile
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
@@ -33,7 +34,8 @@ from reports.bundle_index import write_index
 from reports.cells import TableData
 from reports.curves import CURVE_STAGES, panels
 from reports.page import PageContext, write_page
-from reports.plots import make_plots
+from reports.page_runs import run_states
+from reports.plots import PLOT_FORMATS, make_plots
 from reports.references import References
 from reports.render import EXTENSIONS, FORMATS, build_tables, format_tables, latex_document
 from reports.results import read_curves, read_results, run_identities
@@ -45,6 +47,7 @@ COPIED_SUFFIXES = (".yaml", ".yml", ".json", ".jsonl", ".log", ".out", ".err", "
 SKIPPED_DIRS = ("tb",)
 MAX_COPY_BYTES = 20 * 2**20
 MAX_VERSIONS = 999
+ZIP_LEVEL = 1  # deflate level: 3x faster than the default 6 for a few % more bytes
 
 
 class BundleExistsError(FileExistsError):
@@ -138,8 +141,13 @@ def publish(staging: Path, final: Path) -> Path:
         os.replace(staging, final)
         shutil.rmtree(old, ignore_errors=True)
     tmp_zip = final.parent / f".{final.name}.zip-{os.getpid()}"
-    archive = shutil.make_archive(str(tmp_zip), "zip", root_dir=final.parent, base_dir=final.name)
-    os.replace(archive, final.parent / f"{final.name}.zip")
+    with zipfile.ZipFile(tmp_zip, "w", zipfile.ZIP_DEFLATED, compresslevel=ZIP_LEVEL) as zf:
+        for root, dirs, names in os.walk(final):
+            dirs.sort()
+            for name in sorted(names):
+                path = Path(root) / name
+                zf.write(path, path.relative_to(final.parent).as_posix())
+    os.replace(tmp_zip, final.parent / f"{final.name}.zip")
     return final
 
 
@@ -150,7 +158,9 @@ def write_run_summaries(files: Mapping[str, RunFiles], dest: Path) -> list[Path]
     configs.write_text("".join(f"--- # {run}\n{f.config_text or '{}  # no config.yaml'}\n" for run, f in files.items()),
                        encoding="utf-8")
     manifests = dest / "manifests.json"
-    manifests.write_text(json.dumps({run: f.manifest for run, f in files.items()}, indent=1) + "\n", encoding="utf-8")
+    # one line per run; compact (an indented dump runs the pure-Python encoder: seconds for 10,000 runs)
+    lines = [f"{json.dumps(run)}: {json.dumps(f.manifest, sort_keys=True)}" for run, f in files.items()]
+    manifests.write_text("{\n" + ",\n".join(lines) + "\n}\n", encoding="utf-8")
     return [configs, manifests]
 
 
@@ -162,7 +172,7 @@ def write_curves(exp_dir: Path, results: pd.DataFrame, dest: Path) -> tuple[Path
     frames = [c.assign(stage=stage)[["run", "stage", "step", "value"]] for stage, c in by_stage.items() if len(c)]
     table = pd.concat(frames) if frames else pd.DataFrame(columns=["run", "stage", "step", "value"])
     path = dest / "curves.csv"
-    table.rename(columns={"value": "loss"}).to_csv(path, index=False, float_format="%.6g", lineterminator="\n")
+    table.rename(columns={"value": "loss"}).to_csv(path, index=False, lineterminator="\n")  # no float_format: 2x faster
     return path, panels(by_stage)
 
 
@@ -195,7 +205,8 @@ def build_bundle(
         context: what the page shows beyond the run directories (``reports.page.PageContext``).
         keep: write a new ``<experiment>-report-NNN`` and keep every earlier bundle (default: replace
             ``<experiment>-report``).
-        full: also copy every config, result, metrics and log file of each run into ``runs/<run>/``.
+        full: also copy every config, result, metrics and log file of each run into ``runs/<run>/``, and
+            write each plot as PDF too.
     """
     exp_dir, out_dir = Path(exp_dir), Path(out_dir)
     if results is None:
@@ -212,7 +223,7 @@ def build_bundle(
     results.to_csv(results_csv, index=False, float_format="%.6g", lineterminator="\n")
     curves_csv, loss_panels = write_curves(exp_dir, results, staging)
     files += [results_csv, curves_csv]
-    plot_files = make_plots(results, tables, loss_panels, staging / "plots")
+    plot_files = make_plots(results, tables, loss_panels, staging / "plots", PLOT_FORMATS if full else ("svg",))
     files += plot_files
     for ref_file in references.files:
         target = staging / "references" / ref_file.name
@@ -225,7 +236,9 @@ def build_bundle(
     copied, skipped = [], []
     if full:
         copied, skipped = copy_run_files(exp_dir, staging / "runs", None if runs is None else set(runs))
-    page = write_page(staging, exp_dir, context, results, tables, loss_panels, plot_files, run_files, speed, files)
+    states = run_states(results) if len(results) else {}
+    page = write_page(staging, exp_dir, context, results, states, tables, loss_panels, plot_files, run_files, speed,
+                      files)
     write_index(staging, exp_dir, results, [page, *files], copied, skipped, command,
-                {run: f.manifest for run, f in run_files.items()}, full=full)
+                {run: f.manifest for run, f in run_files.items()}, states, full=full)
     return publish(staging, final)

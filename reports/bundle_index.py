@@ -10,7 +10,8 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
-from reports.results import NOT_PLANNED
+from reports.page_html import cell_text
+from reports.page_runs import OK_STATUSES
 
 MAX_LISTED_SKIPPED = 50
 _TABLE_FILES = {
@@ -53,33 +54,28 @@ def _plot_description(name: str) -> str:
     return "plot"
 
 
-def _text(value: object) -> str:
-    """Table text of a value; missing (None, NaN, <NA>) as '-'."""
-    return "-" if value is None or pd.isna(value) else str(value)
+MAX_LISTED_RUNS = 200
 
 
-def _runs_table(results: pd.DataFrame) -> str:
-    """One line per run: identity, stages done, and what is missing or failed (with reasons).
-
-    One pass over plain records (a pandas group per run took 40 s for 10,000 runs on 2 cores).
-    """
-    columns = ["run", "method", "backbone", "setting", "seed", "stage", "status", "reason"]
-    groups: dict[object, list[dict]] = {}
-    for row in results[columns].to_dict("records"):
-        groups.setdefault(row["run"] if isinstance(row["run"], str) else None, []).append(row)
+def _runs_table(states: Mapping[str, Mapping[str, Any]]) -> str:
+    """One line per run (``reports.page_runs.run_states``): identity, stages done, and what is missing or failed
+    with the reason; with more than :data:`MAX_LISTED_RUNS` runs only the incomplete ones (at most that many)."""
+    runs = sorted(states)
+    if len(runs) > MAX_LISTED_RUNS:
+        runs = [r for r in runs if not states[r]["complete"]]
     lines = []
-    for run in sorted(groups, key=lambda r: (r is None, str(r))):
-        rows = groups[run]
-        done = sorted({r["stage"] for r in rows if r["status"] == "done" and isinstance(r["stage"], str)})
-        problems: dict[tuple, str] = {}
-        for r in rows:
-            stage = r["stage"] if isinstance(r["stage"], str) else None
-            if r["status"] not in ("done", NOT_PLANNED) and (stage, r["reason"]) not in problems:
-                problems[(stage, r["reason"])] = f"{stage or 'run'}: {r['status']} ({r['reason']})"
-        identity = [_text(rows[0][c]) for c in ("method", "backbone", "setting", "seed")]
-        lines.append([_text(run), *identity, ", ".join(done), "; ".join(problems.values())])
+    for run in runs[:MAX_LISTED_RUNS]:
+        state = states[run]
+        done = sorted(stage for stage, (status, _) in state["stages"].items() if status == "done")
+        problems = [f"{stage}: {status} ({reason})" for stage, (status, reason) in state["stages"].items()
+                    if status not in OK_STATUSES]
+        identity = [cell_text(state[c]) for c in ("method", "backbone", "setting", "seed")]
+        lines.append([run, *identity, ", ".join(done), "; ".join(problems)])
     headers = ["run", "method", "backbone", "setting", "seed", "stages done", "not counted"]
-    return tabulate(lines, headers=headers, tablefmt="github", disable_numparse=True, missingval="-")
+    table = tabulate(lines, headers=headers, tablefmt="github", disable_numparse=True, missingval="-")
+    hidden = len(states) - len(lines)
+    more = f"\n\n{hidden} more runs not listed (complete ones first): every run is in report.html and results.csv."
+    return table + (more if hidden > 0 else "")
 
 
 def _commits(manifests: Mapping[str, Mapping[str, Any] | None]) -> list[str]:
@@ -101,13 +97,13 @@ def write_index(
     skipped: Sequence[str],
     command: str,
     manifests: Mapping[str, Mapping[str, Any] | None],
+    states: Mapping[str, Mapping[str, Any]],
     full: bool = False,
 ) -> Path:
     """Write ``<bundle>/README.md`` and return its path; ``manifests``: run -> its manifest (None when
-    unreadable); ``full``: the run folders were copied."""
-    runs = sorted(results["run"].dropna().unique()) if len(results) else []
-    ok = results["status"].isin(["done", NOT_PLANNED])  # a stage a run does not plan is not missing
-    run_status = ok.groupby(results["run"]).all().map({True: "done", False: "incomplete"})
+    unreadable); ``states``: ``reports.page_runs.run_states`` (a stage a run does not plan is not missing);
+    ``full``: the run folders were copied."""
+    n_complete = sum(bool(s["complete"]) for s in states.values())
     experiment = exp_dir.name
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     rows = []
@@ -123,13 +119,12 @@ def write_index(
     sections = [
         f"# Review bundle: {experiment}",
         f"Generated {now} by `{command}` from `{exp_dir}`. The zip beside this folder holds the same files.",
-        f"Runs: {len(runs)} ({int((run_status == 'done').sum())} complete, "
-        f"{int((run_status != 'done').sum())} with missing or failed stages); "
+        f"Runs: {len(states)} ({n_complete} complete, {len(states) - n_complete} with missing or failed stages); "
         + (f"{len(run_files)} run files copied. " if full else "run folders not copied (`--full-bundle` copies "
            "every config, result, metrics and log file). ")
         + f"Git commits of the runs: {', '.join(f'`{c}`' for c in commits) or 'not recorded'}.",
         "## Files\n\n" + tabulate(rows, headers=["file", "what it is", "produced by"], tablefmt="github"),
-        "## Runs\n\n" + (_runs_table(results) if len(results) else "No run directories found."),
+        "## Runs\n\n" + (_runs_table(states) if states else "No run directories found."),
     ]
     if skipped:
         listed = "\n".join(f"- `{s}`" for s in skipped[:MAX_LISTED_SKIPPED])

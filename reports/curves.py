@@ -58,7 +58,7 @@ def panels(curves_by_stage: dict[str, pd.DataFrame]) -> list[Panel]:
     for stage, curves in curves_by_stage.items():
         if curves.empty:
             continue
-        kinds = curves["method"].map(lambda m, s=stage: loss_kind(s, m))
+        kinds = curves["method"].map({m: loss_kind(stage, m) for m in curves["method"].unique()})
         for kind in sorted(kinds.unique()):
             out.append(Panel(stage, kind, curves[kinds == kind]))
     return out

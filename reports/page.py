@@ -26,7 +26,7 @@ import pandas as pd
 from reports.cells import TableData
 from reports.curves import Panel
 from reports.page_html import esc, result_table, table
-from reports.page_runs import MAX_DETAILED_RUNS, run_states, runs_section
+from reports.page_runs import MAX_DETAILED_RUNS, runs_section
 from reports.page_style import CSS
 from reports.run_files import RunFiles
 from reports.speed import format_speed
@@ -207,11 +207,12 @@ SECTIONS = (("tables", "Tables"), ("curves", "Training curves"), ("plots", "Plot
             ("deviations", "Deviations"), ("runs", "Runs"), ("files", "Files"))
 
 
-def write_page(bundle: Path, exp_dir: Path, ctx: PageContext, results: pd.DataFrame, tables: Sequence[TableData],
-               panels: Sequence[Panel], plot_files: Sequence[Path], run_files: Mapping[str, RunFiles],
-               speed: pd.DataFrame | None, bundle_files: Sequence[Path]) -> Path:
-    """Write ``<bundle>/report.html`` and return its path (see the module docstring for what it holds)."""
-    states = run_states(results) if len(results) else {}
+def write_page(bundle: Path, exp_dir: Path, ctx: PageContext, results: pd.DataFrame,
+               states: Mapping[str, Mapping[str, Any]], tables: Sequence[TableData], panels: Sequence[Panel],
+               plot_files: Sequence[Path], run_files: Mapping[str, RunFiles], speed: pd.DataFrame | None,
+               bundle_files: Sequence[Path]) -> Path:
+    """Write ``<bundle>/report.html`` and return its path (see the module docstring for what it holds);
+    ``states``: ``reports.page_runs.run_states(results)``."""
     body = {
         "tables": tables_section(tables),
         "curves": curves_section(panels, bundle / "plots"),

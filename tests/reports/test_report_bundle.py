@@ -47,16 +47,13 @@ def test_bundle_contents(first_report: ReportResult) -> None:
         "curves.csv",
         "references/references.yaml",
         "plots/loss_pretrain-pixel-mse.svg",
-        "plots/loss_pretrain-pixel-mse.pdf",
         "plots/main_finetune_top1_vs_budget.svg",
-        "plots/main_finetune_top1_vs_budget.pdf",
         "plots/mask_ratio_ablation.svg",
-        "plots/mask_ratio_ablation.pdf",
         "runs/configs.yaml",
         "runs/manifests.json",
     }
     assert expected <= names, expected - names
-    assert not any(n.endswith((".pth", ".log")) for n in names)  # by default no checkpoint, no log
+    assert not any(n.endswith((".pth", ".log", ".pdf")) for n in names)  # by default no checkpoint, log, PDF
     assert not any(n.startswith("runs/mixmim-s0") for n in names)  # run folders: only with full=True
     manifests = json.loads((bundle / "runs/manifests.json").read_text(encoding="utf-8"))
     assert manifests["mixmim-s0"]["method"] == "mixmim" and manifests["broken-run"] is None
@@ -94,7 +91,8 @@ def test_full_bundle_copies_run_files(tiny_exp: Path, specs, test_refs: Referenc
     full = report_experiment(tiny_exp, specs, tmp_path, references=test_refs, command=COMMAND, full=True)
     names = {p.relative_to(full.bundle_dir).as_posix() for p in full.bundle_dir.rglob("*") if p.is_file()}
     assert {"runs/mixmim-s0/config.yaml", "runs/mixmim-s0/finetune/result.json", "runs/mixmim-s0/pretrain/train.log",
-            "runs/mae-s1/finetune/result.json", "runs/broken-run/manifest.json"} <= names
+            "runs/mae-s1/finetune/result.json", "runs/broken-run/manifest.json",
+            "plots/mask_ratio_ablation.pdf"} <= names
     assert not any(n.endswith(".pth") for n in names)  # checkpoints stay in the run directories
     readme = (full.bundle_dir / "README.md").read_text(encoding="utf-8")
     assert "`runs/<run>/config.yaml`" in readme and "checkpoint-last.pth" in readme  # listed as not copied
