@@ -132,15 +132,17 @@ def curves_section(panels: Sequence[Panel], plot_dir: Path) -> str:
         n_runs = panel.curves["run"].nunique()
         parts.append(f'<figure id="curve-{esc(panel.slug)}">{_svg(svg)}<figcaption>{esc(panel.stage)}: '
                      f"{esc(panel.kind)}, {n_runs} run(s); a line is the mean over seeds, a band spans the lowest "
-                     f"to the highest seed. File: plots/{esc(svg.name)} (and .pdf).</figcaption></figure>")
-    return "".join(parts)
+                     f"to the highest seed. File: plots/{esc(svg.name)}.</figcaption></figure>")
+    return '<div class="figs">' + "".join(parts) + "</div>"
 
 
 def plots_section(plot_files: Sequence[Path]) -> str:
     """The budget and ablation plots (every SVG but the loss panels)."""
     svgs = [p for p in plot_files if p.suffix == ".svg" and not p.name.startswith("loss_")]
-    return "".join(f'<figure id="plot-{esc(p.stem)}">{_svg(p)}<figcaption>plots/{esc(p.name)}</figcaption></figure>'
-                   for p in svgs) or "<p class='muted'>No table has results at several budgets or ablation values.</p>"
+    figures = "".join(f'<figure id="plot-{esc(p.stem)}">{_svg(p)}<figcaption>plots/{esc(p.name)}</figcaption></figure>'
+                      for p in svgs)
+    return f'<div class="figs">{figures}</div>' if figures else \
+        "<p class='muted'>No table has results at several budgets or ablation values.</p>"
 
 
 def measured_rows(results: pd.DataFrame, by_run: bool) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ h1 { font-size: 1.6rem; margin: 1.4rem 0 .3rem; }
 h2 { font-size: 1.3rem; margin: 2.2rem 0 .6rem; padding-top: .4rem; border-top: 2px solid var(--line); }
 h3 { font-size: 1.08rem; margin: 1.4rem 0 .4rem; }
 p, li { max-width: 75ch; }
+p, li, figcaption, summary { overflow-wrap: anywhere; }  /* long paths and sources wrap, never widen the page */
 .muted, .note { color: var(--muted); font-size: 13.5px; }
 .note { white-space: pre-line; }
 code, pre { font: 13px/1.45 ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace; }
@@ -42,6 +43,7 @@ details { margin: .3rem 0; }
 details > summary { cursor: pointer; color: var(--accent); }
 section.run { border-left: 3px solid var(--line); padding-left: .8rem; margin: 1rem 0; }
 figure { margin: .8rem 0; }
+.figs { display: grid; grid-template-columns: repeat(auto-fit, minmax(min(100%, 520px), 1fr)); gap: 0 1.2rem; }
 figure svg { max-width: 100%; height: auto; }
 figcaption { color: var(--muted); font-size: 13px; }
 ol.notes li, ul.sources li { font-size: 13.5px; }

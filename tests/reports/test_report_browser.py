@@ -1,7 +1,7 @@
 """The review page in a real browser: headless Chromium (Debian's ``chromium``) opens it offline.
 
 Pages: a smoke-like experiment (five methods, the random-init control without pre-training, a failed stage
-with its log, losses of three kinds), a many-run experiment (300 runs: the grouped and paged layout), and,
+with its log, losses of three kinds), a many-run experiment (120 runs: the grouped and paged layout), and,
 when ``MIXMIM_SMOKE_PAGE`` names it (CI sets it after ``mixmim-bench run smoke``), the smoke's own page.
 Each must load with no console error, no request but the page itself, every table and plot present and
 drawn, no page-wide horizontal scrolling at a phone's width; screenshots at desktop and narrow widths are
@@ -74,7 +74,7 @@ def _pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, in
     root = tmp_path_factory.mktemp("pages")
     smoke = report_experiment(_smoke_like(root / "smoke"), [smoke_table()], root / "out-smoke", command="test")
     many_dir = root / "many"
-    synthetic_experiment(many_dir, 300)
+    synthetic_experiment(many_dir, 120)
     many = report_experiment(many_dir, MANY_SPECS, root / "out-many", command="test")
     pages = {"smoke-like": (smoke.page, 1), "many-runs": (many.page, len(MANY_SPECS))}
     if os.environ.get("MIXMIM_SMOKE_PAGE"):
