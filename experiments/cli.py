@@ -51,6 +51,15 @@ def _add_cost_args(parser: argparse.ArgumentParser) -> None:
                         help="model FLOPs utilisation assumed by estimates without a benchmark row (default 0.3)")
 
 
+def _add_bundle_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--keep", action="store_true",
+                        help="keep earlier review bundles: write <experiment>-report-NNN (default: replace "
+                             "<experiment>-report)")
+    parser.add_argument("--full-bundle", action="store_true",
+                        help="copy every run's config, result, metrics and log files into the bundle (default: the "
+                             "page, tables, results, curves, configs and manifests)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mixmim-bench", description="MixMIM reproducibility benchmark suite.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -72,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true",
                      help="validate and print the plan and its projected cost; launch nothing")
     _add_cost_args(run)
+    _add_bundle_args(run)
     run.add_argument("--force-config", action="store_true",
                      help="accept a changed config in folders that hold results: the stages not yet done run with "
                           "it (the change is recorded in manifest.json)")
@@ -84,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--format", dest="formats", action="append",
                         choices=("markdown", "latex", "csv", "html"), help="formats to print (default markdown)")
     report.add_argument("--bundle-dir", help="where the review bundle goes (default <output>/<experiment>/_report)")
+    _add_bundle_args(report)
     _add_cost_args(report)
     models = sub.add_parser("models", help="registered backbones with parameters and FLOPs")
     models.add_argument("names", nargs="*", help="backbones to show (default: all)")
@@ -191,7 +202,9 @@ def cmd_run(args) -> int:
     if "slurm" in executors:
         print(f"submitted; follow with `mixmim-bench status {exp.name} --variant {exp.variant} --output {args.output}`")
         return 0 if report.ok else 1
-    print(_render(exp, experiment_dir(Path(args.output), exp), None, ["markdown"], _command(args), args))
+    text, page = _render(exp, experiment_dir(Path(args.output), exp), None, ["markdown"], _command(args), args)
+    print(text)
+    print(f"\nReview page: {page}")  # the last line: open it in a browser
     return 0 if report.ok else 1
 
 
@@ -223,7 +236,8 @@ def _render(exp, exp_dir: Path, bundle_dir, formats, command: str, args) -> str:
     speed = speed_table(read_speed_rows(exp_dir.parent / "bench"), methods, backbones)
     runs = [cfg.name for cfg in exp.runs] if args.only else None
     result = report_experiment(exp_dir, exp.tables, bundle_dir, formats=formats, command=command, speed=speed,
-                               runs=runs)
+                               runs=runs, context=_page_context(exp, exp_dir, command, args),
+                               keep=args.keep, full=args.full_bundle)
     texts = [result.tables.get(fmt, "") for fmt in formats]
     if result.speed:
         texts.append(f"Training-step speed (`mixmim-bench bench`, {exp_dir.parent / 'bench'}):\n\n{result.speed}")
@@ -231,8 +245,32 @@ def _render(exp, exp_dir: Path, bundle_dir, formats, command: str, args) -> str:
     if measured:  # finished stages: their GPU-hours beside the projection
         texts.append(_cost_table(args, exp.runs, measured))
     # on stderr: `report --format latex > table.tex` keeps only the tables
-    print(f"Review bundle: {result.bundle_dir} ({result.zip_path})", file=sys.stderr)
-    return "\n\n".join(texts)
+    print(f"Review bundle: {result.bundle_dir} ({result.zip_path}); page: {result.page}", file=sys.stderr)
+    return "\n\n".join(texts), result.page
+
+
+def _page_context(exp, exp_dir: Path, command: str, args):
+    """The review page's header, cost (projection beside measured), recipes and deviations of ``exp``."""
+    from experiments.cost import DEFAULT_MFU, cost_rows, default_gpu, project_costs
+    from experiments.deviations import NOTE, deviation_rows, deviation_sources
+    from experiments.recipe_table import RECIPE_NOTE, recipe_rows
+    from reports.page import PageContext
+    from reports.references import load_references
+
+    recipes = load_references().recipes
+    deviations = deviation_rows(exp, recipes)
+    gpu = args.gpu or default_gpu()
+    costs = project_costs(exp.runs, Path(args.output), gpu, args.mfu or DEFAULT_MFU)
+
+    def cost(results):
+        return cost_rows(costs, _measured_gpu_hours(results) if len(results) else {})
+
+    return PageContext(
+        description=exp.description, variant=exp.variant, command=command,
+        cost=cost, cost_note=f"projected on {gpu} GPUs (GPU-hours: all GPUs of a run together; wall: perfect "
+        "scaling over the run's GPUs); source per line: a `mixmim-bench bench` row or an estimate from FLOPs",
+        recipes=recipe_rows(exp), recipe_note=RECIPE_NOTE,
+        deviations=deviations, deviation_note=NOTE + "\n" + deviation_sources(deviations, recipes))
 
 
 def _measured_gpu_hours(results) -> dict[tuple[str, str], float]:
@@ -251,7 +289,7 @@ def cmd_report(args) -> int:
 
     exp = _experiment(args)
     formats = args.formats or ["markdown"]
-    print(_render(exp, experiment_dir(Path(args.output), exp), args.bundle_dir, formats, _command(args), args))
+    print(_render(exp, experiment_dir(Path(args.output), exp), args.bundle_dir, formats, _command(args), args)[0])
     return 0
 
 

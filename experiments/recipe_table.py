@@ -17,6 +17,9 @@ from mixmim.config import RunConfig
 from mixmim.config import world_size as launch_world_size
 
 RECIPE_STAGES = ("pretrain", "finetune")
+RECIPE_NOTE = ("batch: effective (per rank x accumulation x ranks); lr: absolute peak (blr x batch / base unless set); "
+               "fine-tuning betas are AdamW's default. * = set by the experiment for every method; every other "
+               "field is the method's own recipe.")
 # Recipe field -> the config keys of its stage (``{s}``) or of the run that it follows from.
 _BATCH_KEYS = ("{s}.batch_size", "{s}.accum_iter", "launch.nodes", "launch.gpus_per_node", "launch.tasks_per_node")
 FIELD_KEYS: dict[str, tuple[str, ...]] = {
@@ -102,7 +105,4 @@ def recipe_table(exp: Experiment) -> str:
     rows = recipe_rows(exp)
     if not rows:
         return "(no pre-training or fine-tuning stage)"
-    note = ("batch: effective (per rank x accumulation x ranks); lr: absolute peak (blr x batch / base unless set); "
-            "fine-tuning betas are AdamW's default. * = set by the experiment for every method; every other "
-            "field is the method's own recipe.")
-    return tabulate(rows, headers="keys", tablefmt="github") + "\n\n" + note
+    return tabulate(rows, headers="keys", tablefmt="github") + "\n\n" + RECIPE_NOTE

@@ -27,6 +27,9 @@ class Experiment:
     # The seeds every run is replicated with (experiments.seeds.replicate; ``--seeds`` replaces them). The
     # definitions build seed 0 of each run; the CLI replicates.
     seeds: tuple[int, ...] = (0,)
+    # Why the experiment replaces a part of the methods' own recipes: config key -> reason (the review page's
+    # deviations section, experiments/deviations.py).
+    reasons: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         names = [r.name for r in self.runs]

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from tabulate import tabulate
 
-from mixmim.runs.rundir import MANIFEST_FILE
+from reports.page_html import cell_text
+from reports.page_runs import OK_STATUSES
 
 MAX_LISTED_SKIPPED = 50
 _TABLE_FILES = {
+    "report.html": "the review page: header, tables with references and notes, training curves, cost, "
+    "deviations, runs; self-contained (open it in any browser, offline)",
     "tables.md": "the experiment's tables, markdown (paste into a README or an issue)",
     "tables.tex": "the tables as LaTeX table environments (\\input into a paper)",
     "tables_standalone.tex": "a document around tables.tex: `pdflatex tables_standalone.tex` checks it compiles",
@@ -26,9 +29,12 @@ _TABLE_FILES = {
     "speed.csv": "the speed table, every field of the benchmark rows (device, versions, repeats)",
     "speed.html": "the speed table as an HTML fragment",
     "results.csv": "every run / stage / metric read from the run directories, with status (done, missing, "
-    "failed) and the reason; only status 'done' rows enter the tables",
+    "failed, not_planned) and the reason; only status 'done' rows enter the tables",
+    "curves.csv": "the training loss per logged step of every run and stage (what the training curves plot)",
+    "runs/configs.yaml": "every run's fully resolved configuration, one YAML document per run",
+    "runs/manifests.json": "every run's manifest (run identity, git commit, versions, hardware, per-stage recipe)",
 }
-_RUN_FILES = [
+_RUN_FILES = [  # with report --full-bundle only
     ("runs/<run>/config.yaml", "the run's fully resolved configuration"),
     ("runs/<run>/manifest.json", "run identity, git commit, versions, hardware, per-stage recipe"),
     ("runs/<run>/<stage>/result.json", "the stage's final metrics and the recipe it actually used"),
@@ -43,49 +49,41 @@ def _plot_description(name: str) -> str:
         return "metric against pre-training epochs (left) and GPU-hours (right), per row of the table"
     if stem.endswith("_ablation"):
         return "metric against the ablated value (mean ± 95% CI over seeds, Student t; x: paper value)"
-    if stem.endswith("_loss"):
-        return "pre-training loss per step, mean over seeds per method / backbone / setting"
+    if stem.startswith("loss_"):
+        return "one stage's loss of one kind per step: mean over seeds (band: lowest to highest seed)"
     return "plot"
 
 
-def _text(value: object) -> str:
-    """Table text of a value; missing (None, NaN, <NA>) as '-'."""
-    return "-" if value is None or pd.isna(value) else str(value)
+MAX_LISTED_RUNS = 200
 
 
-def _runs_table(results: pd.DataFrame) -> str:
-    """One line per run: identity, stages done, and what is missing or failed (with reasons).
-
-    One pass over plain records (a pandas group per run took 40 s for 10,000 runs on 2 cores).
-    """
-    columns = ["run", "method", "backbone", "setting", "seed", "stage", "status", "reason"]
-    groups: dict[object, list[dict]] = {}
-    for row in results[columns].to_dict("records"):
-        groups.setdefault(row["run"] if isinstance(row["run"], str) else None, []).append(row)
+def _runs_table(states: Mapping[str, Mapping[str, Any]]) -> str:
+    """One line per run (``reports.page_runs.run_states``): identity, stages done, and what is missing or failed
+    with the reason; with more than :data:`MAX_LISTED_RUNS` runs only the incomplete ones (at most that many)."""
+    runs = sorted(states)
+    if len(runs) > MAX_LISTED_RUNS:
+        runs = [r for r in runs if not states[r]["complete"]]
     lines = []
-    for run in sorted(groups, key=lambda r: (r is None, str(r))):
-        rows = groups[run]
-        done = sorted({r["stage"] for r in rows if r["status"] == "done" and isinstance(r["stage"], str)})
-        problems: dict[tuple, str] = {}
-        for r in rows:
-            stage = r["stage"] if isinstance(r["stage"], str) else None
-            if r["status"] != "done" and (stage, r["reason"]) not in problems:
-                problems[(stage, r["reason"])] = f"{stage or 'run'}: {r['status']} ({r['reason']})"
-        identity = [_text(rows[0][c]) for c in ("method", "backbone", "setting", "seed")]
-        lines.append([_text(run), *identity, ", ".join(done), "; ".join(problems.values())])
+    for run in runs[:MAX_LISTED_RUNS]:
+        state = states[run]
+        done = sorted(stage for stage, (status, _) in state["stages"].items() if status == "done")
+        problems = [f"{stage}: {status} ({reason})" for stage, (status, reason) in state["stages"].items()
+                    if status not in OK_STATUSES]
+        identity = [cell_text(state[c]) for c in ("method", "backbone", "setting", "seed")]
+        lines.append([run, *identity, ", ".join(done), "; ".join(problems)])
     headers = ["run", "method", "backbone", "setting", "seed", "stages done", "not counted"]
-    return tabulate(lines, headers=headers, tablefmt="github", disable_numparse=True, missingval="-")
+    table = tabulate(lines, headers=headers, tablefmt="github", disable_numparse=True, missingval="-")
+    hidden = len(states) - len(lines)
+    more = f"\n\n{hidden} more runs not listed (complete ones first): every run is in report.html and results.csv."
+    return table + (more if hidden > 0 else "")
 
 
-def _commits(exp_dir: Path, runs: Sequence[str]) -> list[str]:
+def _commits(manifests: Mapping[str, Mapping[str, Any] | None]) -> list[str]:
     """Distinct git commits (with a '-dirty' mark) recorded by the runs' manifests."""
     commits = set()
-    for run in runs:
-        try:
-            git = json.loads((exp_dir / str(run) / MANIFEST_FILE).read_text(encoding="utf-8")).get("git") or {}
-        except (OSError, ValueError, AttributeError):
-            continue
-        if git.get("commit"):
+    for manifest in manifests.values():
+        git = (manifest or {}).get("git")
+        if isinstance(git, dict) and git.get("commit"):
             commits.add(str(git["commit"]) + ("-dirty" if git.get("dirty") else ""))
     return sorted(commits)
 
@@ -98,10 +96,14 @@ def write_index(
     run_files: Sequence[Path],
     skipped: Sequence[str],
     command: str,
+    manifests: Mapping[str, Mapping[str, Any] | None],
+    states: Mapping[str, Mapping[str, Any]],
+    full: bool = False,
 ) -> Path:
-    """Write ``<bundle>/README.md`` and return its path."""
-    runs = sorted(results["run"].dropna().unique())
-    run_status = results.groupby("run")["status"].agg(lambda s: "done" if (s == "done").all() else "incomplete")
+    """Write ``<bundle>/README.md`` and return its path; ``manifests``: run -> its manifest (None when
+    unreadable); ``states``: ``reports.page_runs.run_states`` (a stage a run does not plan is not missing);
+    ``full``: the run folders were copied."""
+    n_complete = sum(bool(s["complete"]) for s in states.values())
     experiment = exp_dir.name
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     rows = []
@@ -111,17 +113,18 @@ def write_index(
         if rel.startswith("references/"):
             what = "reference numbers, recipes and noise floors, each with its source (from reports/references)"
         rows.append([f"`{rel}`", what, f"`{command}`"])
-    for pattern, what in _RUN_FILES:
+    for pattern, what in _RUN_FILES if full else []:
         rows.append([f"`{pattern}`", what, f"`mixmim-bench run {experiment}` (copied from {exp_dir})"])
-    commits = _commits(exp_dir, runs)
+    commits = _commits(manifests)
     sections = [
         f"# Review bundle: {experiment}",
         f"Generated {now} by `{command}` from `{exp_dir}`. The zip beside this folder holds the same files.",
-        f"Runs: {len(runs)} ({int((run_status == 'done').sum())} complete, "
-        f"{int((run_status != 'done').sum())} with missing or failed stages); {len(run_files)} run files copied. "
-        f"Git commits of the runs: {', '.join(f'`{c}`' for c in commits) or 'not recorded'}.",
+        f"Runs: {len(states)} ({n_complete} complete, {len(states) - n_complete} with missing or failed stages); "
+        + (f"{len(run_files)} run files copied. " if full else "run folders not copied (`--full-bundle` copies "
+           "every config, result, metrics and log file). ")
+        + f"Git commits of the runs: {', '.join(f'`{c}`' for c in commits) or 'not recorded'}.",
         "## Files\n\n" + tabulate(rows, headers=["file", "what it is", "produced by"], tablefmt="github"),
-        "## Runs\n\n" + (_runs_table(results) if len(results) else "No run directories found."),
+        "## Runs\n\n" + (_runs_table(states) if states else "No run directories found."),
     ]
     if skipped:
         listed = "\n".join(f"- `{s}`" for s in skipped[:MAX_LISTED_SKIPPED])

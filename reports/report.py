@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from reports.bundle import build_bundle
+from reports.page import PAGE_NAME, PageContext
 from reports.references import References, load_references
 from reports.render import FORMATS, build_tables, format_tables
 from reports.results import read_results
@@ -29,8 +30,9 @@ class ReportResult:
     Attributes:
         markdown: the tables in markdown (what ``mixmim-bench report`` and ``run`` print).
         tables: format -> text for every requested format.
-        bundle_dir: the new review-bundle folder (``<out_dir>/<experiment>-report-NNN``).
+        bundle_dir: the review-bundle folder (``<out_dir>/<experiment>-report``, or ``-report-NNN`` with keep).
         zip_path: the zip of that folder.
+        page: the bundle's ``report.html``.
         files: every file written (bundle contents and the zip).
         results: the results DataFrame the tables were built from.
         speed: the speed table in markdown ('' when no benchmark rows were given).
@@ -40,6 +42,7 @@ class ReportResult:
     tables: dict[str, str]
     bundle_dir: Path
     zip_path: Path
+    page: Path
     files: list[Path] = field(default_factory=list)
     results: pd.DataFrame = field(default_factory=pd.DataFrame)
     speed: str = ""
@@ -73,19 +76,25 @@ def report_experiment(
     command: str | None = None,
     speed: pd.DataFrame | None = None,
     runs: Collection[str] | None = None,
+    context: PageContext | None = None,
+    keep: bool = False,
+    full: bool = False,
 ) -> ReportResult:
-    """Read an experiment's runs, render its tables, and write a new versioned review bundle.
+    """Read an experiment's runs, render its tables, and write the review bundle with its page.
 
     Args:
         exp_dir: ``<output>/<experiment>`` with one folder per run.
         specs: the experiment's table specs.
-        out_dir: where bundles go (default ``<exp_dir>/_report``); an existing bundle is never overwritten,
-            each call writes ``<experiment>-report-NNN/`` with the next free NNN, and its zip.
+        out_dir: where bundles go (default ``<exp_dir>/_report``): ``<experiment>-report/`` and its zip,
+            replacing the previous ones.
         formats: formats returned in ``ReportResult.tables`` (the bundle always holds all of them).
         references: reference data; default every ``reports/references/*.yaml``.
         command: the command line to record in the bundle README (the CLI passes its own).
         speed: the speed table to add to the bundle (``reports.speed.speed_table`` of the benchmark store).
         runs: only these runs (folder names) in the tables and the bundle (``--only``); default every run.
+        context: what the page shows beyond the run directories (header, cost, recipes, deviations).
+        keep: keep earlier bundles: write ``<experiment>-report-NNN/`` with the next free NNN (``--keep``).
+        full: copy every run's config, result, metrics and log files too (``--full-bundle``).
 
     Raises:
         ReportError: ``exp_dir`` is not a folder, or ``out_dir`` would be read as a run.
@@ -106,7 +115,7 @@ def report_experiment(
     tables = build_tables(results, specs, refs)
     texts = {fmt: format_tables(tables, fmt) for fmt in dict.fromkeys([*formats, "markdown"])}
     bundle = build_bundle(exp_dir, specs, refs, out_dir, command=command, results=results, tables=tables,
-                          speed=speed, runs=runs)
+                          speed=speed, runs=runs, context=context, keep=keep, full=full)
     zip_path = bundle.parent / f"{bundle.name}.zip"
     files = sorted(p for p in bundle.rglob("*") if p.is_file()) + [zip_path]
     return ReportResult(
@@ -114,6 +123,7 @@ def report_experiment(
         tables={f: texts[f] for f in formats},
         bundle_dir=bundle,
         zip_path=zip_path,
+        page=bundle / PAGE_NAME,
         files=files,
         results=results,
         speed=format_speed(speed) if speed is not None and not speed.empty else "",

@@ -38,6 +38,18 @@ COMMON = {
 # 8-px mask cells, one warm-up epoch and an absolute lr (the blr rule gives far too small a rate here).
 REPLACES = ("method.decoder_dim", "method.decoder_depth", "method.decoder_heads", "method.vocab_size",
             "method.mask_unit", "pretrain.warmup_epochs", "pretrain.lr")
+_CPU = "CPU-sized: minutes on 2 cores"
+REASONS = {
+    "method.decoder_dim": _CPU, "method.decoder_depth": _CPU, "method.decoder_heads": _CPU,
+    "method.vocab_size": _CPU, "method.mask_unit": "8-px mask cells: a 4x4 mask grid at 32 px for every method",
+    "pretrain.warmup_epochs": "one warm-up epoch of 12",
+    "pretrain.lr": "absolute lr: blr x 64 / 256 is far too small for a few hundred steps of a 0.6M-parameter model",
+    "pretrain.epochs": "a pipeline check of minutes, not a paper number", "pretrain.batch_size": _CPU,
+    "finetune.epochs": "a pipeline check of minutes, not a paper number", "finetune.batch_size": _CPU,
+    "finetune.lr": "absolute lr: measured to separate pre-trained from random init in 4 epochs",
+    "finetune.warmup_epochs": "no warm-up in a 4-epoch fine-tune", "finetune.precision": "auto: fp32 on CPU",
+    "pretrain.precision": "auto: fp32 on CPU",
+}
 DEBUG = {
     "pretrain.max_steps": 4, "pretrain.epochs": 1, "linprobe.epochs": 1, "linprobe.max_steps": 3,
     "finetune.epochs": 1, "finetune.max_steps": 3, "data.max_train_images": 256,
@@ -62,4 +74,4 @@ def smoke(variant: str = "full") -> Experiment:
     overrides = {**COMMON, **(DEBUG if variant == "debug" else {})}
     runs = [make_run("smoke", m, "mixmim_tiny_32", STAGES, overrides=overrides, replaces=REPLACES) for m in METHODS]
     return Experiment("smoke", "all methods + random init on the built-in data (CPU, minutes)", runs,
-                      [smoke_table()], variant, sets=tuple(overrides))
+                      [smoke_table()], variant, sets=tuple(overrides), reasons=REASONS)

@@ -14,9 +14,11 @@ from bench_report import main, run_benchmark  # noqa: E402
 
 def test_benchmark_small(tmp_path: Path) -> None:
     timings = run_benchmark(40, tmp_path / "bench")
-    assert timings["rows"] > 0 and timings["read"] >= 0
+    assert timings["rows"] > 0 and timings["read"] >= 0 and timings["full"] > 0 and timings["page_bytes"] > 0
+    assert (tmp_path / "bench" / "_report" / "bench-report" / "report.html").is_file()
 
 
 def test_benchmark_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--runs", "20", "--dir", str(tmp_path)]) == 0
-    assert "read + render" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "read + render" in out and "full report over 1 repeat(s): best" in out
