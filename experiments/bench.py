@@ -16,7 +16,12 @@ Ratios in the table (same method, batch and precision, measured in the same invo
 - ``x_release``: images/s over the official attention with torch's default AdamW (``--optimizer default``),
   i.e. the step as the official code runs it, when that row was measured;
 - ``cost_vs_ref``: ms/step over the reference method's (``--ref-method``, SimMIM by default) with the same
-  attention and optimizer.
+  attention and optimizer;
+- ``x_eager`` (``--compile``): images/s of a compiled row over the same variant's eager row.
+
+``--compile`` times every method twice, eager and compiled (``pretrain.compile=inductor``: the trainer compiles
+the method's forward and loss, and with them the backward), each from the same initial weights and masks, so
+the ``loss`` column (the first warm-up step's) of the two rows must agree.
 
 ``--bound`` adds the cost floor ``bound``: the same step with the window attention replaced by its ``qkv``
 and ``proj`` projections alone (not attention; ``mixmim.backbones.attention``). Its ``x_official`` is the
@@ -68,6 +73,7 @@ TABLE_COLUMNS = {  # row key -> table header
     "method": "method",
     "attention": "attention",
     "optimizer": "optimizer",
+    "compiled": "compiled",
     "batch_size": "batch",
     "ms_per_step": "ms/step",
     "cpu_ms_per_step": "cpu ms/step",
@@ -79,6 +85,8 @@ TABLE_COLUMNS = {  # row key -> table header
     "x_official": "x official",
     "x_release": "x release",
     "cost_vs_ref": "cost vs ref",
+    "first_loss": "loss",
+    "x_eager": "x eager",
 }
 
 
@@ -117,7 +125,12 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="rounds of all variants (steps interleaved within a round); the median round is kept (default 1)",
     )
-    parser.add_argument("--compile", action="store_true", help="torch.compile the method")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time each method compiled (pretrain.compile=inductor), beside its eager rows, from the same "
+        "weights and masks (equal losses)",
+    )
     parser.add_argument(
         "--grad-checkpointing", action="store_true", help="activation checkpointing in the encoder (memory for L/H)"
     )
@@ -312,26 +325,30 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
                 method.encoder.set_grad_checkpointing(True)
             img_size = method.encoder.img_size
             flops = method_flops(method, img_size, device)
-            rounds: dict[tuple[str, str], list[StepStats]] = {v: [] for v in variants}
+            modes = (False, True) if args.compile else (False,)
+            initial = {k: v.clone() for k, v in method.state_dict().items()}  # each mode starts from these
+            rounds: dict[tuple[bool, str, str], list[StepStats]] = {(c, *v): [] for v in variants for c in modes}
             for _ in range(max(args.repeats, 1)):
-                _release_memory()
-                measured = benchmark_variants(
-                    method,
-                    variants,
-                    batch,
-                    img_size,
-                    precision,
-                    device,
-                    args.steps,
-                    args.warmup,
-                    compile=args.compile,
-                    peak_tflops=args.peak_tflops,
-                    forward_flops=flops,
-                    cfg=cfg,
-                    epoch_images=TRAIN_IMAGES["imagenet"],
-                )
-                for variant, stats in zip(variants, measured):
-                    rounds[variant].append(stats)
+                for compiled in modes:
+                    method.load_state_dict(initial)
+                    _release_memory()
+                    measured = benchmark_variants(
+                        method,
+                        variants,
+                        batch,
+                        img_size,
+                        precision,
+                        device,
+                        args.steps,
+                        args.warmup,
+                        compile=compiled,
+                        peak_tflops=args.peak_tflops,
+                        forward_flops=flops,
+                        cfg=cfg,
+                        epoch_images=TRAIN_IMAGES["imagenet"],
+                    )
+                    for variant, stats in zip(variants, measured):
+                        rounds[(compiled, *variant)].append(stats)
             for stats in rounds.values():
                 best, all_ms = _median_round(stats)
                 rows.append({**_row(name, args, best, all_ms), "keep_heap": keep_heap})
@@ -368,7 +385,7 @@ def _row(method: str, args: argparse.Namespace, stats: StepStats, all_ms: list[f
     from mixmim.backbones.attention import get_attention_impl
 
     overrides = sorted(args.overrides or [])  # the row's config: the method's recipe, then these
-    default = stats.attention == get_attention_impl() and stats.optimizer == "adamw-fused"
+    default = stats.attention == get_attention_impl() and stats.optimizer == "adamw-fused" and not stats.compiled
     return {
         "kind": "step",
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -384,21 +401,24 @@ def _row(method: str, args: argparse.Namespace, stats: StepStats, all_ms: list[f
 
 
 def add_ratios(rows: list[dict[str, Any]], ref_method: str) -> list[dict[str, Any]]:
-    """Fill ``x_official``, ``x_release`` and ``cost_vs_ref`` (see the module docstring); default path first."""
+    """Fill ``x_official``, ``x_release``, ``cost_vs_ref`` and ``x_eager`` (see the module docstring), each between
+    rows of the same compile mode but ``x_eager``; default path first."""
     steps = [r for r in rows if r.get("kind") == "step"]
 
-    def find(method: str, attention: str, optimizer: str) -> dict[str, Any] | None:
-        return next(
-            (r for r in steps if (r["method"], r["attention"], r["optimizer"]) == (method, attention, optimizer)), None
-        )
+    def find(method: str, attention: str, optimizer: str, compiled: bool) -> dict[str, Any] | None:
+        key = (method, attention, optimizer, compiled)
+        return next((r for r in steps if (r["method"], r["attention"], r["optimizer"], r.get("compiled")) == key), None)
 
     for r in steps:
-        same = find(r["method"], REFERENCE_IMPL, r["optimizer"])
-        release = find(r["method"], REFERENCE_IMPL, "adamw-default")
-        ref = find(ref_method, r["attention"], r["optimizer"])
+        compiled = r.get("compiled")
+        same = find(r["method"], REFERENCE_IMPL, r["optimizer"], compiled)
+        release = find(r["method"], REFERENCE_IMPL, "adamw-default", compiled)
+        ref = find(ref_method, r["attention"], r["optimizer"], compiled)
+        eager = find(r["method"], r["attention"], r["optimizer"], False) if compiled else None
         r["x_official"] = r["images_per_s"] / same["images_per_s"] if same else None
         r["x_release"] = r["images_per_s"] / release["images_per_s"] if release else None
         r["cost_vs_ref"] = r["ms_per_step"] / ref["ms_per_step"] if ref else None
+        r["x_eager"] = r["images_per_s"] / eager["images_per_s"] if eager else None
         r["ref_method"] = ref_method if ref else None
     order = {m: i for i, m in enumerate(dict.fromkeys(r["method"] for r in steps))}
     steps.sort(key=lambda r: (order[r["method"]], not r["default_path"]))

@@ -84,6 +84,7 @@ def run_finetune(
         eval_batch_size=ft.batch_size,
         mixup=mixup,
         config=to_dict(ft),
+        compile=ft.compile,
         checkpoint_every=ft.checkpoint_every,
     )
     summary = train_classifier(spec, cfg, run_dir, env, device, log_every)

@@ -131,6 +131,7 @@ def run_linprobe(
         recipe=recipe,
         eval_batch_size=lp.batch_size,
         config=to_dict(lp),
+        compile=lp.compile,
     )
     summary = train_classifier(spec, cfg, run_dir, env, device, log_every)
     result: dict[str, Any] = {"stage": STAGE}

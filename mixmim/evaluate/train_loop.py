@@ -47,6 +47,7 @@ class TrainSpec:
         mixup: (images, labels) -> (images, soft targets), or None.
         config: the stage's config as a plain dict (saved in checkpoints; a changed config is reported).
         checkpoint_every: keep ``checkpoint-<epoch>.pth`` every this many epochs (0: only ``last``).
+        compile: ``off`` | a ``torch.compile`` backend for ``model``'s forward (``mixmim.engine.compile``).
     """
 
     stage: str
@@ -61,6 +62,7 @@ class TrainSpec:
     mixup: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None
     config: dict[str, Any] = field(default_factory=dict)
     checkpoint_every: int = 0
+    compile: str = "off"
 
 
 @dataclass
@@ -98,7 +100,7 @@ class ClassifierTask(TrainTask):
         self.spec, self.cfg, self.env, self.device = spec, cfg, env, device
         self.stage, self.module, self.trainable, self.optimizer = spec.stage, spec.model, spec.trainable, spec.optimizer
         self.recipe, self.train_set, self.config = spec.recipe, spec.train_set, spec.config
-        self.checkpoint_every = spec.checkpoint_every
+        self.checkpoint_every, self.compile = spec.checkpoint_every, spec.compile
         self.evals = EvalRecord()
 
     def prepare(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

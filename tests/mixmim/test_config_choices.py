@@ -51,6 +51,7 @@ def test_closed_sets_match_the_implementations():
     from mixmim.backbones import BACKBONE_SPECS
     from mixmim.backbones.vit import GLOBAL_POOL, REL_POS_BIAS
     from mixmim.data.folder import ON_CORRUPT
+    from mixmim.engine.compile import COMPILE_MODES
     from mixmim.engine.nonfinite import NONFINITE_MODES
     from mixmim.engine.precision import PRECISIONS
     from mixmim.evaluate.linprobe import OPTIMIZERS
@@ -64,7 +65,8 @@ def test_closed_sets_match_the_implementations():
     expected = {"method.mask_strategy": MASK_STRATEGIES, "method.mask_type": MASK_TYPES, "method.tokenizer": TOKENIZERS,
                 "data.on_corrupt": ON_CORRUPT, "pretrain.nonfinite": NONFINITE_MODES, "pretrain.precision": PRECISIONS,
                 "linprobe.optimizer": OPTIMIZERS, "coco.attention": ATTENTION_LAYOUTS, "coco.heads": HEADS,
-                "model.rel_pos_bias": REL_POS_BIAS, "model.global_pool": GLOBAL_POOL}
+                "model.rel_pos_bias": REL_POS_BIAS, "model.global_pool": GLOBAL_POOL,
+                **{f"{stage}.compile": COMPILE_MODES for stage in ("pretrain", "finetune", "linprobe")}}
     assert {k: set(CHOICES[k]) for k in expected} == {k: set(v) for k, v in expected.items()}
 
 
