@@ -357,7 +357,7 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
             rows = add_ratios(rows, args.ref_method)
             write_rows(store, rows)
     if args.data:
-        rows.append(_data_row(args, precision))
+        rows += _data_rows(args, device)
         write_rows(store, rows)
     print_tables(rows)
     print(f"\nrows written to {store}")
@@ -425,24 +425,29 @@ def add_ratios(rows: list[dict[str, Any]], ref_method: str) -> list[dict[str, An
     return steps + [r for r in rows if r.get("kind") != "step"]
 
 
-def _data_row(args: argparse.Namespace, precision: str) -> dict[str, Any]:
-    """Decode + pre-training augmentation throughput of ``<args.data>/train``."""
-    from mixmim.bench import benchmark_data
+def _data_rows(args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
+    """Decode + pre-training augmentation throughput of ``<args.data>/train`` on both decode paths: ``cpu`` (in
+    the workers) and ``gpu`` (JPEG bytes decoded on ``device``; without CUDA its row says so, unmeasured)."""
+    from mixmim.bench import benchmark_data, benchmark_gpu_decode
     from mixmim.data import ImageFolderDataset, pretrain_transform
+    from mixmim.data.gpu_decode import NotJpegError
 
     img_size = args.img_size or 224
     dataset = ImageFolderDataset(args.data, "train", transform=None)
-    stats = benchmark_data(
-        dataset, pretrain_transform(img_size), args.workers, args.data_batches, batch_size=args.data_batch_size
-    )
-    return {
-        "kind": "data",
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "data": str(args.data),
-        "img_size": img_size,
-        "transform": "pretrain",
-        **vars(stats),
-    }
+    row = {"kind": "data", "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "data": str(args.data), "img_size": img_size,
+           "transform": "pretrain"}  # fmt: skip
+    sizes = {"workers": args.workers, "batches": args.data_batches, "batch_size": args.data_batch_size}
+    cpu = benchmark_data(dataset, pretrain_transform(img_size), **sizes)
+    rows = [{**row, **vars(cpu), "device": "cpu", "note": ""}]
+    gpu = {**row, **sizes, "decode": "gpu", "device": device.type, "images_per_s": None,
+           "images_per_s_per_worker": None, "note": ""}  # fmt: skip
+    if device.type != "cuda":
+        return [*rows, {**gpu, "note": "needs CUDA (bench --device cuda)"}]
+    try:
+        measured = benchmark_gpu_decode(dataset.samples, img_size, device=device, **sizes)
+    except NotJpegError as err:
+        return [*rows, {**gpu, "note": str(err)}]
+    return [*rows, {**gpu, **vars(measured)}]
 
 
 def print_tables(rows: list[dict[str, Any]]) -> None:
@@ -463,7 +468,7 @@ def print_tables(rows: list[dict[str, Any]]) -> None:
     data = [r for r in rows if r.get("kind") == "data"]
     if data:
         print()
-        cols = ["data", "workers", "batch_size", "images_per_s", "images_per_s_per_worker"]
+        cols = ["data", "decode", "device", "workers", "batch_size", "images_per_s", "images_per_s_per_worker", "note"]
         print(
             tabulate(
                 [{c: _fmt(r[c]) for c in cols} for r in data], headers="keys", tablefmt="github", disable_numparse=True

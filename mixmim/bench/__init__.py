@@ -10,7 +10,7 @@
 The benchmark uses the engine and is not part of it: nothing in ``mixmim.engine`` imports this package.
 """
 
-from mixmim.bench.data import DataStats, benchmark_data
+from mixmim.bench.data import DataStats, benchmark_data, benchmark_gpu_decode
 from mixmim.bench.measure import StepStats, attention_impl, method_flops, peak_tflops_for
 from mixmim.bench.step import OPTIMIZERS, SyntheticImages, bench_trainer, benchmark_step, benchmark_variants
 
@@ -22,6 +22,7 @@ __all__ = [
     "attention_impl",
     "bench_trainer",
     "benchmark_data",
+    "benchmark_gpu_decode",
     "benchmark_step",
     "benchmark_variants",
     "method_flops",

@@ -113,7 +113,9 @@ def test_bench_measures_the_data_pipeline(tmp_path, capsys):
     assert main(args) == 0
     rows = _rows(next((tmp_path / "bench").glob("*.jsonl")))
     data = [r for r in rows if r["kind"] == "data"]
-    assert len(data) == 1 and data[0]["images_per_s"] > 0 and data[0]["workers"] == 0
+    assert [r["decode"] for r in data] == ["cpu", "gpu"]
+    assert data[0]["images_per_s"] > 0 and data[0]["workers"] == 0
+    assert data[1]["images_per_s"] is None and data[1]["note"]  # needs CUDA (or, with it: PNG files, not JPEG)
     assert "images_per_s_per_worker" in capsys.readouterr().out
 
 
