@@ -112,6 +112,32 @@ def test_attention_paths_match_the_fp32_reference(impl, device, precision):
     assert error < tolerance * reference.relative_position_bias_table.grad.abs().max()
 
 
+@pytest.mark.gpu
+@requires_cuda
+@pytest.mark.parametrize("precision", ("bf16", "fp16"))
+@pytest.mark.parametrize("impl", ("grouped", "sdpa"))
+def test_masked_attention_reaches_the_fused_memory_efficient_kernel(impl, precision):
+    """With SDPA restricted to its memory-efficient kernel (flash takes no additive bias, and the relative-position
+    bias is in every block) the group mask still runs, forward and backward, equal to the official formulation:
+    ``grouped`` as packed (window, group) segments with the bias, ``sdpa`` folded into the additive mask. A path
+    that needed the math fallback would raise "No available kernel" here."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    reference = WindowAttention(64, 7, 4, impl="official")
+    attn = WindowAttention(64, 7, 4, impl=impl)
+    attn.load_state_dict(reference.state_dict())
+    x_ref, groups = _attention_inputs("cpu")
+    out_ref = reference(x_ref, WindowGroupMask.from_groups(groups, 7))
+    out_ref.square().sum().backward()
+    attn.cuda()
+    x, _ = _attention_inputs("cuda")
+    with sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION]), autocast(precision, torch.device("cuda")):
+        out = attn(x, WindowGroupMask.from_groups(groups, 7, "cuda"))
+    out.float().square().sum().backward()
+    for got, want in ((out.float(), out_ref), (x.grad.float(), x_ref.grad)):
+        assert (got.cpu() - want).abs().max() / want.abs().max() < 3e-2
+
+
 @pytest.mark.parametrize("name, backbone", COMBOS, ids=COMBO_IDS)
 def test_forward_backward_read_nothing_back_from_the_device(name, backbone, codebooks):
     """On the meta device a tensor has no values: any host read (``.item()``, ``.cpu()``, ``bool(t)``) raises.
