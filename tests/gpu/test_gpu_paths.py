@@ -85,15 +85,22 @@ def _attention_inputs(device: str):
     return x.to(device).requires_grad_(), groups
 
 
-@pytest.mark.parametrize("device, precision", device_cases(cpu=("fp32", "bf16"), cuda=("fp32", "bf16", "fp16")))
-@pytest.mark.parametrize("impl", ATTENTION_IMPLS)
-def test_attention_paths_match_the_fp32_reference(impl, device, precision):
+def _reference_and(impl: str):
+    """The official attention (fp32, CPU) after a forward and backward, and a copy of it with ``impl``:
+    (reference, attention, reference input, group map, reference output)."""
     reference = WindowAttention(64, 7, 4, impl="official")
     attn = WindowAttention(64, 7, 4, impl=impl)
     attn.load_state_dict(reference.state_dict())
     x_ref, groups = _attention_inputs("cpu")
     out_ref = reference(x_ref, WindowGroupMask.from_groups(groups, 7))
     out_ref.square().sum().backward()
+    return reference, attn, x_ref, groups, out_ref
+
+
+@pytest.mark.parametrize("device, precision", device_cases(cpu=("fp32", "bf16"), cuda=("fp32", "bf16", "fp16")))
+@pytest.mark.parametrize("impl", ATTENTION_IMPLS)
+def test_attention_paths_match_the_fp32_reference(impl, device, precision):
+    reference, attn, x_ref, groups, out_ref = _reference_and(impl)
     attn.to(device)
     x, _ = _attention_inputs(device)
     mask = WindowGroupMask.from_groups(groups, 7, device)  # a host map, as the methods pass it
@@ -123,12 +130,7 @@ def test_masked_attention_reaches_the_fused_memory_efficient_kernel(impl, precis
     that needed the math fallback would raise "No available kernel" here."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    reference = WindowAttention(64, 7, 4, impl="official")
-    attn = WindowAttention(64, 7, 4, impl=impl)
-    attn.load_state_dict(reference.state_dict())
-    x_ref, groups = _attention_inputs("cpu")
-    out_ref = reference(x_ref, WindowGroupMask.from_groups(groups, 7))
-    out_ref.square().sum().backward()
+    _, attn, x_ref, groups, out_ref = _reference_and(impl)
     attn.cuda()
     x, _ = _attention_inputs("cuda")
     with sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION]), autocast(precision, torch.device("cuda")):
