@@ -265,3 +265,25 @@ def test_a_bad_init_path_fails_before_any_work(tmp_path, stage):
         EVALUATIONS[stage](tiny_config(init=str(tmp_path / "missing.pth")), tmp_path / "run")
     assert read_result(tmp_path / "run", stage) is None
     assert not (tmp_path / "run" / stage / LAST).exists()
+
+
+# -- the compiled step (finetune.compile, linprobe.compile) -------------------------------------------------
+@pytest.mark.parametrize("stage, backend", [("linprobe", "aot_eager"), ("finetune", "eager")])
+def test_a_compiled_classifier_stage_matches_the_eager_one(stage, backend, linprobe_reference, finetune_reference,
+                                                           tmp_path):  # fmt: skip
+    """The same stage compiled: its train loss and accuracy equal the eager reference's (fine-tuning's Mixup, drop
+    path and RandAugment draw the same numbers: dynamo's graphs alone, no AOTAutograd, whose random ops differ)."""
+    reference_dir, reference = linprobe_reference if stage == "linprobe" else finetune_reference
+    init = "pretrain" if stage == "linprobe" else "random"
+    if stage == "linprobe":
+        write_encoder(tmp_path)
+    torch._dynamo.reset()
+    try:
+        run = EVALUATIONS[stage](tiny_config({f"{stage}.compile": backend}, init=init), tmp_path)
+    finally:
+        torch._dynamo.reset()
+    got, want = run["metrics"], reference["metrics"]
+    assert got["train_loss"] == pytest.approx(want["train_loss"], abs=1e-5)
+    assert got["top1"] == pytest.approx(want["top1"], abs=1e-9)
+    assert set(load_checkpoint(tmp_path / stage / LAST)["model"]) == set(
+        load_checkpoint(reference_dir / stage / LAST)["model"])  # the module's own keys
