@@ -91,7 +91,7 @@ class PretrainConfig:
     betas: tuple[float, float] = (0.9, 0.95)
     clip_grad: float = 0.0  # 0: no clipping
     precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16 | fp16
-    compile: str = "off"  # off | inductor | aot_eager: torch.compile of the step's forward (mixmim.engine.compile)
+    compile: str = "off"  # off | inductor | aot_eager | eager: torch.compile of the step (mixmim.engine.compile)
     checkpoint_every: int = 20  # epochs; "last" is written every epoch
     checkpoint_every_steps: int = 0  # >0: also write "last" every K optimizer steps (long epochs)
     nonfinite: str = "stop"  # stop | rollback
@@ -123,7 +123,7 @@ class FinetuneConfig:
     reprob: float = 0.25
     crop_min_scale: float = 0.08  # RandomResizedCrop scale floor (timm's and the official 0.08); smoke: milder
     precision: str = "auto"
-    compile: str = "off"  # off | inductor | aot_eager (as pretrain.compile)
+    compile: str = "off"  # off | inductor | aot_eager | eager (as pretrain.compile)
     checkpoint_every: int = 10
 
 
@@ -142,7 +142,7 @@ class LinearProbeConfig:
     optimizer: str = "lars"  # lars | sgd
     crop_min_scale: float = 0.08  # RandomResizedCrop scale floor (MAE: 0.08); small images want milder crops
     precision: str = "auto"
-    compile: str = "off"  # off | inductor | aot_eager (as pretrain.compile)
+    compile: str = "off"  # off | inductor | aot_eager | eager (as pretrain.compile)
 
 
 @dataclass

@@ -16,6 +16,8 @@ Modes (:data:`COMPILE_MODES`):
   C++ compiler).
 - ``aot_eager``: the graphs and the AOTAutograd backward of ``inductor`` without code generation: checks the
   wiring (graph breaks, recompilations, equal losses) cheaply, e.g. in tests on a CPU.
+- ``eager``: dynamo's graphs alone, run by the eager kernels (no AOTAutograd): the cheapest check of graph breaks
+  and recompilations; random ops draw exactly what eager draws.
 
 Shapes are ``dynamic=None`` (torch's default): a value that changes between steps (an int the graph closes
 over) is made symbolic after its first change, so there is at most one recompilation instead of one per
