@@ -16,7 +16,12 @@ Ratios in the table (same method, batch and precision, measured in the same invo
 - ``x_release``: images/s over the official attention with torch's default AdamW (``--optimizer default``),
   i.e. the step as the official code runs it, when that row was measured;
 - ``cost_vs_ref``: ms/step over the reference method's (``--ref-method``, SimMIM by default) with the same
-  attention and optimizer.
+  attention and optimizer;
+- ``x_eager`` (``--compile``): images/s of a compiled row over the same variant's eager row.
+
+``--compile`` times every method twice, eager and compiled (``pretrain.compile=inductor``: the trainer compiles
+the method's forward and loss, and with them the backward), each from the same initial weights and masks, so
+the ``loss`` column (the first warm-up step's) of the two rows must agree.
 
 ``--bound`` adds the cost floor ``bound``: the same step with the window attention replaced by its ``qkv``
 and ``proj`` projections alone (not attention; ``mixmim.backbones.attention``). Its ``x_official`` is the
@@ -65,6 +70,7 @@ TABLE_COLUMNS = {  # row key -> table header
     "method": "method",
     "attention": "attention",
     "optimizer": "optimizer",
+    "compiled": "compiled",
     "batch_size": "batch",
     "ms_per_step": "ms/step",
     "cpu_ms_per_step": "cpu ms/step",
@@ -76,6 +82,8 @@ TABLE_COLUMNS = {  # row key -> table header
     "x_official": "x official",
     "x_release": "x release",
     "cost_vs_ref": "cost vs ref",
+    "first_loss": "loss",
+    "x_eager": "x eager",
 }
 
 
@@ -114,7 +122,12 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="rounds of all variants (steps interleaved within a round); the median round is kept (default 1)",
     )
-    parser.add_argument("--compile", action="store_true", help="torch.compile the method")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time each method compiled (pretrain.compile=inductor), beside its eager rows, from the same "
+        "weights and masks (equal losses)",
+    )
     parser.add_argument(
         "--grad-checkpointing", action="store_true", help="activation checkpointing in the encoder (memory for L/H)"
     )
@@ -262,26 +275,30 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
                 method.encoder.set_grad_checkpointing(True)
             img_size = method.encoder.img_size
             flops = method_flops(method, img_size, device)
-            rounds: dict[tuple[str, str], list[StepStats]] = {v: [] for v in variants}
+            modes = (False, True) if args.compile else (False,)
+            initial = {k: v.clone() for k, v in method.state_dict().items()}  # each mode starts from these
+            rounds: dict[tuple[bool, str, str], list[StepStats]] = {(c, *v): [] for v in variants for c in modes}
             for _ in range(max(args.repeats, 1)):
-                _release_memory()
-                measured = benchmark_variants(
-                    method,
-                    variants,
-                    batch,
-                    img_size,
-                    precision,
-                    device,
-                    args.steps,
-                    args.warmup,
-                    compile=args.compile,
-                    peak_tflops=args.peak_tflops,
-                    forward_flops=flops,
-                    cfg=cfg,
-                    epoch_images=TRAIN_IMAGES["imagenet"],
-                )
-                for variant, stats in zip(variants, measured):
-                    rounds[variant].append(stats)
+                for compiled in modes:
+                    method.load_state_dict(initial)
+                    _release_memory()
+                    measured = benchmark_variants(
+                        method,
+                        variants,
+                        batch,
+                        img_size,
+                        precision,
+                        device,
+                        args.steps,
+                        args.warmup,
+                        compile=compiled,
+                        peak_tflops=args.peak_tflops,
+                        forward_flops=flops,
+                        cfg=cfg,
+                        epoch_images=TRAIN_IMAGES["imagenet"],
+                    )
+                    for variant, stats in zip(variants, measured):
+                        rounds[(compiled, *variant)].append(stats)
             for stats in rounds.values():
                 best, all_ms = _median_round(stats)
                 rows.append({**_row(name, args, best, all_ms), "keep_heap": keep_heap})
@@ -290,7 +307,7 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
             rows = add_ratios(rows, args.ref_method)
             write_rows(store, rows)
     if args.data:
-        rows.append(_data_row(args, precision))
+        rows += _data_rows(args, device)
         write_rows(store, rows)
     print_tables(rows)
     print(f"\nrows written to {store}")
@@ -318,7 +335,7 @@ def _row(method: str, args: argparse.Namespace, stats: StepStats, all_ms: list[f
     from mixmim.backbones.attention import get_attention_impl
 
     overrides = sorted(args.overrides or [])  # the row's config: the method's recipe, then these
-    default = stats.attention == get_attention_impl() and stats.optimizer == "adamw-fused"
+    default = stats.attention == get_attention_impl() and stats.optimizer == "adamw-fused" and not stats.compiled
     return {
         "kind": "step",
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -334,45 +351,53 @@ def _row(method: str, args: argparse.Namespace, stats: StepStats, all_ms: list[f
 
 
 def add_ratios(rows: list[dict[str, Any]], ref_method: str) -> list[dict[str, Any]]:
-    """Fill ``x_official``, ``x_release`` and ``cost_vs_ref`` (see the module docstring); default path first."""
+    """Fill ``x_official``, ``x_release``, ``cost_vs_ref`` and ``x_eager`` (see the module docstring), each between
+    rows of the same compile mode but ``x_eager``; default path first."""
     steps = [r for r in rows if r.get("kind") == "step"]
 
-    def find(method: str, attention: str, optimizer: str) -> dict[str, Any] | None:
-        return next(
-            (r for r in steps if (r["method"], r["attention"], r["optimizer"]) == (method, attention, optimizer)), None
-        )
+    def find(method: str, attention: str, optimizer: str, compiled: bool) -> dict[str, Any] | None:
+        key = (method, attention, optimizer, compiled)
+        return next((r for r in steps if (r["method"], r["attention"], r["optimizer"], r.get("compiled")) == key), None)
 
     for r in steps:
-        same = find(r["method"], REFERENCE_IMPL, r["optimizer"])
-        release = find(r["method"], REFERENCE_IMPL, "adamw-default")
-        ref = find(ref_method, r["attention"], r["optimizer"])
+        compiled = r.get("compiled")
+        same = find(r["method"], REFERENCE_IMPL, r["optimizer"], compiled)
+        release = find(r["method"], REFERENCE_IMPL, "adamw-default", compiled)
+        ref = find(ref_method, r["attention"], r["optimizer"], compiled)
+        eager = find(r["method"], r["attention"], r["optimizer"], False) if compiled else None
         r["x_official"] = r["images_per_s"] / same["images_per_s"] if same else None
         r["x_release"] = r["images_per_s"] / release["images_per_s"] if release else None
         r["cost_vs_ref"] = r["ms_per_step"] / ref["ms_per_step"] if ref else None
+        r["x_eager"] = r["images_per_s"] / eager["images_per_s"] if eager else None
         r["ref_method"] = ref_method if ref else None
     order = {m: i for i, m in enumerate(dict.fromkeys(r["method"] for r in steps))}
     steps.sort(key=lambda r: (order[r["method"]], not r["default_path"]))
     return steps + [r for r in rows if r.get("kind") != "step"]
 
 
-def _data_row(args: argparse.Namespace, precision: str) -> dict[str, Any]:
-    """Decode + pre-training augmentation throughput of ``<args.data>/train``."""
-    from mixmim.bench import benchmark_data
+def _data_rows(args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
+    """Decode + pre-training augmentation throughput of ``<args.data>/train`` on both decode paths: ``cpu`` (in
+    the workers) and ``gpu`` (JPEG bytes decoded on ``device``; without CUDA its row says so, unmeasured)."""
+    from mixmim.bench import benchmark_data, benchmark_gpu_decode
     from mixmim.data import ImageFolderDataset, pretrain_transform
+    from mixmim.data.gpu_decode import NotJpegError
 
     img_size = args.img_size or 224
     dataset = ImageFolderDataset(args.data, "train", transform=None)
-    stats = benchmark_data(
-        dataset, pretrain_transform(img_size), args.workers, args.data_batches, batch_size=args.data_batch_size
-    )
-    return {
-        "kind": "data",
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "data": str(args.data),
-        "img_size": img_size,
-        "transform": "pretrain",
-        **vars(stats),
-    }
+    row = {"kind": "data", "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "data": str(args.data), "img_size": img_size,
+           "transform": "pretrain"}  # fmt: skip
+    sizes = {"workers": args.workers, "batches": args.data_batches, "batch_size": args.data_batch_size}
+    cpu = benchmark_data(dataset, pretrain_transform(img_size), **sizes)
+    rows = [{**row, **vars(cpu), "device": "cpu", "note": ""}]
+    gpu = {**row, **sizes, "decode": "gpu", "device": device.type, "images_per_s": None,
+           "images_per_s_per_worker": None, "note": ""}  # fmt: skip
+    if device.type != "cuda":
+        return [*rows, {**gpu, "note": "needs CUDA (bench --device cuda)"}]
+    try:
+        measured = benchmark_gpu_decode(dataset.samples, img_size, device=device, **sizes)
+    except NotJpegError as err:
+        return [*rows, {**gpu, "note": str(err)}]
+    return [*rows, {**gpu, **vars(measured)}]
 
 
 def print_tables(rows: list[dict[str, Any]]) -> None:
@@ -393,7 +418,7 @@ def print_tables(rows: list[dict[str, Any]]) -> None:
     data = [r for r in rows if r.get("kind") == "data"]
     if data:
         print()
-        cols = ["data", "workers", "batch_size", "images_per_s", "images_per_s_per_worker"]
+        cols = ["data", "decode", "device", "workers", "batch_size", "images_per_s", "images_per_s_per_worker", "note"]
         print(
             tabulate(
                 [{c: _fmt(r[c]) for c in cols} for r in data], headers="keys", tablefmt="github", disable_numparse=True

@@ -101,6 +101,7 @@ class PretrainConfig:
     betas: tuple[float, float] = (0.9, 0.95)
     clip_grad: float = 0.0  # 0: no clipping
     precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16 | fp16
+    compile: str = "off"  # off | inductor | aot_eager | eager: torch.compile of the step (mixmim.engine.compile)
     checkpoint_every: int = 20  # epochs; "last" is written every epoch
     checkpoint_every_steps: int = 0  # >0: also write "last" every K optimizer steps (long epochs)
     nonfinite: str = "stop"  # stop | rollback
@@ -139,6 +140,7 @@ class FinetuneConfig:
     reprob: float = 0.25
     crop_min_scale: float = 0.08  # RandomResizedCrop scale floor (timm's and the official 0.08); smoke: milder
     precision: str = "auto"
+    compile: str = "off"  # off | inductor | aot_eager | eager (as pretrain.compile)
     checkpoint_every: int = 10
 
 
@@ -157,6 +159,7 @@ class LinearProbeConfig:
     optimizer: str = "lars"  # lars | sgd
     crop_min_scale: float = 0.08  # RandomResizedCrop scale floor (MAE: 0.08); small images want milder crops
     precision: str = "auto"
+    compile: str = "off"  # off | inductor | aot_eager | eager (as pretrain.compile)
 
 
 @dataclass
@@ -250,6 +253,7 @@ BACKBONE_NAMES = ("mixmim_base", "mixmim_large", "mixmim_huge", "mixmim_base_384
 STAGE_NAMES = ("tokenizer", "pretrain", "finetune", "linprobe", "knn", "coco")  # experiments.stages.STAGES
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SCHEDULES = ("cosine", "beit_cosine", "timm_cosine", "multistep")
+COMPILE_MODES = ("off", "inductor", "aot_eager", "eager")
 CHOICES: dict[str, tuple[str, ...]] = {
     "model.backbone": BACKBONE_NAMES,
     "model.rel_pos_bias": ("none", "shared", "layer"),
@@ -266,6 +270,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "finetune.layer_rule": ("backbone", "swin"),
     "pretrain.precision": PRECISIONS, "finetune.precision": PRECISIONS, "linprobe.precision": PRECISIONS,
     "coco.precision": PRECISIONS,
+    "pretrain.compile": COMPILE_MODES, "finetune.compile": COMPILE_MODES, "linprobe.compile": COMPILE_MODES,
     "pretrain.nonfinite": ("stop", "rollback"),
     "coco.nonfinite": ("stop", "rollback"),
     "linprobe.optimizer": ("lars", "sgd"),

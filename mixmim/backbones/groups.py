@@ -96,6 +96,8 @@ class WindowGroupMask:
         # A token attends to itself unless it is excluded, so the queries without an allowed key are exactly
         # the excluded tokens (negative ids).
         excluded = g < 0  # [G, nW, N]
+        if torch.compiler.is_compiling():  # no data-dependent branch in a graph; an all-False mask changes nothing
+            return cls(allowed=allowed[:, :, None], empty_rows=to_device(excluded[:, :, None, :, None], device))
         empty = to_device(excluded[:, :, None, :, None], device) if bool(excluded.any()) else None
         return cls(allowed=allowed[:, :, None], empty_rows=empty, groups=g)
 

@@ -16,7 +16,7 @@ names below load with their module on first use (``lazy_loader``), so ``mixmim.b
 import lazy_loader
 
 __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
-    "data": ["DataStats", "benchmark_data"],
+    "data": ["DataStats", "benchmark_data", "benchmark_gpu_decode"],
     "measure": ["StepStats", "attention_impl", "method_flops", "peak_tflops_for"],
     "step": ["OPTIMIZERS", "SyntheticImages", "bench_trainer", "benchmark_step", "benchmark_variants"],
 })

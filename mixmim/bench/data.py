@@ -1,6 +1,9 @@
 """Decode + augmentation throughput of a dataset through a DataLoader (``mixmim-bench bench --data``).
 
-Measured apart from the training step, to show whether loading or compute bounds a run.
+Measured apart from the training step, to show whether loading or compute bounds a run. Two decode paths:
+``cpu`` (:func:`benchmark_data`: Pillow decode and the transform in the workers) and ``gpu``
+(:func:`benchmark_gpu_decode`: the workers read JPEG bytes and draw the crop, the device decodes a batch at a
+time, :mod:`mixmim.data.gpu_decode`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from mixmim.data.gpu_decode import EncodedImages, collate_encoded, decode_batch
+
 
 @dataclass
 class DataStats:
@@ -25,6 +30,7 @@ class DataStats:
     seconds: float
     images_per_s: float
     images_per_s_per_worker: float  # per process doing the decoding (the main process when workers=0)
+    decode: str = "cpu"  # cpu: decoded in the workers | gpu: JPEG bytes decoded on the device
 
 
 class _Transformed(Dataset):
@@ -53,30 +59,53 @@ def benchmark_data(
     """
     if batches < 1:
         raise ValueError("batches must be at least 1")
-    loader = DataLoader(
-        _Transformed(dataset, transform),
-        batch_size=batch_size,
-        shuffle=True,
-        num_workers=workers,
-        generator=torch.Generator().manual_seed(seed),
-        drop_last=False,
-    )
+    loader = _loader(_Transformed(dataset, transform), workers, batch_size, seed)
+    return _time_batches(loader, batches, len, workers, batch_size, "cpu")
+
+
+def benchmark_gpu_decode(
+    samples: list[tuple[str, int]],
+    img_size: int,
+    workers: int,
+    batches: int,
+    device: torch.device | str,
+    batch_size: int = 64,
+    crop_min_scale: float = 0.2,
+    seed: int = 0,
+) -> DataStats:
+    """Images/s of the GPU decode path: workers read the JPEG ``samples`` (``(path, label)``) and draw the crop,
+    :func:`~mixmim.data.gpu_decode.decode_batch` decodes, crops, flips and normalises each batch on ``device``
+    (timed to the end of the device's work)."""
+    device = torch.device(device)
+    loader = _loader(EncodedImages(samples, img_size, crop_min_scale), workers, batch_size, seed, collate_encoded)
+
+    def decode(batch: tuple) -> int:
+        images = decode_batch(batch[0], batch[1], img_size, device)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return len(images)
+
+    return _time_batches(loader, batches, decode, workers, batch_size, "gpu")
+
+
+def _loader(dataset: Dataset, workers: int, batch_size: int, seed: int, collate: Callable | None = None) -> DataLoader:
+    return DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers, collate_fn=collate,
+                      generator=torch.Generator().manual_seed(seed), drop_last=False)  # fmt: skip
+
+
+def _time_batches(loader: DataLoader, batches: int, consume: Callable[[Any], int], workers: int, batch_size: int,
+                  decode: str) -> DataStats:  # fmt: skip
+    """Time ``batches`` batches of ``loader`` (``consume``: a batch -> its image count), the first one untimed."""
     it = iter(loader)
-    next(it)  # worker start-up and the first batch are not timed
+    consume(next(it))  # worker start-up, the first batch (and the device's first decode) are not timed
     count, start = 0, time.perf_counter()
     for _ in range(batches):
         try:
             batch = next(it)
         except StopIteration:
             break
-        count += len(batch)
+        count += consume(batch)
     seconds = time.perf_counter() - start
     rate = count / seconds if seconds > 0 else math.nan
-    return DataStats(
-        workers=workers,
-        batch_size=batch_size,
-        batches=batches,
-        seconds=seconds,
-        images_per_s=rate,
-        images_per_s_per_worker=rate / max(workers, 1),
-    )
+    return DataStats(workers=workers, batch_size=batch_size, batches=batches, seconds=seconds, images_per_s=rate,
+                     images_per_s_per_worker=rate / max(workers, 1), decode=decode)  # fmt: skip

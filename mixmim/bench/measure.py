@@ -60,6 +60,7 @@ class StepStats:
     images_per_s: float
     cpu_ms_per_step: float | None  # CPU only: median process CPU time per step
     first_step_s: float  # the first warm-up step (includes compilation with compile=True)
+    first_loss: float  # the loss of the first warm-up step: eager and compiled rows of a method start alike
     peak_memory_mib: float
     memory_kind: str  # cuda_allocated | cpu_heap_in_use_step_peak+optimizer_state | cpu_rss_... (docstring)
     params: int
@@ -90,6 +91,7 @@ class VariantTimes:
     transient: int = 0  # bytes: the largest growth of memory within one of its steps
     base: int = 0  # bytes: what stays allocated between its steps (see the module docstring)
     first_step_s: float = 0.0
+    first_loss: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -171,6 +173,7 @@ def summarise(setup: StepSetup, run: VariantTimes) -> StepStats:
         images_per_s=images_per_s,
         cpu_ms_per_step=statistics.median(run.cpu_ms) if run.cpu_ms else None,
         first_step_s=run.first_step_s,
+        first_loss=run.first_loss,
         peak_memory_mib=(run.base + run.transient) / 2**20,
         memory_kind=setup.memory_kind,
         params=setup.params,

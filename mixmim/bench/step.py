@@ -34,6 +34,7 @@ from mixmim.engine.trainer import Trainer
 from mixmim.pretrain.task import STAGE, PretrainTask
 
 OPTIMIZERS = tuple(i for i in ADAMW_IMPLS if i != "auto")  # "fused" is what "auto" runs on CPU and CUDA
+COMPILE_BACKEND = "inductor"  # what compile=True times (pretrain.compile); tests swap in a cheaper backend
 
 
 class SyntheticImages(Dataset):
@@ -65,6 +66,7 @@ def bench_trainer(
     epoch_images: int,
     adamw: str = "fused",
     log_every: int = 1_000_000,
+    compile: str = "off",
 ) -> Trainer:
     """A single-process :class:`Trainer` over the pre-training task of ``method`` in ``stage_dir``.
 
@@ -77,6 +79,7 @@ def bench_trainer(
         adamw: how the task's AdamW runs its update (:data:`OPTIMIZERS`).
         log_every: the trainer's logging period in optimizer steps; beyond the steps it will run, nothing is
             logged (no host read, no metric written).
+        compile: ``pretrain.compile`` of the task (``mixmim.engine.compile``): the trainer compiles its forward.
     """
     if adamw not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {adamw!r}")
@@ -84,6 +87,7 @@ def bench_trainer(
         "pretrain.batch_size": batch_size,
         "pretrain.precision": precision,
         "pretrain.checkpoint_every_steps": 0,
+        "pretrain.compile": compile,
     }
     cfg = apply_overrides(cfg, overrides)
     env = DistEnv()
@@ -158,6 +162,8 @@ def benchmark_variants(
         forward_flops: FLOPs per image of one forward (default: counted with :func:`method_flops`).
         cfg: the method's run config (its ``pretrain`` recipe); default ``RunConfig()`` (MixMIM's recipe).
         epoch_images: images of an epoch (sets the schedule); default: one epoch of the benchmark's own steps.
+        compile: the trainers compile their forward with :data:`COMPILE_BACKEND` (``pretrain.compile``; the ``grouped``
+            attention then runs its dense path: its token sort is host work whose shapes change every step).
     """
     device = torch.device(device)
     if precision == "fp16" and device.type != "cuda":
@@ -185,13 +191,10 @@ def benchmark_variants(
                 epoch_images or calls * batch_size,
                 kind,
                 log_every=calls + 1,
+                compile=COMPILE_BACKEND if compile else "off",
             )
             for kind in per_kind
         }
-        if compile:  # one compiled module for every trainer (the forward the trainer runs is trainer.model)
-            compiled = torch.compile(method)
-            for trainer in trainers.values():
-                trainer.model = compiled
         memory_kind = _time_variants(runs, trainers, images, labels, steps, warmup, seed)
         for trainer in trainers.values():
             trainer.metrics.close()
@@ -231,13 +234,14 @@ def _time_variants(
         for run in runs:
             for i in range(warmup):
                 start = time.perf_counter()
-                _timed_step(trainers[run.optimizer], images, labels, run.attention, host, seed + i)
+                loss = _timed_step(trainers[run.optimizer], images, labels, run.attention, host, seed + i)[-1]
                 if i == 0:  # includes compilation with compile=True
                     _synchronize(device)
                     run.first_step_s = time.perf_counter() - start
+                    run.first_loss = loss.item()  # untimed: a host read
         for s in range(steps):
             for run, timing in zip(runs, timings):
-                measured, cpu_ms, transient = _timed_step(
+                measured, cpu_ms, transient, _ = _timed_step(
                     trainers[run.optimizer], images, labels, run.attention, host, seed + warmup + s
                 )
                 timing.append(measured)
@@ -257,11 +261,12 @@ def _time_variants(
 
 def _timed_step(
     trainer: Trainer, images: torch.Tensor, labels: torch.Tensor, impl: str, host: HostMemorySampler, seed: int
-) -> tuple[Any, float | None, int]:
+) -> tuple[Any, float | None, int, torch.Tensor]:
     """One optimizer step of ``trainer`` (``accum_iter`` calls of ``train_batch``) with attention ``impl``.
 
     Returns (ms, or a CUDA event pair read after the final synchronisation; CPU ms or None on CUDA; bytes the
-    step added at its peak). The allocator statistics are host-side, so CUDA needs no synchronisation per step.
+    step added at its peak; the last micro-batch's loss, on the device, unread). The allocator statistics are
+    host-side, so CUDA needs no synchronisation per step.
     """
     trainer.task.reseed(seed)
     device = images.device
@@ -271,21 +276,23 @@ def _timed_step(
             before = torch.cuda.memory_allocated(device)
             events = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             events[0].record()
-            _optimizer_step(trainer, images, labels)
+            loss = _optimizer_step(trainer, images, labels)
             events[1].record()
-            return events, None, torch.cuda.max_memory_allocated(device) - before
+            return events, None, torch.cuda.max_memory_allocated(device) - before, loss
         host.mark()
         before = host.read()
         w0, c0 = time.perf_counter(), time.process_time()
-        _optimizer_step(trainer, images, labels)
+        loss = _optimizer_step(trainer, images, labels)
         wall, cpu = 1e3 * (time.perf_counter() - w0), 1e3 * (time.process_time() - c0)
-        return wall, cpu, host.mark() - before
+        return wall, cpu, host.mark() - before, loss
 
 
-def _optimizer_step(trainer: Trainer, images: torch.Tensor, labels: torch.Tensor) -> None:
-    """The loop body ``accum_iter`` times: the last call ends the accumulation group with the optimizer step."""
+def _optimizer_step(trainer: Trainer, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The loop body ``accum_iter`` times: the last call ends the accumulation group with the optimizer step;
+    returns the last micro-batch's loss (on the device)."""
     for _ in range(trainer.recipe.accum_iter):
-        trainer.train_batch(images, labels)
+        loss = trainer.train_batch(images, labels)
+    return loss
 
 
 def _synchronize(device: torch.device) -> None:

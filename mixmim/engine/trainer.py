@@ -53,6 +53,7 @@ from mixmim.data.sampler import stream_seed
 from mixmim.device_copy import to_device
 from mixmim.engine import checkpoint as ckpt_io
 from mixmim.engine.checkpoint import LAST, TrainPosition
+from mixmim.engine.compile import compile_module
 from mixmim.engine.distributed import DistEnv, all_gather_objects, barrier, gather_to_main
 from mixmim.engine.metrics import MetricsLogger
 from mixmim.engine.nonfinite import NonFiniteFlag, NonFiniteGuard, RollbackRequested
@@ -90,6 +91,8 @@ class TrainTask:
         checkpoint_every: keep ``checkpoint-<epoch>.pth`` every this many epochs (0: only ``last``).
         checkpoint_every_steps: also write ``last`` every this many optimizer steps (0: never).
         find_unused_parameters: passed to DDP.
+        compile: ``off`` | a ``torch.compile`` backend of :data:`~mixmim.engine.compile.COMPILE_MODES`: the
+            trainer compiles the module the forward runs (the checkpoints still hold :attr:`trainable`).
     """
 
     stage: str
@@ -104,6 +107,7 @@ class TrainTask:
     checkpoint_every: int = 0
     checkpoint_every_steps: int = 0
     find_unused_parameters: bool = False
+    compile: str = "off"
 
     # -- the RNG policy ----------------------------------------------------------------------------------
     @property
@@ -174,6 +178,7 @@ class Trainer:
                 device_ids=[device.index] if device.type == "cuda" else None,
                 find_unused_parameters=task.find_unused_parameters,
             )
+        self.model = compile_module(self.model, task.compile)  # the wrapper is never saved: `trainable` is
         self.optimizer = task.optimizer
         self.scaler = grad_scaler(self.recipe.precision, device)
         self.sampler = ResumableSampler(task.train_set, env.world_size, env.rank, shuffle=True, seed=seed,
@@ -280,11 +285,11 @@ class Trainer:
         if pos.step_in_epoch >= r.iters_per_epoch:
             self.end_epoch()
 
-    def train_batch(self, images: Images, labels: Targets, corrupt: int = 0) -> None:
+    def train_batch(self, images: Images, labels: Targets, corrupt: int = 0) -> torch.Tensor:
         """One micro-batch (images [B,3,H,W] and labels [B], or a detector's lists, on any device; corrupt:
         unreadable images in it): forward, backward and, at the end of an accumulation group, the optimizer
         step; the position, totals and progress advance (the body of the training loop, also what ``bench``
-        times)."""
+        times). Returns the micro-batch's loss (a detached scalar on the device, not read)."""
         pos = self.position
         with self.observer.step(self.device) if self.observer is not None else contextlib.nullcontext():
             loss = self.micro_step(to_device(images, self.device), to_device(labels, self.device))
@@ -293,6 +298,7 @@ class Trainer:
             self.progress.step()
             if pos.step_in_epoch % self.recipe.accum_iter == 0:
                 self.optimizer_step()
+        return loss
 
     def micro_step(self, images: Images, labels: Targets) -> torch.Tensor:
         """Forward and backward of one micro-batch (images and labels on the device); return its loss (a

@@ -85,6 +85,7 @@ def _train(ctx: StageContext, log_every: int) -> StageResult | None:
         eval_batch_size=ft.batch_size,
         mixup=mixup,
         config=to_dict(ft),
+        compile=ft.compile,
         checkpoint_every=ft.checkpoint_every,
         clip_grad=ft.clip_grad,
     )

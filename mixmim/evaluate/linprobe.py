@@ -130,6 +130,7 @@ def _train(ctx: StageContext, log_every: int) -> StageResult | None:
         recipe=recipe,
         eval_batch_size=lp.batch_size,
         config=to_dict(lp),
+        compile=lp.compile,
     )
     summary = train_classifier(spec, cfg, run_dir, env, device, log_every)
     if not env.is_main:

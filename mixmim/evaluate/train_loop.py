@@ -50,6 +50,7 @@ class TrainSpec:
         config: the stage's config as a plain dict (saved in checkpoints; a changed config is reported).
         checkpoint_every: keep ``checkpoint-<epoch>.pth`` every this many epochs (0: only ``last``).
         clip_grad: clip the gradient norm of ``trainable`` to this before each update (0: no clipping).
+        compile: ``off`` | a ``torch.compile`` backend for ``model``'s forward (``mixmim.engine.compile``).
     """
 
     stage: str
@@ -65,6 +66,7 @@ class TrainSpec:
     config: dict[str, Any] = field(default_factory=dict)
     checkpoint_every: int = 0
     clip_grad: float = 0.0
+    compile: str = "off"
 
 
 @dataclass
@@ -102,7 +104,7 @@ class ClassifierTask(TrainTask):
         self.spec, self.cfg, self.env, self.device = spec, cfg, env, device
         self.stage, self.module, self.trainable, self.optimizer = spec.stage, spec.model, spec.trainable, spec.optimizer
         self.recipe, self.train_set, self.config = spec.recipe, spec.train_set, spec.config
-        self.checkpoint_every, self.clip_grad = spec.checkpoint_every, spec.clip_grad
+        self.checkpoint_every, self.clip_grad, self.compile = spec.checkpoint_every, spec.clip_grad, spec.compile
         self.evals = EvalRecord()
 
     def prepare(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 
+@torch.compiler.disable  # host work on the method's generator: never traced into a compiled step
 def mix_mask(grid: tuple[int, int], ratio: float, generator: torch.Generator) -> torch.Tensor:
     """MixMIM's mask, shared by the batch: [h, w] float with exactly ``int(h * w * ratio)`` ones.
 
@@ -26,6 +27,7 @@ def mix_mask(grid: tuple[int, int], ratio: float, generator: torch.Generator) ->
     return mask.reshape(grid)
 
 
+@torch.compiler.disable  # host work on the method's generator: never traced into a compiled step
 def random_mask(batch: int, grid: tuple[int, int], ratio: float, generator: torch.Generator) -> torch.Tensor:
     """Per-sample random masking (MAE, SimMIM): [B, h, w] bool with ``L - int(L * (1 - ratio))`` masked
     cells per sample (MAE keeps ``int(L * (1 - ratio))``; equal to SimMIM's ``ceil(L * ratio)``)."""
@@ -63,6 +65,7 @@ def _mask_one_block(mask: torch.Tensor, max_patches: int, min_patches: int, gene
     return 0
 
 
+@torch.compiler.disable  # host work on the method's generator: never traced into a compiled step
 def block_mask(grid: tuple[int, int], num_masked: int, generator: torch.Generator, min_block: int = 16,
                min_aspect: float = 0.3, exact: bool = False) -> torch.Tensor:
     """BEiT's blockwise masking (``MaskingGenerator``): rectangles of random area and aspect until

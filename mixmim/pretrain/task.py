@@ -116,7 +116,7 @@ class PretrainTask(TrainTask):
         self.recipe = pretrain_recipe(cfg, method, env.world_size, device, len(dataset))
         self.optimizer = build_adamw(pretrain_param_groups(method, pt.weight_decay, pt.official_quirks),
                                      betas=tuple(pt.betas), implementation=adamw)  # fmt: skip
-        self.clip_grad, self.nonfinite = pt.clip_grad, pt.nonfinite
+        self.clip_grad, self.nonfinite, self.compile = pt.clip_grad, pt.nonfinite, pt.compile
         self.checkpoint_every, self.checkpoint_every_steps = pt.checkpoint_every, pt.checkpoint_every_steps
         self.find_unused_parameters = bool(getattr(method, "find_unused_parameters", False))
         self.fingerprint = dataset_fingerprint(dataset) if env.is_main else None

@@ -113,7 +113,9 @@ def test_bench_measures_the_data_pipeline(tmp_path, capsys):
     assert main(args) == 0
     rows = _rows(next((tmp_path / "bench").glob("*.jsonl")))
     data = [r for r in rows if r["kind"] == "data"]
-    assert len(data) == 1 and data[0]["images_per_s"] > 0 and data[0]["workers"] == 0
+    assert [r["decode"] for r in data] == ["cpu", "gpu"]
+    assert data[0]["images_per_s"] > 0 and data[0]["workers"] == 0
+    assert data[1]["images_per_s"] is None and data[1]["note"]  # needs CUDA (or, with it: PNG files, not JPEG)
     assert "images_per_s_per_worker" in capsys.readouterr().out
 
 
@@ -227,3 +229,28 @@ def test_a_method_the_overrides_cannot_build_is_refused_before_anything_is_timed
     err = capsys.readouterr().err
     assert "method 'simmim' cannot be built on backbone 'mixmim_tiny_32'" in err and "method.mask_unit" in err
     assert not list(tmp_path.rglob("*.jsonl"))
+
+
+def test_bench_compile_puts_compiled_rows_beside_eager_ones_with_equal_losses(tmp_path, capsys, monkeypatch):
+    """``--compile``: each variant eager then compiled, from the same weights and masks (equal losses). The
+    benchmark's backend (inductor) is swapped for aot_eager here: the same wiring without code generation."""
+    import mixmim.bench.step
+
+    monkeypatch.setattr(mixmim.bench.step, "COMPILE_BACKEND", "aot_eager")
+    torch._dynamo.reset()
+    try:
+        args = ["bench", "--methods", "mixmim,simmim", "--attention", "grouped", "--compile", *TINY]
+        assert main([*args, "--output", str(tmp_path)]) == 0
+    finally:
+        torch._dynamo.reset()
+    assert "x eager" in capsys.readouterr().out
+    rows = _rows(next((tmp_path / "bench").glob("*.jsonl")))
+    assert [(r["method"], r["compiled"]) for r in rows] == [
+        ("mixmim", False), ("mixmim", True), ("simmim", False), ("simmim", True)
+    ]  # fmt: skip
+    for eager, compiled in (rows[:2], rows[2:]):
+        assert compiled["first_loss"] == pytest.approx(eager["first_loss"], abs=1e-5)
+        assert compiled["x_eager"] == pytest.approx(compiled["images_per_s"] / eager["images_per_s"])
+        assert eager["default_path"] and not compiled["default_path"] and eager["x_eager"] is None
+    assert rows[3]["cost_vs_ref"] == 1.0 and rows[1]["cost_vs_ref"] == pytest.approx(
+        rows[1]["ms_per_step"] / rows[3]["ms_per_step"])  # compiled against compiled

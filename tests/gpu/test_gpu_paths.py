@@ -85,15 +85,22 @@ def _attention_inputs(device: str):
     return x.to(device).requires_grad_(), groups
 
 
-@pytest.mark.parametrize("device, precision", device_cases(cpu=("fp32", "bf16"), cuda=("fp32", "bf16", "fp16")))
-@pytest.mark.parametrize("impl", ATTENTION_IMPLS)
-def test_attention_paths_match_the_fp32_reference(impl, device, precision):
+def _reference_and(impl: str):
+    """The official attention (fp32, CPU) after a forward and backward, and a copy of it with ``impl``:
+    (reference, attention, reference input, group map, reference output)."""
     reference = WindowAttention(64, 7, 4, impl="official")
     attn = WindowAttention(64, 7, 4, impl=impl)
     attn.load_state_dict(reference.state_dict())
     x_ref, groups = _attention_inputs("cpu")
     out_ref = reference(x_ref, WindowGroupMask.from_groups(groups, 7))
     out_ref.square().sum().backward()
+    return reference, attn, x_ref, groups, out_ref
+
+
+@pytest.mark.parametrize("device, precision", device_cases(cpu=("fp32", "bf16"), cuda=("fp32", "bf16", "fp16")))
+@pytest.mark.parametrize("impl", ATTENTION_IMPLS)
+def test_attention_paths_match_the_fp32_reference(impl, device, precision):
+    reference, attn, x_ref, groups, out_ref = _reference_and(impl)
     attn.to(device)
     x, _ = _attention_inputs(device)
     mask = WindowGroupMask.from_groups(groups, 7, device)  # a host map, as the methods pass it
@@ -110,6 +117,27 @@ def test_attention_paths_match_the_fp32_reference(impl, device, precision):
     table = attn.relative_position_bias_table.grad.cpu()
     error = (table - reference.relative_position_bias_table.grad).abs().max()
     assert error < tolerance * reference.relative_position_bias_table.grad.abs().max()
+
+
+@pytest.mark.gpu
+@requires_cuda
+@pytest.mark.parametrize("precision", ("bf16", "fp16"))
+@pytest.mark.parametrize("impl", ("grouped", "sdpa"))
+def test_masked_attention_reaches_the_fused_memory_efficient_kernel(impl, precision):
+    """With SDPA restricted to its memory-efficient kernel (flash takes no additive bias, and the relative-position
+    bias is in every block) the group mask still runs, forward and backward, equal to the official formulation:
+    ``grouped`` as packed (window, group) segments with the bias, ``sdpa`` folded into the additive mask. A path
+    that needed the math fallback would raise "No available kernel" here."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    _, attn, x_ref, groups, out_ref = _reference_and(impl)
+    attn.cuda()
+    x, _ = _attention_inputs("cuda")
+    with sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION]), autocast(precision, torch.device("cuda")):
+        out = attn(x, WindowGroupMask.from_groups(groups, 7, "cuda"))
+    out.float().square().sum().backward()
+    for got, want in ((out.float(), out_ref), (x.grad.float(), x_ref.grad)):
+        assert (got.cpu() - want).abs().max() / want.abs().max() < 3e-2
 
 
 @pytest.mark.parametrize("name, backbone", COMBOS, ids=COMBO_IDS)

@@ -50,20 +50,36 @@ def test_without_cuda_it_stops_at_once_with_status_2(tmp_path):
 def test_the_plan_fits_the_budget_and_the_cli_accepts_its_runs(tmp_path, capsys):
     args = gpu_check.parse_args([str(tmp_path / "out")])
     steps = gpu_check.plan(args, tmp_path / "work")
-    assert [s.name for s in steps] == ["tests", "smoke-bf16", "smoke-fp16", "bench-mixmim_base",
-                                       "bench-mixmim_large"]  # fmt: skip
+    assert [s.name for s in steps] == ["tests", "bench-compile", "bench-attention", "data"]
     assert sum(s.limit_s for s in steps) <= args.budget_s < 480
-    smoke = steps[2]
+    for step in steps[1:]:  # the bench flags exist (a CPU cannot run them)
+        bench = build_parser().parse_args(step.argv[3:])
+        assert (bench.command, bench.device, bench.precision, bench.img_size) == ("bench", "cuda", "bf16", 224)
+        assert bench.backbone == "mixmim_base"
+    compiled, attention, data = (build_parser().parse_args(s.argv[3:]) for s in steps[1:])
+    assert compiled.compile and compiled.methods == ["mixmim", "simmim", "mae", "beit"] and compiled.batch_size == 128
+    assert attention.attention == ["grouped", "sdpa", "official"] and attention.batch_size == 128
+    assert data.data.endswith("jpegs") and data.workers == 8 and data.data_batch_size == 128
+
+    smoke_steps = gpu_check.plan(gpu_check.parse_args([str(tmp_path / "out"), "--only", "smoke"]), tmp_path / "w")
+    assert [s.name for s in smoke_steps] == ["smoke-bf16", "smoke-fp16"]
+    smoke = smoke_steps[1]
     assert smoke.argv[1:4] == ["-m", "experiments.cli", "run"]
     assert main([*smoke.argv[3:], "--dry-run"]) == 0  # the experiment, the --only patterns, every --set value
     plan = capsys.readouterr().out
     assert all(f"{m}-mixmim_base-encoderMixMIM-B-s0" in plan for m in ("mixmim", "mae", "simmim", "beit"))
     assert "fixed-encoder" in plan and "vit_base" not in plan
     assert "method.vocab_size=128" in smoke.argv  # BEiT's tokenizer fit stays short
-    for step in steps[3:]:  # the bench flags exist (a CPU cannot run them)
-        bench = build_parser().parse_args(step.argv[3:])
-        assert (bench.command, bench.device, bench.precision, bench.img_size) == ("bench", "cuda", "bf16", 224)
-        assert bench.methods == ["mixmim", "simmim", "mae"] and bench.batch_size == 128
+
+
+def test_the_data_step_reads_synthetic_jpegs_on_both_decode_paths(tmp_path):
+    gpu_check.write_jpegs(tmp_path / "jpegs", 3)
+    files = sorted((tmp_path / "jpegs" / "train" / "synthetic").glob("*.jpg"))
+    assert len(files) == 3
+    from mixmim.data.gpu_decode import EncodedImages
+
+    data, geometry, _, _ = EncodedImages([(str(f), 0) for f in files], 224)[1]
+    assert data.numel() > 10_000 and geometry.shape == (5,)  # photograph-like size, not a flat colour
 
 
 def test_report_is_assembled_from_the_rows(tmp_path):
@@ -82,14 +98,17 @@ def test_report_is_assembled_from_the_rows(tmp_path):
     error = {"traceback": "Traceback (most recent call last):\n  ...\nNonFiniteLossError: loss is nan at step 3"}
     (tmp_path / "smoke" / "fixed-encoder" / "mae-broken" / "pretrain" / "error.json").write_text(json.dumps(error))
     (tmp_path / "bench" / "bench").mkdir(parents=True)
-    bench_row = {"method": "mixmim", "backbone": "mixmim_base", "attention": "grouped", "batch_size": 128,
-                 "ms_per_step": 210.0, "images_per_s": 609.5, "peak_memory_mib": 30000.0, "mfu": 0.4321,
-                 "x_official": 1.31}  # fmt: skip
-    (tmp_path / "bench" / "bench" / "1.jsonl").write_text(json.dumps(bench_row) + "\n")
+    bench_row = {"kind": "step", "method": "mixmim", "backbone": "mixmim_base", "attention": "grouped",
+                 "compiled": True, "batch_size": 128, "ms_per_step": 210.0, "images_per_s": 609.5,
+                 "achieved_tflops": 120.0, "peak_memory_mib": 30000.0, "mfu": 0.4321, "x_official": 1.31,
+                 "x_eager": 1.5, "cost_vs_ref": 1.05, "first_loss": 0.9876}  # fmt: skip
+    data_row = {"kind": "data", "decode": "gpu", "device": "cuda", "workers": 8, "batch_size": 128,
+                "images_per_s": 4000.0, "images_per_s_per_worker": 500.0, "note": ""}  # fmt: skip
+    (tmp_path / "bench" / "bench" / "1.jsonl").write_text(json.dumps(bench_row) + "\n" + json.dumps(data_row) + "\n")
 
     rows = (gpu_check.junit_rows(junit) + gpu_check.smoke_rows(tmp_path / "smoke", "fp16")
             + gpu_check.bench_rows(tmp_path / "bench"))  # fmt: skip
-    assert [r["kind"] for r in rows] == ["test"] * 3 + ["smoke"] * 2 + ["bench"]
+    assert [r["kind"] for r in rows] == ["test"] * 3 + ["smoke"] * 2 + ["bench", "data"]
     assert [r["outcome"] for r in rows[:3]] == ["passed", "failed", "skipped"]
     failed, done = rows[3], rows[4]  # sorted by run folder name
     assert failed["status"] == "failed" and done["first_loss"] == 1.25 and done["last_loss"] == 0.75
@@ -101,4 +120,6 @@ def test_report_is_assembled_from_the_rows(tmp_path):
     assert "1 passed, 1 failed, 1 skipped" in report and "- FAILED t::b" in report
     assert "run `mae-broken` (fp16) failed: `NonFiniteLossError: loss is nan at step 3`" in report
     assert "| mixmim-mixmim_base-encoderMixMIM-B-s0 | fp16 | done | 20 | 1.2 | 0.8 | 0.8 | 900.0 | 0 | 12.0 |" in report
-    assert "| mixmim | mixmim_base | grouped | 128 | 210.0 | 609.5 | 30000.0 | 43.2% | 1.3 |" in report
+    assert ("| mixmim | mixmim_base | grouped | True | 128 | 210.0 | 609.5 | 120.0 | 30000.0 | 43.2% | 1.3 | 1.5 | 1.1 "
+            "| 1.0 |") in report  # fmt: skip
+    assert "| gpu | cuda | 8 | 128 | 4000.0 | 500.0 |  |" in report

@@ -276,3 +276,25 @@ def test_finetune_clips_the_gradient_norm_when_asked(official_checkpoint, tmp_pa
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda ps, norm: calls.append(norm) or real(ps, norm))
     run_finetune(tiny_config({"finetune.max_steps": 2, "finetune.clip_grad": 5.0}, init=str(path)), tmp_path / "run")
     assert calls == [5.0, 5.0]
+
+
+# -- the compiled step (finetune.compile, linprobe.compile) -------------------------------------------------
+@pytest.mark.parametrize("stage, backend", [("linprobe", "aot_eager"), ("finetune", "eager")])
+def test_a_compiled_classifier_stage_matches_the_eager_one(stage, backend, linprobe_reference, finetune_reference,
+                                                           tmp_path):  # fmt: skip
+    """The same stage compiled: its train loss and accuracy equal the eager reference's (fine-tuning's Mixup, drop
+    path and RandAugment draw the same numbers: dynamo's graphs alone, no AOTAutograd, whose random ops differ)."""
+    reference_dir, reference = linprobe_reference if stage == "linprobe" else finetune_reference
+    init = "pretrain" if stage == "linprobe" else "random"
+    if stage == "linprobe":
+        write_encoder(tmp_path)
+    torch._dynamo.reset()
+    try:
+        run = EVALUATIONS[stage](tiny_config({f"{stage}.compile": backend}, init=init), tmp_path)
+    finally:
+        torch._dynamo.reset()
+    got, want = run["metrics"], reference["metrics"]
+    assert got["train_loss"] == pytest.approx(want["train_loss"], abs=1e-5)
+    assert got["top1"] == pytest.approx(want["top1"], abs=1e-9)
+    assert set(load_checkpoint(tmp_path / stage / LAST)["model"]) == set(
+        load_checkpoint(reference_dir / stage / LAST)["model"])  # the module's own keys
