@@ -15,7 +15,13 @@ import pytest
 
 from experiments.cli import main
 from mixmim.transfer import detectron2 as d2_engine
-from mixmim.transfer.detectron2 import DETECTRON2_COMMIT, ENGINE_MODULES, ENGINE_PACKAGES, check_detectron2
+from mixmim.transfer.detectron2 import (
+    DETECTRON2_COMMIT,
+    ENGINE_MODULES,
+    ENGINE_PACKAGES,
+    PIN_COMMAND,
+    check_detectron2,
+)
 
 DOC = Path(__file__).parents[3] / "docs" / "coco.md"
 FAKE_OPS = {"cpu": "def has_cuda():\n    return False\n\ndef get_cuda_version():\n    return 'not available'\n",
@@ -154,7 +160,9 @@ def test_the_docs_install_commands_parse_and_pin_the_checked_commit():
     assert len(blocks) >= 3
     for block in blocks:
         subprocess.run(["bash", "-n"], input=block, text=True, check=True)
-    install = next(b for b in blocks if "detectron2.git@" in b)
+    commands = "\n".join(blocks)
     assert set(re.findall(r"detectron2\.git@([0-9a-f]+)", text)) == {DETECTRON2_COMMIT}
-    assert f"checkout {DETECTRON2_COMMIT}" in text  # the offline path builds the same commit
-    assert "MAX_JOBS" in install and "setuptools<81" in install and "--no-build-isolation" in install
+    assert f"checkout {DETECTRON2_COMMIT}" in commands  # the offline path builds the same commit
+    build = commands.index(PIN_COMMAND)  # the command the checks' messages give
+    assert commands.index("pip install -e") < commands.index("'setuptools<81'") < build  # in the order they run
+    assert commands.index("export MAX_JOBS=") < build
