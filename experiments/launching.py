@@ -53,7 +53,7 @@ def _keep_name(new: RunConfig, old: RunConfig) -> RunConfig:
 
 def validate_run(cfg: RunConfig, run_dir: Path) -> None:
     """Fail at start, not hours later: bad values (:func:`mixmim.config.validate`), unknown stages, missing
-    data roots, unusable ``init``."""
+    data roots, unusable ``init``, a ``coco`` stage whose engine cannot run here (:func:`check_coco_engine`)."""
     validate(cfg)
     unknown = [s for s in cfg.stages if s not in STAGES]
     if unknown:
@@ -76,6 +76,30 @@ def validate_run(cfg: RunConfig, run_dir: Path) -> None:
                             f"{run_dir / 'pretrain' / 'encoder.pth'}")
     if cfg.init not in ("pretrain", "random") and not Path(cfg.init).is_file():
         raise RunSetupError(f"run '{cfg.name}': init checkpoint {cfg.init} does not exist")
+    check_coco_engine(cfg, run_dir)
+
+
+def check_coco_engine(cfg: RunConfig, run_dir: Path) -> None:
+    """A ``coco`` stage still to run with ``coco.engine=detectron2`` needs a working detectron2 here (the stage
+    checks again where it runs): :func:`mixmim.transfer.detectron2.check_detectron2`, with CUDA ops where the
+    stage trains on CUDA (Slurm runs with ``launch.gpus_per_node > 0``; local runs where CUDA is available)."""
+    if "coco" not in cfg.stages or cfg.coco.engine != "detectron2" or "coco" in done_stages(run_dir):
+        return
+    from mixmim.transfer.detectron2 import check_detectron2
+
+    problems = check_detectron2(cuda=_stage_uses_cuda(cfg))
+    if problems:
+        raise RunSetupError(f"run '{cfg.name}' (coco.engine=detectron2): " + "\n".join(problems))
+
+
+def _stage_uses_cuda(cfg: RunConfig) -> bool:
+    if cfg.launch.gpus_per_node > 0:
+        return True
+    if cfg.launch.executor == "slurm":
+        return False
+    import torch
+
+    return torch.cuda.is_available()
 
 
 @dataclass
