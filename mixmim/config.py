@@ -11,6 +11,7 @@ Units: learning rates are absolute per-parameter rates unless the name says ``bl
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -193,6 +194,10 @@ class LaunchConfig:
     mem_gb: int = 0  # 0: the partition's default
     constraint: str = ""
     max_num_timeout: int = 10
+    # Multi-node: the interface gloo and NCCL bind to (exported as GLOO_SOCKET_IFNAME and NCCL_SOCKET_IFNAME in
+    # the job); "": the job's environment decides (those variables if set, else gloo takes the address the
+    # node's host name resolves to and NCCL picks an interface itself)
+    network_interface: str = ""
     slurm_extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -309,6 +314,10 @@ RANGES: dict[str, Range] = {
 }
 
 
+# launch.network_interface: an interface name, or NCCL's "^docker" / "=eth0" / comma-separated forms.
+INTERFACE_NAME = re.compile(r"[\w.:@^=,-]*")
+
+
 def tasks_per_node(launch: LaunchConfig) -> int:
     """Processes (ranks) a stage runs per node: ``launch.tasks_per_node``, else one per GPU, else one."""
     return launch.tasks_per_node or max(1, launch.gpus_per_node)
@@ -348,6 +357,9 @@ def config_problems(cfg: RunConfig) -> list[str]:
         section = getattr(cfg, stage)
         if section.lr == 0 and section.blr == 0:
             problems.append(f"'{stage}.lr' and '{stage}.blr' are both 0: set one > 0 (lr 0 derives it from blr)")
+    if not INTERFACE_NAME.fullmatch(cfg.launch.network_interface):
+        problems.append(f"bad value {cfg.launch.network_interface!r} for key 'launch.network_interface': "
+                        "must be a network interface name (e.g. eth0, ib0) or empty")
     ranks = world_size(cfg.launch)
     if "coco" in cfg.stages and cfg.coco.batch_size % ranks:
         problems.append(f"'coco.batch_size'={cfg.coco.batch_size} (images per step over all ranks) does not divide "
