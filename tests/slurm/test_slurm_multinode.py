@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 import submitit
-import torch
+from slurm_jobs import assert_bitwise_equal, checkpoint_step, pretrain_only, sacct_states
 from submitit.slurm.slurm import SlurmInfoWatcher
 
 from experiments.launching import experiment_dir, launch_experiment
@@ -103,17 +103,6 @@ def smoke() -> Experiment:
     return exp
 
 
-def pretrain_only(steps: int) -> Experiment:
-    """The debug MixMIM run, pre-training only, ``steps`` optimizer steps: long enough to interrupt."""
-    exp = get_experiment("smoke", "debug")
-    cfg = next(cfg for cfg in exp.runs if cfg.method.name == "mixmim")
-    cfg.stages = ["pretrain"]
-    cfg.pretrain.batch_size, cfg.pretrain.epochs, cfg.pretrain.max_steps = 8, 20, steps
-    cfg.pretrain.checkpoint_every_steps = CHECKPOINT_STEPS
-    exp.runs = [cfg]
-    return exp
-
-
 @dataclass
 class Launched:
     exp: Experiment
@@ -138,11 +127,11 @@ def scenarios(two_nodes: None, tmp_path_factory: pytest.TempPathFactory) -> Iter
     """Every job of the smoke and requeue tests, submitted at once; at the end, waits until they ended."""
     root = tmp_path_factory.mktemp("multinode")
     launched = {
-        "requeued": submit(pretrain_only(REQUEUE_STEPS), root / "requeued", 2, 1),
-        "preempted": submit(pretrain_only(REQUEUE_STEPS), root / "preempted", 2, 1),
-        "uninterrupted": submit(pretrain_only(REQUEUE_STEPS), root / "uninterrupted", 2, 1),
-        "two-nodes-4": submit(pretrain_only(REQUEUE_STEPS), root / "two-nodes-4", 2, 2),
-        "one-node-4": submit(pretrain_only(REQUEUE_STEPS), root / "one-node-4", 1, 4),
+        "requeued": submit(pretrain_only(REQUEUE_STEPS, 8, 20, CHECKPOINT_STEPS), root / "requeued", 2, 1),
+        "preempted": submit(pretrain_only(REQUEUE_STEPS, 8, 20, CHECKPOINT_STEPS), root / "preempted", 2, 1),
+        "uninterrupted": submit(pretrain_only(REQUEUE_STEPS, 8, 20, CHECKPOINT_STEPS), root / "uninterrupted", 2, 1),
+        "two-nodes-4": submit(pretrain_only(REQUEUE_STEPS, 8, 20, CHECKPOINT_STEPS), root / "two-nodes-4", 2, 2),
+        "one-node-4": submit(pretrain_only(REQUEUE_STEPS, 8, 20, CHECKPOINT_STEPS), root / "one-node-4", 1, 4),
         "smoke-2x1": submit(smoke(), root / "smoke-2x1", 2, 1),
         "smoke-1x2": submit(smoke(), root / "smoke-1x2", 1, 2),
     }
@@ -155,12 +144,6 @@ def comparable(result: dict) -> dict:
     """A stage's metrics without the fields that measure speed."""
     metrics = result.get("metrics", result)
     return {key: value for key, value in metrics.items() if not TIMING.search(key)}
-
-
-def assert_bitwise_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
-    assert a.keys() == b.keys()
-    differ = [key for key in a if not torch.equal(a[key], b[key])]
-    assert not differ, f"{len(differ)} of {len(a)} tensors differ: {differ[:5]}"
 
 
 def layout(run_dir: Path) -> dict:
@@ -194,25 +177,11 @@ def test_a_lock_taken_on_one_node_is_respected_by_a_launch_on_the_other(two_node
     assert free.returncode == 0 and rundir.is_done(run_dir, "count"), free.stderr[-3000:]
 
 
-def checkpoint_step(path: Path) -> int:
-    """The optimizer step a checkpoint was written at (-1 while there is none)."""
-    if not path.is_file():
-        return -1
-    return int(load_checkpoint(path)["position"]["global_step"])  # written atomically: always whole
-
-
 def wait_for_checkpoint(folder: Path, step: int) -> None:
     deadline = time.monotonic() + WAIT_S
     while checkpoint_step(folder / LAST) < step:
         assert time.monotonic() < deadline and not (folder / rundir.RESULT_FILE).exists(), folder
         time.sleep(0.2)
-
-
-def sacct_states(job_id: str) -> list[str]:
-    """Every state the job went through that accounting kept (``-D``: requeued attempts too)."""
-    out = subprocess.run(["sacct", "-D", "-X", "-n", "-P", "-o", "State", "-j", job_id], capture_output=True,
-                         text=True, check=True).stdout  # fmt: skip
-    return [line.split()[0] for line in out.splitlines() if line]
 
 
 def test_a_requeued_two_node_pretraining_resumes_to_the_same_weights(scenarios: dict[str, Launched]) -> None:
@@ -289,7 +258,7 @@ def test_a_lost_node_fails_the_job_fast_and_the_next_run_resumes(scenarios: dict
     next launch resumes from the last checkpoint and finishes."""
     for item in scenarios.values():  # nothing of the other tests may run on the node that is killed
         item.report.wait(timeout_s=WAIT_S)
-    first = submit(pretrain_only(LOSS_STEPS), tmp_path / "lost", 2, 1)
+    first = submit(pretrain_only(LOSS_STEPS, 8, 20, CHECKPOINT_STEPS), tmp_path / "lost", 2, 1)
     folder = first.run_dir() / "pretrain"
     wait_for_checkpoint(folder, CHECKPOINT_STEPS)
     killed = cluster_command("kill-node", NODES[1], str(CLUSTER_DIR))
