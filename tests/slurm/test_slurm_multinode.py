@@ -253,9 +253,10 @@ def wait_until_idle(node: str) -> None:
 
 def test_a_lost_node_fails_the_job_fast_and_the_next_run_resumes(scenarios: dict[str, Launched],
                                                                  tmp_path: Path) -> None:  # fmt: skip
-    """Node 2 dies mid-step (its slurmd and tasks SIGKILLed): the job fails within a minute or two, not at the
-    process group's 30-minute timeout; the stage is recorded failed with the reason; once the node is back, the
-    next launch resumes from the last checkpoint and finishes."""
+    """Node 2 dies mid-step (its slurmd and tasks SIGKILLed): rank 0 fails at once and records the reason, the
+    job's attempt ends when Slurm declares the node failed (SlurmdTimeout, 30 s), not at the process group's
+    30-minute timeout; once the node is back, the next launch (or Slurm's own requeue of a job whose node
+    failed) resumes from the last checkpoint and finishes."""
     for item in scenarios.values():  # nothing of the other tests may run on the node that is killed
         item.report.wait(timeout_s=WAIT_S)
     first = submit(pretrain_only(LOSS_STEPS, 8, 20, CHECKPOINT_STEPS), tmp_path / "lost", 2, 1)
@@ -263,24 +264,30 @@ def test_a_lost_node_fails_the_job_fast_and_the_next_run_resumes(scenarios: dict
     wait_for_checkpoint(folder, CHECKPOINT_STEPS)
     killed = cluster_command("kill-node", NODES[1], str(CLUSTER_DIR))
     assert killed.returncode == 0, killed.stderr
-    lost_at = time.monotonic()
-    first.report.wait(timeout_s=WAIT_S)
+    lost_at, job_id = time.monotonic(), first.job().job_id
+    while (error := read_error_record(first.run_dir(), "pretrain")) is None:  # rank 0 raises at once
+        assert time.monotonic() - lost_at < 120, "rank 0 did not notice the lost node"
+        time.sleep(0.2)
+    noticed = time.monotonic() - lost_at
+    assert error["job_id"] == job_id and "Connection" in error["traceback"], error
+    while not {"NODE_FAIL", "FAILED", "CANCELLED"} & set(sacct_states(job_id)):  # the job's attempt ended
+        assert time.monotonic() - lost_at < 180, f"job {job_id} still running: {sacct_states(job_id)}"
+        time.sleep(0.5)
     took = time.monotonic() - lost_at
-    assert took < 180, f"the job noticed the lost node after {took:.0f} s"
-    states = sacct_states(first.job().job_id)
-    assert states[-1] in {"FAILED", "NODE_FAIL", "CANCELLED"}, states
-    error = read_error_record(first.run_dir(), "pretrain")
-    assert error is not None and error["job_id"] == first.job().job_id, error
-    assert error["traceback"].strip(), error
     step_at_loss = checkpoint_step(folder / LAST)
     assert CHECKPOINT_STEPS <= step_at_loss < LOSS_STEPS and not rundir.is_done(first.run_dir(), "pretrain")
 
     restarted = cluster_command("start-node", NODES[1], str(CLUSTER_DIR))
     assert restarted.returncode == 0, restarted.stderr
     wait_until_idle(NODES[1])
-    second = submit(first.exp, first.root, 2, 1)
-    second.report.wait(timeout_s=WAIT_S)
+    # Slurm requeues a job whose node failed (then the launch finds it in flight), else the launch submits it.
+    second = launch_experiment(first.exp, first.root, slurm_launch(2, 1))
+    assert second.ok, second.summary()
+    jobs = list(second.jobs.values()) or [first.job()]
+    (second if second.jobs else first.report).wait(timeout_s=WAIT_S)
     assert rundir.read_json(folder / rundir.RESULT_FILE)["metrics"]["steps"] == LOSS_STEPS
-    assert "pretrain resumed from" in Path(second.job().paths.stderr).read_text()
-    print(f"lost node noticed in {took:.1f} s; failure recorded: {error['traceback'].strip().splitlines()[-1]}; "
-          f"resumed from step {step_at_loss}")
+    assert "pretrain resumed from" in Path(jobs[0].paths.stderr).read_text()
+    reason = error["traceback"].strip().splitlines()[-1]
+    states = sacct_states(job_id)
+    print(f"lost node: rank 0 failed after {noticed:.1f} s, the job's attempt ended after {took:.1f} s ({states}); "
+          f"recorded: {reason}; resumed from step {step_at_loss}")
