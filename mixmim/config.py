@@ -11,6 +11,7 @@ Units: learning rates are absolute per-parameter rates unless the name says ``bl
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,6 +214,10 @@ class LaunchConfig:
     mem_gb: int = 0  # 0: the partition's default
     constraint: str = ""
     max_num_timeout: int = 10
+    # Multi-node: the interface gloo and NCCL bind to (exported as GLOO_SOCKET_IFNAME and NCCL_SOCKET_IFNAME in
+    # the job); "": the job's environment decides (those variables if set, else gloo takes the address the
+    # node's host name resolves to and NCCL picks an interface itself)
+    network_interface: str = ""
     slurm_extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -358,6 +363,10 @@ def check_registry(key: str, registered: Iterable[str], extra: tuple[str, ...] =
                           f"{sorted(declared)}: add or remove {sorted(names ^ declared)} on both sides")
 
 
+# launch.network_interface: an interface name, or NCCL's "^docker" / "=eth0" / comma-separated forms.
+INTERFACE_NAME = re.compile(r"[\w.:@^=,-]*")
+
+
 def world_size(launch: LaunchConfig) -> int:
     """Processes a stage runs in all: ``launch.nodes x`` :func:`tasks_per_node`."""
     return launch.nodes * tasks_per_node(launch)
@@ -396,6 +405,9 @@ def config_problems(cfg: RunConfig) -> list[str]:
     if cfg.data.dataset == "digits" and cfg.data.root:
         problems.append(f"'data.root'={cfg.data.root!r} is set but 'data.dataset' is 'digits' (the built-in data, "
                         "which reads no folder): pass --set data.dataset=folder to read it, or drop data.root")
+    if not INTERFACE_NAME.fullmatch(cfg.launch.network_interface):
+        problems.append(f"bad value {cfg.launch.network_interface!r} for key 'launch.network_interface': "
+                        "must be a network interface name (e.g. eth0, ib0) or empty")
     ranks = world_size(cfg.launch)
     if "coco" in cfg.stages and cfg.coco.batch_size % ranks:
         problems.append(f"'coco.batch_size'={cfg.coco.batch_size} (images per step over all ranks) does not divide "

@@ -8,10 +8,16 @@ others waiting in a collective until the process group's timeout (30 minutes). E
 ``launch.cpus_per_task`` CPU threads (``OMP_NUM_THREADS``, unless the environment sets it), as ``torchrun``
 shares a node's cores between its ranks: where Slurm does not bind tasks to their CPUs, every rank would
 otherwise start a thread per core of the node.
+
+A job over ``launch.nodes`` nodes is one submitit job (``--nodes``, ``--ntasks-per-node``); each task learns its
+rank and the rendezvous from Slurm's variables (:mod:`slurm.distributed`). ``launch.network_interface``, when
+set, is exported to every task as ``GLOO_SOCKET_IFNAME`` and ``NCCL_SOCKET_IFNAME`` (the interface of the
+nodes' shared network); empty, the job's environment decides.
 """
 
 from __future__ import annotations
 
+import shlex
 import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +47,7 @@ def executor_parameters(launch_cfg: LaunchConfig, job_name: str) -> dict[str, An
     if tasks * launch_cfg.nodes > 1:
         params["slurm_srun_args"] = ["--kill-on-bad-exit=1"]
     params["slurm_setup"] = [f"export OMP_NUM_THREADS=${{OMP_NUM_THREADS:-{launch_cfg.cpus_per_task}}}"]
+    params["slurm_setup"] += interface_exports(launch_cfg.network_interface)
     if gpus > 0:
         params["gpus_per_node"] = gpus
     if launch_cfg.mem_gb > 0:
@@ -51,6 +58,15 @@ def executor_parameters(launch_cfg: LaunchConfig, job_name: str) -> dict[str, An
             params[f"slurm_{field}"] = value
     params["slurm_additional_parameters"] = {**DEFAULT_SBATCH_EXTRA, **dict(launch_cfg.slurm_extra)}
     return params
+
+
+def interface_exports(interface: str) -> list[str]:
+    """The job script's lines that bind gloo and NCCL to ``interface`` (none when it is empty; the config check
+    refuses names that are not interface names: ``mixmim.config.INTERFACE_NAME``)."""
+    if not interface:
+        return []
+    name = shlex.quote(interface)
+    return [f"export GLOO_SOCKET_IFNAME={name} NCCL_SOCKET_IFNAME={name}"]
 
 
 def make_slurm_executor(launch_cfg: LaunchConfig, folder: Path, job_name: str) -> submitit.AutoExecutor:

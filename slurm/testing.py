@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,11 +144,11 @@ time.sleep(float(sys.argv[2]))
 """
 
 
-def hold_run_lock(run_dir: Path, seconds: float = 120.0) -> subprocess.Popen:
+def hold_run_lock(run_dir: Path, seconds: float = 120.0, prefix: Sequence[str] = ()) -> subprocess.Popen:
     """Start a process that holds ``run_dir``'s lock for ``seconds`` (kill it to release); return it once it
-    holds the lock."""
-    holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(run_dir), str(seconds)], stdout=subprocess.PIPE,
-                              text=True)  # fmt: skip
+    holds the lock. ``prefix``: a command that runs it elsewhere (e.g. on another node: ``nsenter ...``)."""
+    holder = subprocess.Popen([*prefix, sys.executable, "-c", _HOLD_LOCK, str(run_dir), str(seconds)],
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
     line = holder.stdout.readline().strip() if holder.stdout is not None else ""
     if line != "locked":
         holder.kill()

@@ -3,7 +3,8 @@
 Run level (:func:`collect_manifest`): identity (experiment, run, method, backbone, setting, seed), git commit
 and dirty flag of the checkout the ``mixmim`` package is imported from (``None`` when it is not a git
 checkout, e.g. an installed wheel), versions (python, torch, torchvision, timm, CUDA, cuDNN), hardware (host,
-CPU count, GPU names) and world size. Stage level (:func:`stage_manifest`): effective batch, absolute lr,
+CPU count, GPU names), world size and the job's layout (nodes, tasks per node, hosts, network interface). Stage
+level (:func:`stage_manifest`): effective batch, absolute lr,
 blr, lr_scale_base, precision, world size, epochs, seed, data root and fingerprint, wall time, GPU-hours.
 """
 
@@ -14,6 +15,7 @@ import platform
 import socket
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ import torchvision
 
 import mixmim
 from mixmim.config import RunConfig
+from mixmim.runs.hostlist import expand
 from mixmim.runs.rundir import update_manifest
 
 STAGE_FIELDS = (
@@ -95,6 +98,26 @@ def hardware() -> dict[str, Any]:
     }
 
 
+def job_layout(world_size: int, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Where the ``world_size`` ranks ran: ``{nodes, tasks_per_node, hosts, network_interface}``.
+
+    In a Slurm job step (``SLURM_PROCID`` set) the hosts are the job's node list (``SLURM_JOB_NODELIST``),
+    else this host; tasks per node are ``LOCAL_WORLD_SIZE`` (torchrun and the Slurm launcher export it), else
+    ``world_size`` over the nodes; the interface is ``GLOO_SOCKET_IFNAME`` or ``NCCL_SOCKET_IFNAME`` (None:
+    the libraries' default).
+    """
+    env = os.environ if environ is None else environ
+    in_step = "SLURM_PROCID" in env and env.get("SLURM_JOB_NODELIST")
+    hosts = expand(env["SLURM_JOB_NODELIST"]) if in_step else [socket.gethostname()]
+    nodes = len(hosts)
+    return {
+        "nodes": nodes,
+        "tasks_per_node": int(env.get("LOCAL_WORLD_SIZE") or max(1, world_size // nodes)),
+        "hosts": hosts,
+        "network_interface": env.get("GLOO_SOCKET_IFNAME") or env.get("NCCL_SOCKET_IFNAME") or None,
+    }
+
+
 def collect_manifest(cfg: RunConfig, world_size: int = 1) -> dict[str, Any]:
     """The run-level manifest fields (see the module docstring)."""
     return {
@@ -108,6 +131,7 @@ def collect_manifest(cfg: RunConfig, world_size: int = 1) -> dict[str, Any]:
         "versions": versions(),
         "hardware": hardware(),
         "world_size": world_size,
+        "layout": job_layout(world_size),
         "command": " ".join(sys.argv),
     }
 

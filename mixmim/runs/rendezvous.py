@@ -22,6 +22,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from mixmim.runs.hostlist import expand
+
 PORT_BASE, PORT_SPAN = 20000, 20000  # ports [20000, 40000): above the well-known ones, below Linux's ephemeral
 
 
@@ -45,8 +47,8 @@ def first_host(nodelist: str) -> str:
     Raises:
         ValueError: an empty host list.
     """
-    group = re.split(r",(?![^\[]*\])", nodelist.strip())[0]  # the first comma-separated group (not in brackets)
-    host = re.sub(r"\[([^\]]*)\]", lambda m: m.group(1).split(",")[0].split("-")[0], group)
+    hosts = expand(nodelist)
+    host = hosts[0] if hosts else ""
     if not host:
         raise ValueError(f"empty Slurm node list {nodelist!r}: set MASTER_ADDR and MASTER_PORT")
     return host

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Start a single-node Slurm cluster on localhost whose every file lives under DIR.
+# Start a local Slurm cluster whose every file lives under DIR: one node on localhost, or N nodes on this machine.
 #
-# Usage: start.sh DIR
+# Usage: start.sh [--nodes N] DIR
 #
 # Daemons (no systemd here, so each is started by hand, in its own session, in the foreground mode of the
 # daemon so that the PID recorded in DIR/run/pids is the daemon itself): munged, a private MariaDB on
@@ -10,13 +10,27 @@
 # Prints on stdout only the line to use the cluster:  export SLURM_CONF=DIR/etc/slurm.conf
 # Stop it with stop.sh DIR (it stops exactly the recorded PIDs).
 #
-# Environment (optional): MIXMIM_SLURM_CPUS (CPUs the node advertises, default 8), MIXMIM_SLURM_MEM_MB
+# --nodes N (N > 1; default 1: the node "localhost"): N hosts sharing this machine's filesystem, as cluster
+# nodes share NFS, each a network namespace (network.sh: a veth to a bridge, an address in a small test
+# subnet of 198.18.0.0/15, no default route, /etc/hosts entries) with its own host name (a UTS namespace) and
+# its own slurmd (-N mixmim-nodeI, spool, pid and log per node). slurmctld listens on the bridge's address.
+# Needs root; where namespaces are not allowed it says why and exits 3 (the multi-node tests then skip).
+#
+# Environment (optional): MIXMIM_SLURM_CPUS (CPUs each node advertises, default 8), MIXMIM_SLURM_MEM_MB
 # (default 16000), MIXMIM_SLURM_PORT (slurmctld port; slurmd +1, slurmdbd +2; default 6817),
-# MIXMIM_SLURM_DB_PORT (MariaDB, default 3307), MIXMIM_SLURM_WAIT_S (readiness timeout, default 60).
+# MIXMIM_SLURM_DB_PORT (MariaDB, default 3307), MIXMIM_SLURM_WAIT_S (readiness timeout, default 60),
+# MIXMIM_SLURM_FIRST_JOB_ID (default 1: give a second cluster other job ids, so that sacct never mixes them up).
 set -euo pipefail
 
-DIR=$(realpath -m "${1:?usage: start.sh DIR}")
+NODES=1
+if [ "${1:-}" = --nodes ]; then
+    NODES=${2:?usage: start.sh [--nodes N] DIR}
+    shift 2
+fi
+DIR=$(realpath -m "${1:?usage: start.sh [--nodes N] DIR}")
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+[[ "$NODES" =~ ^[1-9][0-9]?$ ]] || { echo "[slurm-cluster] error: --nodes takes a number from 1 to 99, not '$NODES'" >&2; exit 2; }
+FIRST_JOB_ID=${MIXMIM_SLURM_FIRST_JOB_ID:-1}
 CPUS=${MIXMIM_SLURM_CPUS:-8}
 MEM_MB=${MIXMIM_SLURM_MEM_MB:-16000}
 CTLD_PORT=${MIXMIM_SLURM_PORT:-6817}
@@ -32,19 +46,19 @@ DB_SOCKET=$DIR/db/mariadb.sock
 export PATH=$PATH:/usr/sbin:/sbin
 export SLURM_CONF=$CONF
 
-log() { echo "[slurm-cluster] $*" >&2; }
+# shellcheck source=common.sh
+source "$HERE/common.sh"
+# shellcheck source=network.sh
+source "$HERE/network.sh"
 
 fail() {
     log "error: $*"
     for f in "$DIR"/log/*; do
         [ -s "$f" ] && { log "--- tail of $f"; tail -n 15 "$f" >&2; }
     done
-    [ -f "$PIDS" ] && "$HERE/stop.sh" "$DIR" >&2 || true
+    { [ -f "$PIDS" ] || [ -f "$NET" ]; } && "$HERE/stop.sh" "$DIR" >&2 || true
     exit 1
 }
-
-# A process is alive when it exists and is not a zombie (an exited daemon that its new parent has not reaped).
-alive() { kill -0 "$1" 2>/dev/null && [ "$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)" != Z ]; }
 
 # Poll a command until it succeeds or WAIT_S seconds pass.
 wait_for() {
@@ -95,19 +109,32 @@ install_packages() {
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-render() {  # render TEMPLATE OUTPUT
-    sed -e "s|@DIR@|$DIR|g" -e "s|@CTLD_PORT@|$CTLD_PORT|g" -e "s|@SLURMD_PORT@|$SLURMD_PORT|g" \
-        -e "s|@DBD_PORT@|$DBD_PORT|g" -e "s|@DB_PORT@|$DB_PORT|g" -e "s|@CPUS@|$CPUS|g" \
-        -e "s|@MEM_MB@|$MEM_MB|g" -e "s|@DB_PASS@|$DB_PASS|g" "$1" >"$2"
+# The controller's host and the node definitions of slurm.conf: "localhost", or the namespaces' nodes.
+node_lines() {
+    if [ "$NODES" -eq 1 ]; then
+        echo "NodeName=localhost NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEM_MB State=UNKNOWN"
+        echo "PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP"
+        return
+    fi
+    local i
+    for i in $(seq 1 "$NODES"); do
+        echo "NodeName=$(node_name "$i") NodeAddr=$(node_addr "$i") CPUs=$CPUS RealMemory=$MEM_MB State=UNKNOWN"
+    done
+    echo "PartitionName=debug Nodes=$(node_name "[1-$NODES]") Default=YES MaxTime=INFINITE State=UP"
 }
 
-# Start one daemon in its own session (so the caller's process group can end without it) and record its PID.
-start_daemon() {
-    local name=$1
-    shift
-    setsid "$@" >>"$DIR/log/$name.out" 2>&1 </dev/null &
-    echo "$name $!" >>"$PIDS"
-    log "started $name (pid $!)"
+render() {  # render TEMPLATE OUTPUT
+    local ctld_host=localhost per_node=""
+    if [ "$NODES" -gt 1 ]; then
+        ctld_host="localhost($HOST_ADDR)" per_node="-%n"
+    fi
+    local nodes
+    nodes=$(node_lines)
+    sed -e "s|@DIR@|$DIR|g" -e "s|@CTLD_PORT@|$CTLD_PORT|g" -e "s|@SLURMD_PORT@|$SLURMD_PORT|g" \
+        -e "s|@DBD_PORT@|$DBD_PORT|g" -e "s|@DB_PORT@|$DB_PORT|g" -e "s|@CPUS@|$CPUS|g" \
+        -e "s|@MEM_MB@|$MEM_MB|g" -e "s|@DB_PASS@|$DB_PASS|g" -e "s|@CTLD_HOST@|$ctld_host|g" \
+        -e "s|@PER_NODE@|$per_node|g" -e "s|@FIRST_JOB_ID@|$FIRST_JOB_ID|g" "$1" |
+        awk -v nodes="$nodes" '$0 == "@NODE_LINES@" { print nodes; next } { print }' >"$2"
 }
 
 prepare_dir() {
@@ -150,8 +177,16 @@ start_slurm() {
     wait_for slurmdbd sacctmgr -i show cluster
     start_daemon slurmctld slurmctld -D -i -f "$CONF"
     wait_for slurmctld scontrol ping
-    start_daemon slurmd slurmd -D -f "$CONF" -N localhost
-    wait_for "node localhost to be idle" bash -c "sinfo -h -n localhost -o %t | grep -qx idle"
+    if [ "$NODES" -eq 1 ]; then
+        start_daemon slurmd slurmd -D -f "$CONF" -N localhost
+        wait_for "node localhost to be idle" bash -c "sinfo -h -n localhost -o %t | grep -qx idle"
+    else
+        local i
+        for i in $(seq 1 "$NODES"); do
+            start_node "$(node_name "$i")"
+        done
+        wait_for "$NODES nodes to be idle" bash -c "[ \$(sinfo -h -N -o %t | grep -cx idle) -eq $NODES ]"
+    fi
     wait_for sacct sacct -n -X
 }
 
@@ -167,11 +202,19 @@ main() {
     for port in "$CTLD_PORT" "$SLURMD_PORT" "$DBD_PORT" "$DB_PORT"; do
         port_in_use "$port" && fail "port $port is already in use (set MIXMIM_SLURM_PORT / MIXMIM_SLURM_DB_PORT)"
     done
+    if [ "$NODES" -gt 1 ]; then
+        check_namespaces
+    fi
     prepare_dir
+    if [ "$NODES" -gt 1 ]; then
+        create_network
+    fi
     start_munge
     start_mariadb
     start_slurm
-    log "cluster up in $((SECONDS - start))s: node localhost, $CPUS CPUs, logs in $DIR/log"
+    local names=localhost
+    [ "$NODES" -gt 1 ] && names="$(node_name "[1-$NODES]") ($SUBNET.0/24, bridge $BRIDGE)"
+    log "cluster up in $((SECONDS - start))s: $names, $CPUS CPUs each, logs in $DIR/log"
     echo "export SLURM_CONF=$CONF"
 }
 

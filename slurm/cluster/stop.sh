@@ -5,18 +5,20 @@
 #
 # Cancels the cluster's jobs (so no job step outlives it), then stops exactly the PIDs recorded in
 # DIR/run/pids, newest first, never by process name. A recorded PID that now belongs to another program
-# (the daemon died and the PID was reused) is left alone. DIR itself (logs, database, state) is kept.
+# (the daemon died and the PID was reused) is left alone. A multi-node cluster's network (namespaces, links,
+# bridge, /etc/hosts block: DIR/run/net) is removed last. DIR itself (logs, database, state) is kept.
 set -euo pipefail
 
 DIR=$(realpath -m "${1:?usage: stop.sh DIR}")
 PIDS=$DIR/run/pids
 export PATH=$PATH:/usr/sbin:/sbin
-export SLURM_CONF=$DIR/etc/slurm.conf
-
-log() { echo "[slurm-cluster] $*" >&2; }
-
-# A process is alive when it exists and is not a zombie (an exited daemon that its new parent has not reaped).
-alive() { kill -0 "$1" 2>/dev/null && [ "$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)" != Z ]; }
+CONF=$DIR/etc/slurm.conf
+export SLURM_CONF=$CONF
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=common.sh
+source "$HERE/common.sh"
+# shellcheck source=network.sh
+source "$HERE/network.sh"
 
 recorded_pid() { awk -v n="$1" '$1 == n { print $2 }' "$PIDS"; }
 
@@ -24,6 +26,7 @@ recorded_pid() { awk -v n="$1" '$1 == n { print $2 }' "$PIDS"; }
 program_of() {
     case $1 in
         mariadb) echo mariadbd ;;
+        slurmd-*) echo slurmd ;;
         *) echo "$1" ;;
     esac
 }
@@ -67,16 +70,19 @@ stop_pid() {
 }
 
 main() {
-    if [ ! -f "$PIDS" ]; then
+    if [ ! -f "$PIDS" ] && [ ! -f "$NET" ]; then
         log "no cluster recorded in $PIDS: nothing to stop"
         return 0
     fi
-    cancel_jobs
-    local name pid
-    tac "$PIDS" | while read -r name pid; do
-        stop_pid "$name" "$pid"
-    done
-    rm -f "$PIDS"
+    if [ -f "$PIDS" ]; then
+        cancel_jobs
+        local name pid
+        tac "$PIDS" | while read -r name pid; do
+            stop_pid "$name" "$pid"
+        done
+        rm -f "$PIDS"
+    fi
+    remove_network
 }
 
 main

@@ -19,9 +19,10 @@ from mixmim.config import (
     config_problems,
 )
 
-# Free text, deliberately not a closed set (names, paths, cluster accounts, a timm RandAugment string).
+# Free text, deliberately not a closed set (names, paths, cluster accounts, a timm RandAugment string, a network
+# interface: checked against INTERFACE_NAME).
 FREE_TEXT = {"experiment", "name", "init", "method.tokenizer_path", "data.root", "finetune.randaug", "coco.root",
-             "launch.partition", "launch.account", "launch.qos", "launch.constraint"}
+             "launch.partition", "launch.account", "launch.qos", "launch.constraint", "launch.network_interface"}
 
 
 def _leaves(node, prefix=""):
@@ -122,6 +123,12 @@ def test_a_coco_batch_that_does_not_divide_among_the_ranks_is_refused_with_the_c
         apply_overrides(RunConfig(), {**coco, "launch.tasks_per_node": 3})
     assert apply_overrides(RunConfig(), {**coco, "launch.tasks_per_node": 2}).launch.tasks_per_node == 2
     assert apply_overrides(RunConfig(), {"coco.batch_size": 4, "launch.tasks_per_node": 3}).coco.batch_size == 4
+
+
+def test_a_network_interface_that_is_no_interface_name_is_refused():
+    with pytest.raises(ConfigError, match=r"'eth0; rm' for key 'launch.network_interface'.*interface name"):
+        apply_overrides(RunConfig(), {"launch.network_interface": "eth0; rm"})
+    assert apply_overrides(RunConfig(), {"launch.network_interface": "^docker,lo"}).launch.network_interface
 
 
 def test_several_bad_values_are_reported_together():

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from slurm_jobs import sacct_states
 
 from mixmim.config import LaunchConfig
 from mixmim.runs import rundir
@@ -72,14 +73,6 @@ def scenario(slurm_cluster: None, tmp_path_factory: pytest.TempPathFactory) -> S
     logs = root / "logs"
     reports = {name: launch(group, SLURM, logs) for name, group in reversed(runs.items())}
     return Scenario(logs=logs, reports=reports, **runs)
-
-
-def sacct_states(job_id: str) -> list[str]:
-    """Every state the job went through that accounting kept (``-D``: requeued attempts too)."""
-    out = subprocess.run(
-        ["sacct", "-D", "-X", "-n", "-P", "-o", "State", "-j", job_id], capture_output=True, text=True, check=True
-    ).stdout
-    return [line.split()[0] for line in out.splitlines() if line]
 
 
 def wait_for_step(run: RunSpec, step: int, timeout_s: float = WAIT_S) -> None:

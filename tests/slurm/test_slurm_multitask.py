@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
+from slurm_jobs import assert_bitwise_equal, checkpoint_step, pretrain_only, sacct_states
 
 from experiments.launching import experiment_dir, launch_experiment
 from experiments.registry import get_experiment
@@ -57,37 +57,12 @@ def test_smoke_debug_as_two_task_jobs(slurm_cluster: None, tmp_path: Path) -> No
 REQUEUE_STEPS, CHECKPOINT_STEPS = 60, 4
 
 
-def pretrain_only() -> Experiment:
-    """The smoke debug MixMIM run, pre-training only, long enough to be interrupted mid-run."""
-    exp = get_experiment("smoke", "debug")
-    cfg = next(cfg for cfg in exp.runs if cfg.method.name == "mixmim")
-    cfg.stages = ["pretrain"]
-    cfg.pretrain.batch_size, cfg.pretrain.epochs, cfg.pretrain.max_steps = 16, 10, REQUEUE_STEPS
-    cfg.pretrain.checkpoint_every_steps = CHECKPOINT_STEPS
-    exp.runs = [cfg]
-    return exp
-
-
-def checkpoint_step(path: Path) -> int:
-    """The optimizer step a checkpoint was written at (-1 while there is none)."""
-    if not path.is_file():
-        return -1
-    return int(load_checkpoint(path)["position"]["global_step"])  # written atomically: always whole
-
-
-def sacct_states(job_id: str) -> list[str]:
-    """Every state the job went through that accounting kept (``-D``: requeued attempts too)."""
-    out = subprocess.run(["sacct", "-D", "-X", "-n", "-P", "-o", "State", "-j", job_id], capture_output=True,
-                         text=True, check=True).stdout  # fmt: skip
-    return [line.split()[0] for line in out.splitlines() if line]
-
-
 def test_a_requeued_two_task_pretraining_resumes_to_the_same_weights(slurm_cluster: None, tmp_path: Path) -> None:
     """Interrupted mid-run, by ``scontrol requeue`` (Slurm kills both ranks and starts the job again) and by a
     preemption (SIGTERM then USR2: rank 0 checkpoints the job and requeues it through submitit), a 2-task job
     resumes from its last checkpoint and ends bitwise equal (CPU) to an uninterrupted 2-task job."""
     names = ("requeued", "preempted", "uninterrupted")
-    exps = {name: pretrain_only() for name in names}
+    exps = {name: pretrain_only(REQUEUE_STEPS, 16, 10, CHECKPOINT_STEPS) for name in names}
     reports = {name: launch_experiment(exp, tmp_path / name, two_task_launch(exp)) for name, exp in exps.items()}
     folders = {name: experiment_dir(tmp_path / name, exp) / exp.runs[0].name / "pretrain" for name, exp in exps.items()}
     jobs = {name: next(iter(reports[name].jobs.values())) for name in names}
@@ -116,8 +91,3 @@ def test_a_requeued_two_task_pretraining_resumes_to_the_same_weights(slurm_clust
         assert_bitwise_equal(load_checkpoint(folder / LAST)["model"], load_checkpoint(reference / LAST)["model"])
     assert "preempted" in Path(jobs["preempted"].paths.stdout).read_text()  # submitit's handler, not a plain kill
 
-
-def assert_bitwise_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
-    assert a.keys() == b.keys()
-    differ = [key for key in a if not torch.equal(a[key], b[key])]
-    assert not differ, f"{len(differ)} of {len(a)} tensors differ: {differ[:5]}"

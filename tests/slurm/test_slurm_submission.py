@@ -67,6 +67,18 @@ def test_gpu_job_script(tmp_path: Path, fake_slurm: Path) -> None:
     assert not [flag for flag in flags if flag.startswith(("--mem", "--partition", "--account", "--qos"))]
 
 
+def test_a_multi_node_job_binds_gloo_and_nccl_to_the_configured_interface(tmp_path: Path, fake_slurm: Path) -> None:
+    """One job over 2 nodes; ``launch.network_interface`` is exported to its tasks, and nothing when it is empty
+    (the job's environment decides)."""
+    for interface, job_id in (("ib0", 900001), ("", 900002)):
+        cfg = LaunchConfig(executor="slurm", nodes=2, tasks_per_node=2, cpus_per_task=1, network_interface=interface)
+        launch([run_with(tmp_path / f"run{job_id}", ["pretrain"])], cfg, tmp_path / "logs")
+        script = (fake_slurm / f"sbatch-{job_id}.sh").read_text()
+        assert {"--nodes=2", "--ntasks-per-node=2"} <= set(sbatch_flags(fake_slurm / f"sbatch-{job_id}.sh"))
+        exports = [line for line in script.splitlines() if "SOCKET_IFNAME" in line]
+        assert exports == (["export GLOO_SOCKET_IFNAME=ib0 NCCL_SOCKET_IFNAME=ib0"] if interface else []), script
+
+
 def test_the_tasks_of_a_job_end_together(tmp_path: Path, fake_slurm: Path) -> None:
     """Several tasks: srun ends the job when one fails (no rank waits in a collective for a dead one); each
     task runs as many threads as it has CPUs."""

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 
 import pytest
 
 from mixmim.config import RunConfig
-from mixmim.engine.manifest import STAGE_FIELDS, collect_manifest, git_state, record_manifest, stage_manifest
+from mixmim.engine.manifest import (
+    STAGE_FIELDS,
+    collect_manifest,
+    git_state,
+    job_layout,
+    record_manifest,
+    stage_manifest,
+)
 from mixmim.runs.rundir import read_json
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -46,3 +54,13 @@ def test_stage_fields_are_required_and_recorded(tmp_path):
     manifest = read_json(tmp_path / "manifest.json")
     assert manifest["run"] == "r" and manifest["stages"]["pretrain"] == fields
     assert manifest["stages"]["finetune"]["lr"] == 2
+
+
+def test_the_layout_names_the_job_s_hosts_and_interface() -> None:
+    """In a Slurm step: the job's node list; elsewhere this host, the world size on it."""
+    step = {"SLURM_PROCID": "3", "SLURM_JOB_NODELIST": "mixmim-node[1-2]", "LOCAL_WORLD_SIZE": "2",
+            "GLOO_SOCKET_IFNAME": "mixmim0"}  # fmt: skip
+    assert job_layout(4, step) == {"nodes": 2, "tasks_per_node": 2, "hosts": ["mixmim-node1", "mixmim-node2"],
+                                   "network_interface": "mixmim0"}  # fmt: skip
+    assert job_layout(2, {}) == {"nodes": 1, "tasks_per_node": 2, "hosts": [socket.gethostname()],
+                                 "network_interface": None}  # fmt: skip
