@@ -85,9 +85,9 @@ def _metrics(run_dir) -> dict:
 @pytest.mark.slow
 def test_equal_seeds_equal_results_other_seeds_other_results(tmp_path) -> None:
     exp = only_runs(replicate(get_experiment("ablation-mask-ratio", "debug"), (0, 1)), ["*mask_ratio0.5-*"])
-    assert launch_experiment(exp, tmp_path / "a", exp.runs[0].launch).ok
+    assert launch_experiment(exp, tmp_path / "a").ok
     again = only_runs(replicate(get_experiment("ablation-mask-ratio", "debug"), (0,)), ["*mask_ratio0.5-*"])
-    assert launch_experiment(again, tmp_path / "b", again.runs[0].launch).ok
+    assert launch_experiment(again, tmp_path / "b").ok
     a, b = experiment_dir(tmp_path / "a", exp), experiment_dir(tmp_path / "b", again)
     s0, s1 = _metrics(a / exp.runs[0].name), _metrics(a / exp.runs[1].name)
     assert _metrics(b / again.runs[0].name) == s0  # bit-equal: same seed, same streams

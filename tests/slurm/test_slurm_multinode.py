@@ -90,9 +90,12 @@ def on_node(node: str) -> list[str]:
             "on-node"]  # fmt: skip
 
 
-def slurm_launch(nodes: int, tasks: int) -> LaunchConfig:
-    return LaunchConfig(executor="slurm", nodes=nodes, tasks_per_node=tasks, cpus_per_task=1, time_min=30,
-                        network_interface=INTERFACE)  # fmt: skip
+def slurm_launch(exp: Experiment, nodes: int, tasks: int) -> str:
+    """Every run's launch section as Slurm jobs of ``nodes`` x ``tasks`` (1 CPU each); the executor to pass."""
+    for cfg in exp.runs:
+        cfg.launch = LaunchConfig(executor="slurm", nodes=nodes, tasks_per_node=tasks, cpus_per_task=1,
+                                  time_min=30, network_interface=INTERFACE)  # fmt: skip
+    return "slurm"
 
 
 def smoke() -> Experiment:
@@ -117,7 +120,7 @@ class Launched:
 
 
 def submit(exp: Experiment, root: Path, nodes: int, tasks: int) -> Launched:
-    report = launch_experiment(exp, root, slurm_launch(nodes, tasks))
+    report = launch_experiment(exp, root, slurm_launch(exp, nodes, tasks))
     assert report.ok and report.jobs, report.summary()
     return Launched(exp, root, report)
 
@@ -281,7 +284,7 @@ def test_a_lost_node_fails_the_job_fast_and_the_next_run_resumes(scenarios: dict
     assert restarted.returncode == 0, restarted.stderr
     wait_until_idle(NODES[1])
     # Slurm requeues a job whose node failed (then the launch finds it in flight), else the launch submits it.
-    second = launch_experiment(first.exp, first.root, slurm_launch(2, 1))
+    second = launch_experiment(first.exp, first.root, slurm_launch(first.exp, 2, 1))
     assert second.ok, second.summary()
     jobs = list(second.jobs.values()) or [first.job()]
     (second if second.jobs else first.report).wait(timeout_s=WAIT_S)
