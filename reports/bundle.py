@@ -27,6 +27,7 @@ import shutil
 import zipfile
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -204,6 +205,7 @@ def build_bundle(
     context: PageContext | None = None,
     keep: bool = False,
     full: bool = False,
+    manifests: Mapping[str, dict[str, Any]] | None = None,
 ) -> Path:
     """Write the review bundle folder, its page and its zip; return the folder.
 
@@ -221,6 +223,7 @@ def build_bundle(
             ``<experiment>-report``).
         full: also copy every config, result, metrics and log file of each run into ``runs/<run>/``, and
             write each plot as PDF too.
+        manifests: run -> manifest as ``read_results(..., manifests=...)`` parsed them (not parsed again).
     """
     exp_dir, out_dir = Path(exp_dir), Path(out_dir)
     if results is None:
@@ -244,7 +247,7 @@ def build_bundle(
         shutil.copy2(ref_file, target)
         files.append(target)
     run_names = sorted(results["run"].dropna().astype(str).unique()) if len(results) else []
-    run_files = read_run_files(exp_dir, run_names)
+    run_files = read_run_files(exp_dir, run_names, manifests)
     files += write_run_summaries(run_files, staging / "runs")
     copied, skipped = [], []
     if full:

@@ -109,13 +109,15 @@ def report_experiment(
         raise ReportError(f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
     refs = references if references is not None else load_references()
     # every stage a table reads: a run's planned-but-unstarted stage is then 'missing', an unplanned one n/a
-    results = read_results(exp_dir, dict.fromkeys(stage for spec in specs for stage in spec.stages))
+    manifests: dict[str, dict] = {}
+    results = read_results(exp_dir, dict.fromkeys(stage for spec in specs for stage in spec.stages), manifests)
     if runs is not None:
         results = results[results["run"].isin(list(runs))].reset_index(drop=True)
     tables = build_tables(results, specs, refs)
     texts = {fmt: format_tables(tables, fmt) for fmt in dict.fromkeys([*formats, "markdown"])}
     bundle = build_bundle(exp_dir, specs, refs, out_dir, command=command, results=results, tables=tables,
-                          speed=speed, runs=runs, context=context, keep=keep, full=full)
+                          speed=speed, runs=runs, context=context, keep=keep, full=full,
+                          manifests=manifests)
     zip_path = bundle.parent / f"{bundle.name}.zip"
     files = sorted(p for p in bundle.rglob("*") if p.is_file()) + [zip_path]
     return ReportResult(
