@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from reports.page_html import cell_text, details, esc, pre, table
-from reports.results import NOT_PLANNED
+from reports.results import NOT_PLANNED, plain_records
 from reports.run_files import RunFiles, stage_logs, tail
 
 MAX_DETAILED_RUNS = 40
@@ -24,21 +24,11 @@ OK_STATUSES = ("done", NOT_PLANNED)
 _RECIPE_KEYS = ("epochs", "effective_batch", "lr", "blr", "precision", "world_size", "gpu_hours", "wall_time_s")
 
 
-def _plain(column: pd.Series) -> list[Any]:
-    """A column's values as ``to_dict("records")`` gives them (<NA> as None), without boxing cell by cell
-    (4x faster for 50,000 rows)."""
-    values = column.tolist()
-    if isinstance(column.dtype, pd.api.extensions.ExtensionDtype):  # Int64 and the like: <NA> for a missing value
-        return [None if v is pd.NA else v for v in values]
-    return values
-
-
 def run_states(results: pd.DataFrame) -> dict[str, dict[str, Any]]:
     """run -> {identity, stages: {stage: (status, reason)}, complete} in one pass over plain records."""
     out: dict[str, dict[str, Any]] = {}
     columns = ["run", "method", "backbone", "setting", "seed", "stage", "status", "reason"]
-    for values in zip(*(_plain(results[c]) for c in columns)):
-        r = dict(zip(columns, values))
+    for r in plain_records(results, columns):
         run = str(r["run"])
         state = out.setdefault(run, {"method": r["method"], "backbone": r["backbone"], "setting": r["setting"],
                                      "seed": r["seed"], "stages": {}, "complete": True})
