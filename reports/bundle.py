@@ -182,7 +182,8 @@ def write_results_csv(results: pd.DataFrame, path: Path) -> Path:
 def write_curves(exp_dir: Path, results: pd.DataFrame, dest: Path) -> tuple[Path, list]:
     """``curves.csv`` (run, stage, step, loss of every run and stage that logged one) and the loss panels."""
     identities = run_identities(results) if len(results) else {}
-    stages = [s for s in CURVE_STAGES if s in set(results["stage"].dropna())] if len(results) else []
+    present = set(results["stage"].dropna().tolist()) if len(results) else set()  # once, not per stage
+    stages = [s for s in CURVE_STAGES if s in present]
     by_stage = {stage: read_curves(exp_dir, stage, "loss", identities) for stage in stages}
     frames = [c.assign(stage=stage)[["run", "stage", "step", "value"]] for stage, c in by_stage.items() if len(c)]
     table = pd.concat(frames) if frames else pd.DataFrame(columns=["run", "stage", "step", "value"])

@@ -290,11 +290,12 @@ def read_curves(
     """
     exp_dir = Path(exp_dir)
     runs = sorted(identities) if identities is not None else sorted(p.name for p in exp_dir.iterdir() if is_run_dir(p))
+    base = os.fspath(exp_dir)
     key = f'"{metric}"'  # most lines of a real log are other records (epoch summaries, events)
     rows: list[tuple] = []  # one DataFrame at the end (one per run took 30 s for 10,000 runs on 2 cores)
     for run in runs:
         try:
-            with open(exp_dir / run / stage / METRICS_FILE, encoding="utf-8") as f:
+            with open(os.path.join(base, run, stage, METRICS_FILE), encoding="utf-8") as f:  # not Path: 3x cheaper
                 lines = f.readlines()
         except OSError:
             continue

@@ -8,6 +8,7 @@ the results reader already reports why such a run is not counted.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,9 +31,10 @@ class RunFiles:
     config_text: str | None
 
 
-def _read_text(path: Path) -> str | None:
+def _read_text(path: str) -> str | None:
     try:
-        return path.read_text(encoding="utf-8", errors="replace")
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
     except OSError:
         return None
 
@@ -45,17 +47,19 @@ def read_run_files(exp_dir: Path, runs: Iterable[str],
     other runs' manifests are read here.
     """
     out = {}
+    base = os.fspath(exp_dir)  # str paths: cheaper than building a Path per file, 10,000 times
     for run in runs:
+        config_text = _read_text(os.path.join(base, run, CONFIG_FILE))
         if manifests is not None and run in manifests:
-            out[run] = RunFiles(run, manifests[run], _read_text(exp_dir / run / CONFIG_FILE))
+            out[run] = RunFiles(run, manifests[run], config_text)
             continue
-        text = _read_text(exp_dir / run / MANIFEST_FILE)
+        text = _read_text(os.path.join(base, run, MANIFEST_FILE))
         try:
             manifest = json.loads(text) if text is not None else None
         except ValueError:
             manifest = None
         manifest = manifest if isinstance(manifest, dict) else None
-        out[run] = RunFiles(run, manifest, _read_text(exp_dir / run / CONFIG_FILE))
+        out[run] = RunFiles(run, manifest, config_text)
     return out
 
 
