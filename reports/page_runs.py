@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from reports.page_html import cell_text, details, esc, pre, table
-from reports.results import NOT_PLANNED
+from reports.results import NOT_PLANNED, plain_records
 from reports.run_files import RunFiles, stage_logs, tail
 
 MAX_DETAILED_RUNS = 40
@@ -28,7 +28,7 @@ def run_states(results: pd.DataFrame) -> dict[str, dict[str, Any]]:
     """run -> {identity, stages: {stage: (status, reason)}, complete} in one pass over plain records."""
     out: dict[str, dict[str, Any]] = {}
     columns = ["run", "method", "backbone", "setting", "seed", "stage", "status", "reason"]
-    for r in results[columns].to_dict("records"):
+    for r in plain_records(results, columns):
         run = str(r["run"])
         state = out.setdefault(run, {"method": r["method"], "backbone": r["backbone"], "setting": r["setting"],
                                      "seed": r["seed"], "stages": {}, "complete": True})

@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 
 from reports.cells import TableData
 from reports.curves import Panel, seed_bands
-from reports.results import SETTING_PREFIX
+from reports.results import SETTING_PREFIX, plain_records
 from reports.spec import TableSpec
 
 MAX_LEGEND = 12
@@ -70,7 +70,7 @@ def _budget_points(df: pd.DataFrame, spec: TableSpec, stage: str, metric: str) -
     out = values[["run", *[k for k in spec.rows if k in values.columns], "value"]].copy()
     out["epochs"] = pd.to_numeric(out["run"].map(pretrain["epochs"]), errors="coerce")
     out["gpu_hours"] = pd.to_numeric(out["run"].map(pretrain["gpu_hours"]), errors="coerce")
-    out["label"] = [spec.row_label(r) for r in out[[k for k in spec.rows if k in out.columns]].to_dict("records")]
+    out["label"] = [spec.row_label(r) for r in plain_records(out, [k for k in spec.rows if k in out.columns])]
     return out
 
 
