@@ -155,6 +155,7 @@ def test_preflight_imagenet_main_base_at_real_shapes(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.preflight_full
 def test_preflight_fixed_encoder_every_method_on_both_backbones(tmp_path):
     assert main(["preflight", "fixed-encoder", "--output", str(tmp_path), "--steps", "1", "--batch-size", "2"]) == 0
     rows = _rows(tmp_path / "fixed-encoder")

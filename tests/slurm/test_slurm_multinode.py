@@ -51,7 +51,9 @@ WAIT_S = 900
 SMOKE_METHODS = ("mixmim", "mae", "beit")
 # Pre-training of the requeue and node-loss runs: batch 8 per rank (256 images: 8 steps per epoch at 4 ranks,
 # 16 at 2), a checkpoint every 3 steps, so that an interrupted run resumes mid-epoch.
-REQUEUE_STEPS, LOSS_STEPS, CHECKPOINT_STEPS = 16, 40, 3
+# REQUEUE_STEPS: long enough to be interrupted mid-run on idle cores (16 steps took about 4 s: a job submitted
+# first had finished before the test, which starts watching once every job is submitted, could requeue it).
+REQUEUE_STEPS, LOSS_STEPS, CHECKPOINT_STEPS = 64, 40, 3
 TIMING = re.compile(r"time|_s$|per_s|hours|throughput|seconds")  # result fields that measure speed, not values
 
 
@@ -130,13 +132,14 @@ def scenarios(two_nodes: None, tmp_path_factory: pytest.TempPathFactory) -> Iter
     """Every job of the smoke and requeue tests, submitted at once; at the end, waits until they ended."""
     root = tmp_path_factory.mktemp("multinode")
     launched = {
-        "requeued": submit(pretrain_only(REQUEUE_STEPS, 8, 20, CHECKPOINT_STEPS), root / "requeued", 2, 1),
-        "preempted": submit(pretrain_only(REQUEUE_STEPS, 8, 20, CHECKPOINT_STEPS), root / "preempted", 2, 1),
         "uninterrupted": submit(pretrain_only(REQUEUE_STEPS, 8, 20, CHECKPOINT_STEPS), root / "uninterrupted", 2, 1),
         "two-nodes-4": submit(pretrain_only(REQUEUE_STEPS, 8, 20, CHECKPOINT_STEPS), root / "two-nodes-4", 2, 2),
         "one-node-4": submit(pretrain_only(REQUEUE_STEPS, 8, 20, CHECKPOINT_STEPS), root / "one-node-4", 1, 4),
         "smoke-2x1": submit(smoke(), root / "smoke-2x1", 2, 1),
         "smoke-1x2": submit(smoke(), root / "smoke-1x2", 1, 2),
+        # last: the requeue test starts watching their checkpoints only once every job is submitted (seconds)
+        "requeued": submit(pretrain_only(REQUEUE_STEPS, 8, 20, CHECKPOINT_STEPS), root / "requeued", 2, 1),
+        "preempted": submit(pretrain_only(REQUEUE_STEPS, 8, 20, CHECKPOINT_STEPS), root / "preempted", 2, 1),
     }
     yield launched
     for item in launched.values():  # the node-loss test must not kill another test's tasks
