@@ -48,16 +48,13 @@ def run_pretrain(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     skips a done stage before anything is built: a tokenizer may be needed otherwise)."""
     prepare_process()
     from baselines import build_method
-    from mixmim.data import build_dataset
-    from mixmim.data.transforms import pretrain_transform
+    from mixmim.data import build_pretrain_set
     from mixmim.engine.stage import run_stage
     from mixmim.pretrain.task import STAGE, train_pretrain
 
     def work(ctx):
         method = build_method(cfg, run_dir=Path(run_dir))
-        transform = pretrain_transform(method.encoder.img_size, cfg.data.crop_min_scale,
-                                       interpolation=cfg.data.crop_interpolation, color_jitter=cfg.data.color_jitter)
-        return train_pretrain(ctx, method, build_dataset(cfg.data, "train", transform))
+        return train_pretrain(ctx, method, build_pretrain_set(cfg.data, method.encoder.img_size))
 
     return run_stage(STAGE, cfg, run_dir, work)
 

@@ -78,6 +78,9 @@ class DataConfig:
     crop_min_scale: float = 0.2  # RandomResizedCrop lower area bound in pre-training (official: 0.2)
     crop_interpolation: str = "bicubic"  # pre-training crop resize: bicubic | bilinear (SimMIM)
     color_jitter: float = 0.0  # pre-training ColorJitter(c, c, c) before the crop (BEiT: 0.4); 0: none
+    decode: str = "cpu"  # pre-training images: cpu (Pillow in the workers) | gpu (JPEG bytes, decode_jpeg on the
+    # device in the step: mixmim.data.gpu_decode), pre-training and the linear probe's training split (folder
+    # data of JPEGs, a CUDA device, no finetune stage); evaluation sets and kNN always decode on the CPU
 
 
 @dataclass
@@ -271,6 +274,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data.on_corrupt": ("skip", "fail"),
     "data.subset": ("", "imagenet100"),
     "data.crop_interpolation": ("bicubic", "bilinear"),
+    "data.decode": ("cpu", "gpu"),
     "pretrain.schedule": SCHEDULES, "finetune.schedule": SCHEDULES,
     "finetune.layer_rule": ("backbone", "swin"),
     "pretrain.precision": PRECISIONS, "finetune.precision": PRECISIONS, "linprobe.precision": PRECISIONS,
@@ -405,6 +409,7 @@ def config_problems(cfg: RunConfig) -> list[str]:
     if cfg.data.dataset == "digits" and cfg.data.root:
         problems.append(f"'data.root'={cfg.data.root!r} is set but 'data.dataset' is 'digits' (the built-in data, "
                         "which reads no folder): pass --set data.dataset=folder to read it, or drop data.root")
+    problems += _decode_problems(cfg)
     if not INTERFACE_NAME.fullmatch(cfg.launch.network_interface):
         problems.append(f"bad value {cfg.launch.network_interface!r} for key 'launch.network_interface': "
                         "must be a network interface name (e.g. eth0, ib0) or empty")
@@ -412,6 +417,33 @@ def config_problems(cfg: RunConfig) -> list[str]:
     if "coco" in cfg.stages and cfg.coco.batch_size % ranks:
         problems.append(f"'coco.batch_size'={cfg.coco.batch_size} (images per step over all ranks) does not divide "
                         f"among the {ranks} ranks of launch.nodes x launch.tasks_per_node: use a multiple of {ranks}")
+    return problems
+
+
+# Stages whose training augmentation the GPU decode path does not serve, and why (data.decode=gpu refuses them).
+GPU_DECODE_REFUSED_STAGES = {
+    "finetune": "its augmentation (timm's RandAugment and random erasing) runs on PIL images in the loader workers "
+                "and has no device form",
+}
+
+
+def _decode_problems(cfg: RunConfig) -> list[str]:
+    """``data.decode=gpu`` with what it cannot serve: the built-in digits (not JPEG files), colour jitter, and
+    the stages of :data:`GPU_DECODE_REFUSED_STAGES`. (No CUDA device: refused when the stage starts, on the node
+    that runs it: ``mixmim.data.gpu_decode.check_decode_device``.)"""
+    if cfg.data.decode != "gpu":
+        return []
+    problems = []
+    if cfg.data.dataset != "folder":
+        problems.append(f"'data.decode'='gpu' decodes JPEG files, but 'data.dataset' is {cfg.data.dataset!r} (arrays, "
+                        "not JPEG): pass --set data.dataset=folder data.root=/path/to/jpegs, or data.decode=cpu")
+    if cfg.data.color_jitter > 0:
+        problems.append(f"'data.decode'='gpu' has no colour jitter, but 'data.color_jitter' is {cfg.data.color_jitter}"
+                        ": pass --set data.decode=cpu (or data.color_jitter=0)")
+    for stage in (s for s in cfg.stages if s in GPU_DECODE_REFUSED_STAGES):
+        problems.append(f"'data.decode'='gpu' cannot serve the {stage} stage: {GPU_DECODE_REFUSED_STAGES[stage]}; "
+                        f"run {stage} with data.decode=cpu (leave it out of 'stages' here, then rerun the same run "
+                        f"with --set data.decode=cpu --force-config: the change is recorded in manifest.json)")
     return problems
 
 

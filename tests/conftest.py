@@ -27,3 +27,22 @@ def one_thread():
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope="session")
+def jpeg_root(tmp_path_factory):
+    """An ImageFolder root of 24 + 8 small JPEGs (``train|val/c0|c1``; 20-59 px of varied aspect, quality 95) of
+    structured content (gradients and a checkerboard: a wrong crop box or flip changes the pixels a lot)."""
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("jpegs")
+    rng = np.random.default_rng(0)
+    for i in range(32):
+        w, h = int(rng.integers(20, 60)), int(rng.integers(20, 60))
+        yy, xx = np.mgrid[0:h, 0:w]
+        rgb = np.stack([xx * 255 // w, yy * 255 // h, ((xx // 6 + yy // 6) % 2) * 255], -1).astype(np.uint8)
+        folder = root / ("train" if i < 24 else "val") / f"c{i % 2}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rgb).save(folder / f"{i}.jpg", quality=95)
+    return root

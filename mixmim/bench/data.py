@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from mixmim.data.gpu_decode import EncodedImages, collate_encoded, decode_batch
+from mixmim.data.gpu_decode import EncodedImages
 
 
 @dataclass
@@ -77,10 +77,11 @@ def benchmark_gpu_decode(
     :func:`~mixmim.data.gpu_decode.decode_batch` decodes, crops, flips and normalises each batch on ``device``
     (timed to the end of the device's work)."""
     device = torch.device(device)
-    loader = _loader(EncodedImages(samples, img_size, crop_min_scale), workers, batch_size, seed, collate_encoded)
+    dataset = EncodedImages(samples, img_size, crop_min_scale)
+    loader = _loader(dataset, workers, batch_size, seed, dataset.collate)
 
     def decode(batch: tuple) -> int:
-        images = decode_batch(batch[0], batch[1], img_size, device)
+        images = batch[0].decode(device)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         return len(images)

@@ -1,6 +1,6 @@
 """Datasets, transforms, samplers and loaders. Samples are ``(image, label, corrupt)`` triples."""
 
-from mixmim.data.build import DATASETS, build_dataset, dataset_root
+from mixmim.data.build import DATASETS, build_crop_set, build_dataset, build_pretrain_set, dataset_root
 from mixmim.data.digits import DigitsDataset
 from mixmim.data.fingerprint import dataset_fingerprint
 from mixmim.data.folder import CorruptImageError, DatasetLayoutError, ImageFolderDataset
@@ -16,7 +16,9 @@ __all__ = [
     "DigitsDataset",
     "ImageFolderDataset",
     "ResumableSampler",
+    "build_crop_set",
     "build_dataset",
+    "build_pretrain_set",
     "build_loader",
     "build_mixup",
     "dataset_fingerprint",

@@ -69,6 +69,20 @@ def check_folder_root(root: str | Path, split: str) -> Path:
     return split_dir
 
 
+UNREADABLE = (OSError, ValueError, Image.DecompressionBombError)  # what Pillow raises for a file it cannot read
+
+
+def on_unreadable(path: str, err: Exception, on_corrupt: str, warned: set[str]) -> None:
+    """Act on an unreadable image as ``on_corrupt`` says: ``fail`` raises :class:`CorruptImageError` naming the
+    file; ``skip`` logs a warning once per file and process (``warned`` holds the files warned of), not per epoch.
+    """
+    if on_corrupt == "fail":
+        raise CorruptImageError(f"cannot read image '{path}': {err} (set data.on_corrupt=skip)") from err
+    if path not in warned:
+        warned.add(path)
+        logger.warning("skipping unreadable image '%s': %s", path, err)
+
+
 def load_rgb(path: str) -> Image.Image:
     """Open and fully decode an image as RGB (``convert`` forces the decode, so truncation fails here)."""
     with open(path, "rb") as f, Image.open(f) as img:
@@ -113,7 +127,7 @@ class ImageFolderDataset(ImageFolder):
         self.data_root = str(root)  # what the manifest records (``self.root`` is torchvision's split folder)
         self.split = split
         self.on_corrupt = on_corrupt
-        self._warned: set[int] = set()
+        self._warned: set[str] = set()
 
     def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
         """The class folders of ``directory``, only those of ``classes`` when given (all of them must exist)."""
@@ -133,12 +147,8 @@ class ImageFolderDataset(ImageFolder):
         path, target = self.samples[index]
         try:
             image = self.loader(path)
-        except (OSError, ValueError, Image.DecompressionBombError) as err:
-            if self.on_corrupt == "fail":
-                raise CorruptImageError(f"cannot read image '{path}': {err} (set data.on_corrupt=skip)") from err
-            if index not in self._warned:  # once per file and process, not once per epoch
-                self._warned.add(index)
-                logger.warning("skipping unreadable image '%s': %s", path, err)
+        except UNREADABLE as err:
+            on_unreadable(path, err, self.on_corrupt, self._warned)
             return None
         if self.transform is not None:
             image = self.transform(image)

@@ -13,13 +13,25 @@ crops, resizes, flips and normalises there. This path splits the same work:
 
 The pixels are close to the CPU path's but not bitwise equal: the resize is torch's antialiased bicubic on a
 float tensor, not Pillow's on uint8. Only JPEG files can take this path (``decode_jpeg``); a file of another
-format is refused with its name. Timed by ``mixmim-bench bench --data`` (:mod:`mixmim.bench.data`).
+format is refused with its name.
+
+Used by pre-training with ``data.decode=gpu`` (``experiments.stages.run_pretrain``): the loader's
+``collate_fn`` is :meth:`EncodedImages.collate`, its batches carry an :class:`EncodedBatch`, and the Trainer
+decodes it on the device inside the step (``Trainer.train_batch``), so the step's timing includes the decode and
+the main process never touches pixels. The randomness is the CPU path's (drawn in the workers from the same
+seeded generators), so the data order and the crops of a resumed run are the CPU path's too. Refused without a
+CUDA device (:func:`check_decode_device`; ``MIXMIM_DECODE_ON_CPU=1`` lets tests and debugging run it on the
+CPU). Timed by ``mixmim-bench bench --data`` (:mod:`mixmim.bench.data`).
 """
 
 from __future__ import annotations
 
 import io
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -29,14 +41,44 @@ from torch.utils.data import Dataset
 from torchvision import transforms as T
 from torchvision.io import ImageReadMode, decode_jpeg
 
-from mixmim.data.folder import MAX_CONSECUTIVE_CORRUPT, CorruptImageError
+from mixmim.config import CHOICES
+from mixmim.data.folder import MAX_CONSECUTIVE_CORRUPT, UNREADABLE, CorruptImageError, on_unreadable
+from mixmim.data.transforms import INTERPOLATIONS
 
-DECODE_PATHS = ("cpu", "gpu")
+DECODE_PATHS = CHOICES["data.decode"]  # declared once, on the config
+CPU_OVERRIDE_ENV = "MIXMIM_DECODE_ON_CPU"  # "1": data.decode=gpu may run on a CPU device (tests, debugging)
 CROP_RATIO = (3 / 4, 4 / 3)  # RandomResizedCrop's default aspect range (the CPU path's)
 
 
 class NotJpegError(ValueError):
     """A file that ``decode_jpeg`` cannot read reached the GPU decode path."""
+
+
+class DecodeDeviceError(RuntimeError):
+    """``data.decode=gpu`` on a run without a CUDA device (and without :data:`CPU_OVERRIDE_ENV`)."""
+
+
+def check_decode_device(device: torch.device | str) -> None:
+    """Refuse the GPU decode path on a non-CUDA ``device`` unless ``MIXMIM_DECODE_ON_CPU=1`` (tests, debugging:
+    ``decode_jpeg`` also decodes on the CPU, with libjpeg instead of nvJPEG).
+
+    Raises:
+        DecodeDeviceError: naming the device and the two ways out.
+    """
+    device = torch.device(device)
+    if device.type != "cuda" and os.environ.get(CPU_OVERRIDE_ENV) != "1":
+        raise DecodeDeviceError(f"data.decode=gpu decodes JPEGs on a CUDA device, but this stage runs on {device}: "
+                                f"pass --set data.decode=cpu (or set {CPU_OVERRIDE_ENV}=1 to run the GPU path's "
+                                "steps on the CPU, for tests and debugging)")  # fmt: skip
+
+
+def loader_collate(dataset: Dataset, device: torch.device | str) -> Callable[[list[Any]], Any] | None:
+    """The ``collate_fn`` a training loader over ``dataset`` needs: :meth:`EncodedImages.collate` for the GPU
+    path (after :func:`check_decode_device`), else None (torch's default)."""
+    if not isinstance(dataset, EncodedImages):
+        return None
+    check_decode_device(device)
+    return dataset.collate
 
 
 def draw_geometry(image: Image.Image, img_size: int, crop_min_scale: float, hflip: float) -> torch.Tensor:
@@ -48,58 +90,107 @@ def draw_geometry(image: Image.Image, img_size: int, crop_min_scale: float, hfli
     return torch.tensor([top, left, height, width, flip])
 
 
+@dataclass
+class EncodedBatch:
+    """A batch of the GPU path as the loader yields it: JPEG bytes and crop geometry, still on the host.
+
+    :func:`mixmim.device_copy.to_device` leaves it as it is; the Trainer decodes it in the step
+    (:meth:`decode`, inside the step's timing).
+
+    Attributes:
+        data: one [N_i] uint8 tensor of file bytes per image; geometry: [B, 5] long (:func:`draw_geometry`);
+        paths: the files (named when one fails to decode); img_size, interpolation: the output crop.
+    """
+
+    data: list[torch.Tensor]
+    geometry: torch.Tensor
+    paths: list[str]
+    img_size: int
+    interpolation: str = "bicubic"
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def decode(self, device: torch.device | str) -> torch.Tensor:
+        """Normalised images [B, 3, img_size, img_size] float32 on ``device`` (:func:`decode_batch`)."""
+        try:
+            return decode_batch(self.data, self.geometry, self.img_size, device, self.interpolation)
+        except RuntimeError as err:  # a JPEG whose header read but whose body does not decode: name it
+            for path, data in zip(self.paths, self.data):
+                try:
+                    decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+                except RuntimeError:
+                    raise CorruptImageError(f"cannot decode '{path}' on {device}: {err} (the GPU path checks "
+                                            "headers only: remove the file, or pass data.decode=cpu, which skips "
+                                            "it)") from err  # fmt: skip
+            raise
+
+
 class EncodedImages(Dataset):
     """The samples of an ImageFolder dataset as ``(jpeg bytes [N] uint8, geometry [5] long, label, corrupt)``.
 
     Args:
         samples: ``(path, label)`` pairs (``ImageFolderDataset.samples``).
-        img_size, crop_min_scale, hflip: the pre-training crop (as :func:`pretrain_transform`).
+        img_size, crop_min_scale, hflip, interpolation: the pre-training crop (as :func:`pretrain_transform`).
+        on_corrupt: ``skip`` or ``fail`` (``data.on_corrupt``), as the CPU path's.
+        source: the dataset the samples come from (``dataset_fingerprint`` reads its fingerprint through
+            ``.dataset``; its ``data_root`` and ``classes`` are kept).
 
-    A file whose header cannot be read is replaced by the next readable one (``corrupt`` = 1), as the CPU path's
-    ``on_corrupt=skip``; a readable file that is not a JPEG raises :class:`NotJpegError`.
+    A file whose header cannot be read is replaced by the next readable one (``corrupt`` = 1) with
+    ``on_corrupt=skip``, or raises :class:`CorruptImageError` with ``fail``; a readable file that is not a JPEG
+    raises :class:`NotJpegError`. Batch it with :meth:`collate`.
     """
 
     def __init__(self, samples: list[tuple[str, int]], img_size: int, crop_min_scale: float = 0.2,
-                 hflip: float = 0.5):  # fmt: skip
+                 hflip: float = 0.5, interpolation: str = "bicubic", on_corrupt: str = "skip",
+                 source: Dataset | None = None):  # fmt: skip
+        if interpolation not in INTERPOLATIONS:
+            raise ValueError(f"crop interpolation {interpolation!r}: use one of {', '.join(INTERPOLATIONS)}")
         self.samples, self.img_size, self.crop_min_scale, self.hflip = samples, img_size, crop_min_scale, hflip
+        self.interpolation, self.on_corrupt, self.dataset = interpolation, on_corrupt, source
+        self.data_root, self.root = str(getattr(source, "data_root", "")), getattr(source, "root", "")
+        self.classes = list(getattr(source, "classes", []))
+        self.targets = [label for _, label in samples]
+        self._warned: set[str] = set()
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int, int, str]:
         for offset in range(MAX_CONSECUTIVE_CORRUPT):
             path, label = self.samples[(index + offset) % len(self.samples)]
-            data = Path(path).read_bytes()
             try:
+                data = Path(path).read_bytes()
                 image = Image.open(io.BytesIO(data))  # the header only: no decode
-            except (OSError, ValueError, Image.DecompressionBombError):
+            except UNREADABLE as err:
+                on_unreadable(path, err, self.on_corrupt, self._warned)
                 continue
             if image.format != "JPEG":
                 raise NotJpegError(f"'{path}' is {image.format}, not JPEG: the GPU decode path reads JPEG only "
-                                   "(decode it on the CPU, or convert the dataset)")  # fmt: skip
+                                   "(pass data.decode=cpu, or convert the dataset)")  # fmt: skip
             geometry = draw_geometry(image, self.img_size, self.crop_min_scale, self.hflip)
-            return torch.frombuffer(bytearray(data), dtype=torch.uint8), geometry, label, int(offset > 0)
+            return torch.frombuffer(bytearray(data), dtype=torch.uint8), geometry, label, int(offset > 0), path
         raise CorruptImageError(f"{MAX_CONSECUTIVE_CORRUPT} unreadable images in a row from '{self.samples[index][0]}'")
 
+    def collate(self, batch: list[tuple]) -> tuple[EncodedBatch, torch.Tensor, torch.Tensor]:
+        """Samples -> ``(EncodedBatch, labels [B], corrupt [B])``: the loader's ``collate_fn`` (in the workers)."""
+        data, geometry, labels, corrupt, paths = zip(*batch)
+        encoded = EncodedBatch(list(data), torch.stack(geometry), list(paths), self.img_size, self.interpolation)
+        return encoded, torch.tensor(labels), torch.tensor(corrupt)
 
-def collate_encoded(batch: list[tuple]) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Samples of :class:`EncodedImages` -> (bytes per image, geometry [B, 5], labels [B], corrupt [B])."""
-    data, geometry, labels, corrupt = zip(*batch)
-    return list(data), torch.stack(geometry), torch.tensor(labels), torch.tensor(corrupt)
 
-
-def decode_batch(data: list[torch.Tensor], geometry: torch.Tensor, img_size: int,
-                 device: torch.device | str) -> torch.Tensor:  # fmt: skip
+def decode_batch(data: list[torch.Tensor], geometry: torch.Tensor, img_size: int, device: torch.device | str,
+                 interpolation: str = "bicubic") -> torch.Tensor:  # fmt: skip
     """JPEG bytes and their geometry [B, 5] -> normalised images [B, 3, img_size, img_size] float32 on ``device``.
 
-    One batched ``decode_jpeg`` (RGB), then per image: crop, bicubic antialiased resize, flip; then
-    ``(x / 255 - mean) / std`` over the batch.
+    One batched ``decode_jpeg`` (RGB), then per image: crop, antialiased resize (``interpolation``: bicubic or
+    bilinear), flip; then ``(x / 255 - mean) / std`` over the batch.
     """
     decoded = decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
     out = []
     for image, (top, left, height, width, flip) in zip(decoded, geometry.tolist()):
         crop = image[None, :, top : top + height, left : left + width].float()
-        crop = F.interpolate(crop, size=(img_size, img_size), mode="bicubic", antialias=True, align_corners=False)
+        crop = F.interpolate(crop, size=(img_size, img_size), mode=interpolation, antialias=True, align_corners=False)
         out.append(crop.flip(-1) if flip else crop)
     images = torch.cat(out).clamp_(0, 255).div_(255)  # [B, 3, S, S] in [0, 1], as ToTensor's
     mean = torch.tensor(IMAGENET_DEFAULT_MEAN, device=images.device).view(1, 3, 1, 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -15,6 +16,7 @@ def build_loader(
     num_workers: int = 0,
     drop_last: bool = True,
     seed: int = 0,
+    collate_fn: Callable[[list[Any]], Any] | None = None,
 ) -> DataLoader:
     """A DataLoader whose own randomness comes from a generator seeded with ``seed``.
 
@@ -26,6 +28,8 @@ def build_loader(
         batch_size: per process.
         sampler: e.g. :class:`mixmim.data.sampler.ResumableSampler`.
         seed: seeds worker processes; use a different value per epoch/rank (e.g. ``seed*1000003 + epoch``).
+        collate_fn: batches the samples (None: torch's default; the GPU decode path's
+            :meth:`~mixmim.data.gpu_decode.EncodedImages.collate`).
     """
     return DataLoader(
         dataset,
@@ -36,6 +40,7 @@ def build_loader(
         pin_memory=torch.cuda.is_available(),
         persistent_workers=False,
         generator=torch.Generator().manual_seed(seed),
+        collate_fn=collate_fn,
     )
 
 

@@ -40,7 +40,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -49,6 +49,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from mixmim.data import ResumableSampler, build_loader, unpack_batch
+from mixmim.data.gpu_decode import EncodedBatch
 from mixmim.data.sampler import stream_seed
 from mixmim.device_copy import to_device
 from mixmim.engine import checkpoint as ckpt_io
@@ -70,7 +71,8 @@ __all__ = ["Images", "Targets", "TrainTask", "Trainer", "to_device"]
 
 logger = logging.getLogger(__name__)
 
-Images: TypeAlias = torch.Tensor | list[torch.Tensor]  # a batch [B,3,H,W], or a detector's [3,H_i,W_i] per image
+# a batch [B,3,H,W], a detector's [3,H_i,W_i] per image, or JPEG bytes the step decodes (data.decode=gpu)
+Images: TypeAlias = torch.Tensor | list[torch.Tensor] | EncodedBatch
 Targets: TypeAlias = torch.Tensor | list[dict[str, torch.Tensor]]  # labels [B], or a detector's target per image
 
 
@@ -85,6 +87,8 @@ class TrainTask:
         optimizer: over ``trainable``'s parameter groups, each with an ``lr_scale``.
         recipe: batch sizes, lr, schedule, precision, epochs, ``max_steps``.
         train_set: samples ``(image, label[, corrupt])``.
+        collate_fn: how the trainer's loader batches :attr:`train_set` (None: torch's default); the GPU decode
+            path's batches ``(EncodedBatch, labels, corrupt)`` are decoded on the device in the step.
         config: the stage's config as a plain dict (saved in checkpoints; a changed config is reported).
         clip_grad: clip the gradient norm to this before each update (0: no clipping).
         nonfinite: ``stop`` | ``rollback`` (:class:`~mixmim.engine.nonfinite.NonFiniteGuard`).
@@ -101,6 +105,7 @@ class TrainTask:
     optimizer: torch.optim.Optimizer
     recipe: Recipe
     train_set: Dataset
+    collate_fn: Callable[[list[Any]], Any] | None = None
     config: dict[str, Any]
     clip_grad: float = 0.0
     nonfinite: str = "stop"
@@ -273,7 +278,8 @@ class Trainer:
         if batches is None:
             self.sampler.set_epoch(pos.epoch, start=pos.step_in_epoch * r.batch_size)
             loader_seed = (self.seed * 1_000_003 + pos.epoch) * 4099 + self.env.rank
-            loader = build_loader(self.task.train_set, r.batch_size, self.sampler, self.num_workers, seed=loader_seed)
+            loader = build_loader(self.task.train_set, r.batch_size, self.sampler, self.num_workers, seed=loader_seed,
+                                  collate_fn=self.task.collate_fn)  # fmt: skip
             batches = (unpack_batch(batch) for batch in loader)
         if self.pending_rng is not None:  # exactly where the interrupted run drew its next batch
             restore_rng_state(self.pending_rng, self.task.generator)
@@ -286,12 +292,14 @@ class Trainer:
             self.end_epoch()
 
     def train_batch(self, images: Images, labels: Targets, corrupt: int = 0) -> torch.Tensor:
-        """One micro-batch (images [B,3,H,W] and labels [B], or a detector's lists, on any device; corrupt:
-        unreadable images in it): forward, backward and, at the end of an accumulation group, the optimizer
-        step; the position, totals and progress advance (the body of the training loop, also what ``bench``
-        times). Returns the micro-batch's loss (a detached scalar on the device, not read)."""
+        """One micro-batch (images [B,3,H,W] and labels [B], or a detector's lists, on any device, or an
+        :class:`~mixmim.data.gpu_decode.EncodedBatch` decoded here on the device; corrupt: unreadable images in
+        it): forward, backward and, at the end of an accumulation group, the optimizer step; the position, totals
+        and progress advance (the body of the training loop, also what ``bench`` times). Returns the
+        micro-batch's loss (a detached scalar on the device, not read)."""
         pos = self.position
         with self.observer.step(self.device) if self.observer is not None else contextlib.nullcontext():
+            images = images.decode(self.device) if isinstance(images, EncodedBatch) else images  # data.decode=gpu
             loss = self.micro_step(to_device(images, self.device), to_device(labels, self.device))
             self.totals.add_batch(loss, corrupt)
             pos.step_in_epoch += 1

@@ -28,7 +28,7 @@ from torch import nn
 
 from mixmim.backbones import Backbone
 from mixmim.config import CHOICES, LinearProbeConfig, RunConfig, to_dict
-from mixmim.data import build_dataset, eval_transform, pretrain_transform
+from mixmim.data import build_crop_set, build_dataset, eval_transform
 from mixmim.engine.recipe import make_recipe
 from mixmim.engine.stage import StageContext, StageResult, run_stage
 from mixmim.evaluate.features import pooled_features
@@ -114,7 +114,7 @@ def _train(ctx: StageContext, log_every: int) -> StageResult | None:
     # the runner seeded every generator: the random-init control is the same encoder in every stage
     encoder, source = build_eval_backbone(cfg, run_dir, num_classes=0)
     size = encoder.img_size
-    train_set = build_dataset(cfg.data, "train", pretrain_transform(size, crop_min_scale=cfg.linprobe.crop_min_scale))
+    train_set = build_crop_set(cfg.data, size, cfg.linprobe.crop_min_scale)  # data.decode: where it decodes
     val_set = build_dataset(cfg.data, "val", eval_transform(size))
     num_classes = len(train_set.classes)
     model = ProbeModel(encoder, num_classes).to(device)

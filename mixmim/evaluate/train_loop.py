@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 
 from mixmim.config import RunConfig
 from mixmim.data import dataset_fingerprint
+from mixmim.data.gpu_decode import loader_collate
 from mixmim.engine.distributed import DistEnv
 from mixmim.engine.recipe import Recipe
 from mixmim.engine.stage import StageResult, recipe_fields
@@ -104,6 +105,7 @@ class ClassifierTask(TrainTask):
         self.spec, self.cfg, self.env, self.device = spec, cfg, env, device
         self.stage, self.module, self.trainable, self.optimizer = spec.stage, spec.model, spec.trainable, spec.optimizer
         self.recipe, self.train_set, self.config = spec.recipe, spec.train_set, spec.config
+        self.collate_fn = loader_collate(spec.train_set, device)  # data.decode=gpu: JPEG bytes, decoded in the step
         self.checkpoint_every, self.clip_grad, self.compile = spec.checkpoint_every, spec.clip_grad, spec.compile
         self.evals = EvalRecord()
 

@@ -33,6 +33,7 @@ from torch.utils.data import Dataset
 
 from mixmim.config import RunConfig, to_dict
 from mixmim.data import dataset_fingerprint
+from mixmim.data.gpu_decode import loader_collate
 from mixmim.engine import checkpoint as ckpt_io
 from mixmim.engine.distributed import DistEnv
 from mixmim.engine.nonfinite import NonFiniteLossError
@@ -113,6 +114,7 @@ class PretrainTask(TrainTask):
         self.stage, self.train_set, self.config = STAGE, dataset, to_dict(pt)
         self.method = self.module = self.trainable = method.to(device).train()
         self.dataset = dataset
+        self.collate_fn = loader_collate(dataset, device)  # data.decode=gpu: JPEG bytes, decoded in the step
         self.recipe = pretrain_recipe(cfg, method, env.world_size, device, len(dataset))
         self.optimizer = build_adamw(pretrain_param_groups(method, pt.weight_decay, pt.official_quirks),
                                      betas=tuple(pt.betas), implementation=adamw)  # fmt: skip

@@ -61,11 +61,15 @@ def test_implementations_read_the_sets_of_the_config():
     assert MASK_TYPES is CHOICES["method.mask_type"] and PRECISIONS is CHOICES["pretrain.precision"]
 
 
+# Values that other fields must allow: data.decode=gpu reads JPEG files (not the built-in digits).
+COMPANIONS = {"data.decode": {"data.dataset": "folder", "data.root": "/imagenet"}}
+
+
 @pytest.mark.parametrize("key", sorted(CHOICES))
 def test_closed_set_refuses_a_typo_naming_allowed_and_closest(key):
     allowed = CHOICES[key]
     for value in allowed:  # every allowed value passes (a BEiT-only or cluster-only value is still a valid config)
-        assert apply_overrides(RunConfig(), {key: value})
+        assert apply_overrides(RunConfig(), {**COMPANIONS.get(key, {}), key: value})
     typo = allowed[-1][:-1] + "q"
     with pytest.raises(ConfigError) as err:
         apply_overrides(RunConfig(), [f"{key}={typo}"])
