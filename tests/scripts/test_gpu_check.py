@@ -47,6 +47,15 @@ def test_without_cuda_it_stops_at_once_with_status_2(tmp_path):
     assert time.monotonic() - start < 30
 
 
+def test_plan_prints_the_steps_without_a_gpu(tmp_path):
+    out = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "out"), "--only", "smoke", "--plan"],
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "smoke-decode-gpu (limit 60 s): " in out.stdout and "--set data.decode=gpu" in out.stdout
+    assert "4 steps, 360 s of limits within --budget-s 470" in out.stdout
+    assert not (tmp_path / "out").exists()
+
+
 def test_the_plan_fits_the_budget_and_the_cli_accepts_its_runs(tmp_path, capsys):
     args = gpu_check.parse_args([str(tmp_path / "out")])
     steps = gpu_check.plan(args, tmp_path / "work")
@@ -61,8 +70,10 @@ def test_the_plan_fits_the_budget_and_the_cli_accepts_its_runs(tmp_path, capsys)
     assert attention.attention == ["grouped", "sdpa", "official"] and attention.batch_size == 128
     assert data.data.endswith("jpegs") and data.workers == 8 and data.data_batch_size == 128
 
-    smoke_steps = gpu_check.plan(gpu_check.parse_args([str(tmp_path / "out"), "--only", "smoke"]), tmp_path / "w")
-    assert [s.name for s in smoke_steps] == ["smoke-bf16", "smoke-fp16"]
+    smoke_args = gpu_check.parse_args([str(tmp_path / "out"), "--only", "smoke"])
+    smoke_steps = gpu_check.plan(smoke_args, tmp_path / "w")
+    assert [s.name for s in smoke_steps] == ["smoke-bf16", "smoke-fp16", "smoke-decode-cpu", "smoke-decode-gpu"]
+    assert sum(s.limit_s for s in smoke_steps) <= smoke_args.budget_s
     smoke = smoke_steps[1]
     assert smoke.argv[1:4] == ["-m", "experiments.cli", "run"]
     assert main([*smoke.argv[3:], "--dry-run"]) == 0  # the experiment, the --only patterns, every --set value
@@ -70,6 +81,14 @@ def test_the_plan_fits_the_budget_and_the_cli_accepts_its_runs(tmp_path, capsys)
     assert all(f"{m}-mixmim_base-encoderMixMIM-B-s0" in plan for m in ("mixmim", "mae", "simmim", "beit"))
     assert "fixed-encoder" in plan and "vit_base" not in plan
     assert "method.vocab_size=128" in smoke.argv  # BEiT's tokenizer fit stays short
+    decode = smoke_steps[3]  # MixMIM-B at the bench batch on the JPEGs, decoded on the GPU in the step
+    assert decode.jpegs == tmp_path / "w" / "jpegs" and decode.labels == {"precision": "bf16", "decode": "gpu"}
+    gpu_check.write_jpegs(decode.jpegs, 2)  # the check writes them before the step; the dry run checks the root
+    assert main([*decode.argv[3:], "--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    assert "mixmim-mixmim_base-encoderMixMIM-B-s0" in plan and "mae-" not in plan
+    for value in ("data.decode=gpu", "data.dataset=folder", "pretrain.batch_size=128", "pretrain.precision=bf16"):
+        assert value in decode.argv, value
 
 
 def test_the_data_step_reads_synthetic_jpegs_on_both_decode_paths(tmp_path):
@@ -78,7 +97,7 @@ def test_the_data_step_reads_synthetic_jpegs_on_both_decode_paths(tmp_path):
     assert len(files) == 3
     from mixmim.data.gpu_decode import EncodedImages
 
-    data, geometry, _, _ = EncodedImages([(str(f), 0) for f in files], 224)[1]
+    data, geometry, _, _, _ = EncodedImages([(str(f), 0) for f in files], 224)[1]
     assert data.numel() > 10_000 and geometry.shape == (5,)  # photograph-like size, not a flat colour
 
 
@@ -106,7 +125,7 @@ def test_report_is_assembled_from_the_rows(tmp_path):
                 "images_per_s": 4000.0, "images_per_s_per_worker": 500.0, "note": ""}  # fmt: skip
     (tmp_path / "bench" / "bench" / "1.jsonl").write_text(json.dumps(bench_row) + "\n" + json.dumps(data_row) + "\n")
 
-    rows = (gpu_check.junit_rows(junit) + gpu_check.smoke_rows(tmp_path / "smoke", "fp16")
+    rows = (gpu_check.junit_rows(junit) + gpu_check.smoke_rows(tmp_path / "smoke", "fp16", "gpu")
             + gpu_check.bench_rows(tmp_path / "bench"))  # fmt: skip
     assert [r["kind"] for r in rows] == ["test"] * 3 + ["smoke"] * 2 + ["bench", "data"]
     assert [r["outcome"] for r in rows[:3]] == ["passed", "failed", "skipped"]
@@ -119,7 +138,8 @@ def test_report_is_assembled_from_the_rows(tmp_path):
     assert "| tests | failed | 30.0 | 75 | 1 |" in report and "| bench-mixmim_large | timed out |" in report
     assert "1 passed, 1 failed, 1 skipped" in report and "- FAILED t::b" in report
     assert "run `mae-broken` (fp16) failed: `NonFiniteLossError: loss is nan at step 3`" in report
-    assert "| mixmim-mixmim_base-encoderMixMIM-B-s0 | fp16 | done | 20 | 1.2 | 0.8 | 0.8 | 900.0 | 0 | 12.0 |" in report
+    assert "| mixmim-mixmim_base-encoderMixMIM-B-s0 | fp16 | gpu | done | 20 | 1.2 | 0.8 | 0.8 | 900.0 | 0 | 12.0 |" \
+        in report
     assert ("| mixmim | mixmim_base | grouped | True | 128 | 210.0 | 609.5 | 120.0 | 30000.0 | 43.2% | 1.3 | 1.5 | 1.1 "
             "| 1.0 |") in report  # fmt: skip
     assert "| gpu | cuda | 8 | 128 | 4000.0 | 500.0 |  |" in report
