@@ -428,18 +428,15 @@ GPU_DECODE_REFUSED_STAGES = {
 
 
 def _decode_problems(cfg: RunConfig) -> list[str]:
-    """``data.decode=gpu`` with what it cannot serve: the built-in digits (not JPEG files), colour jitter, and
-    the stages of :data:`GPU_DECODE_REFUSED_STAGES`. (No CUDA device: refused when the stage starts, on the node
-    that runs it: ``mixmim.data.gpu_decode.check_decode_device``.)"""
+    """``data.decode=gpu`` with what it cannot serve: the built-in digits (not JPEG files) and the stages of
+    :data:`GPU_DECODE_REFUSED_STAGES`. (No CUDA device: refused when the stage starts, on the node that runs it:
+    ``mixmim.data.gpu_decode.check_decode_device``.)"""
     if cfg.data.decode != "gpu":
         return []
     problems = []
     if cfg.data.dataset != "folder":
         problems.append(f"'data.decode'='gpu' decodes JPEG files, but 'data.dataset' is {cfg.data.dataset!r} (arrays, "
                         "not JPEG): pass --set data.dataset=folder data.root=/path/to/jpegs, or data.decode=cpu")
-    if cfg.data.color_jitter > 0:
-        problems.append(f"'data.decode'='gpu' has no colour jitter, but 'data.color_jitter' is {cfg.data.color_jitter}"
-                        ": pass --set data.decode=cpu (or data.color_jitter=0)")
     for stage in (s for s in cfg.stages if s in GPU_DECODE_REFUSED_STAGES):
         problems.append(f"'data.decode'='gpu' cannot serve the {stage} stage: {GPU_DECODE_REFUSED_STAGES[stage]}; "
                         f"run {stage} with data.decode=cpu (leave it out of 'stages' here, then rerun the same run "

@@ -46,13 +46,12 @@ def build_crop_set(cfg: DataConfig, img_size: int, crop_min_scale: float, interp
 
     ``cpu``: samples ``(image [3, img_size, img_size], label, corrupt)``, decoded and augmented in the workers
     (:func:`~mixmim.data.transforms.pretrain_transform`). ``gpu``: the same folder's samples as JPEG bytes and
-    crop geometry (:class:`~mixmim.data.gpu_decode.EncodedImages`), decoded on the device in the step (no colour
-    jitter: the config refuses it).
+    crop geometry (:class:`~mixmim.data.gpu_decode.EncodedImages`), decoded on the device in the step.
     """
     if cfg.decode == "gpu":
         folder = build_dataset(cfg, "train")  # the same samples (subset, max_train_images), untransformed
         return EncodedImages(folder.samples, img_size, crop_min_scale, interpolation=interpolation,
-                             on_corrupt=cfg.on_corrupt, source=folder)  # fmt: skip
+                             color_jitter=color_jitter, on_corrupt=cfg.on_corrupt, source=folder)  # fmt: skip
     transform = pretrain_transform(img_size, crop_min_scale, interpolation=interpolation, color_jitter=color_jitter)
     return build_dataset(cfg, "train", transform)
 

@@ -97,7 +97,7 @@ def test_the_data_step_reads_synthetic_jpegs_on_both_decode_paths(tmp_path):
     assert len(files) == 3
     from mixmim.data.gpu_decode import EncodedImages
 
-    data, geometry, _, _, _ = EncodedImages([(str(f), 0) for f in files], 224)[1]
+    data, geometry, _, _, _, _ = EncodedImages([(str(f), 0) for f in files], 224)[1]
     assert data.numel() > 10_000 and geometry.shape == (5,)  # photograph-like size, not a flat colour
 
 

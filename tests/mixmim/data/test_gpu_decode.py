@@ -82,7 +82,7 @@ def test_unreadable_files_follow_on_corrupt_and_a_bad_body_is_named_at_decode(jp
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not an image")
     samples = [(str(bad), 0), *jpegs]
-    _, _, _, corrupt, path = EncodedImages(samples, IMG, on_corrupt="skip")[0]
+    _, _, _, _, corrupt, path = EncodedImages(samples, IMG, on_corrupt="skip")[0]
     assert corrupt == 1 and path == jpegs[0][0]  # the next readable file in its place, flagged
     with pytest.raises(CorruptImageError, match="bad.jpg.*data.on_corrupt=skip"):
         EncodedImages(samples, IMG, on_corrupt="fail")[0]
