@@ -95,8 +95,10 @@ def fixed_encoder(variant: str = "full", protocol: str = "shared") -> Experiment
                               overrides=overrides, replaces=replaces)
             runs.append(shared if protocol == "shared" else _own_run(shared, overrides, replaces, variant))
     sets = dict.fromkeys(key for cfg in runs for key in _declared(cfg, protocol, variant))
-    return Experiment("fixed-encoder", f"MixMIM, MAE, SimMIM, BEiT on MixMIM-B and ViT-B, equal schedule; "
-                      f"{PROTOCOL_TITLES[protocol]}", runs,
+    description = "MixMIM, MAE, SimMIM, BEiT on MixMIM-B and ViT-B, equal schedule"  # the catalog's (shared)
+    if protocol != "shared":
+        description += f"; {PROTOCOL_TITLES[protocol]}"
+    return Experiment("fixed-encoder", description, runs,
                       variant_tables(_fixed_encoder_tables(protocol), variant), variant, sets=tuple(sets))
 
 

@@ -165,4 +165,6 @@ def _train(ctx: StageContext, log_every: int) -> StageResult | None:
         "num_classes": num_classes,
             "optimizer": lp.optimizer,
             "weight_decay": lp.weight_decay,
+            "features": lp.features,
+            "crop": lp.crop,
     })
