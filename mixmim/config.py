@@ -232,7 +232,7 @@ class RunConfig:
     name: str = ""
     seed: int = 0
     stages: list[str] = field(default_factory=lambda: ["pretrain", "linprobe", "knn"])
-    init: str = "pretrain"  # pretrain (this run's checkpoint) | random | a path to a checkpoint
+    init: str = "pretrain"  # pretrain (this run's checkpoint) | run:<base> (a sibling run's) | random | a path
     setting: dict[str, Any] = field(default_factory=dict)  # the ablated values, for the tables
     model: ModelConfig = field(default_factory=ModelConfig)
     method: MethodConfig = field(default_factory=MethodConfig)
