@@ -234,6 +234,7 @@ def cmd_status(args) -> int:
 
 
 def _render(exp, exp_dir: Path, bundle_dir, formats, command: str, args) -> str:
+    from experiments.registry import FINETUNE_PROTOCOL
     from reports.report import report_experiment
     from reports.speed import read_speed_rows, speed_table
 
@@ -242,6 +243,12 @@ def _render(exp, exp_dir: Path, bundle_dir, formats, command: str, args) -> str:
     speed = speed_table(read_speed_rows(exp_dir.parent / "bench"), methods, backbones)
     runs = [cfg.name for cfg in exp.runs] if args.only else None
     protocol = getattr(args, "finetune_protocol", "shared")
+    if runs is None and exp.name in FINETUNE_PROTOCOL and exp_dir.is_dir():
+        # both protocols' runs share the folder: the bundle (runs, curves) holds this protocol's, every seed found
+        from experiments.seeds import base_name
+
+        bases = {base_name(cfg.name) for cfg in exp.runs}
+        runs = [d.name for d in exp_dir.iterdir() if d.is_dir() and base_name(d.name) in bases]
     if bundle_dir is None and protocol != "shared":  # beside the shared protocol's bundle, not over it
         from reports.report import default_output_dir
 

@@ -136,5 +136,9 @@ def test_own_protocol_end_to_end(tmp_path, capsys):
         expected = json.loads((run / "linprobe" / "result.json").read_text())["metrics"]["top1"]
         assert cell["mean"].item() == pytest.approx(expected, abs=0.01), table
         assert set(rows["table"].dropna()) <= {table, table.replace("fixed_encoder", "fixed_encoder_differences")}
-    assert (folder / "_report" / "finetune-own" / "fixed-encoder-debug-report" / "report.html").is_file()
-    assert (folder / "_report" / "fixed-encoder-debug-report" / "report.html").is_file()
+    for bundle, name, other in ((folder / "_report" / "finetune-own" / "fixed-encoder-debug-report", mine.name,
+                                 sibling.name), (folder / "_report" / "fixed-encoder-debug-report", sibling.name,
+                                                 mine.name)):
+        configs = (bundle / "runs" / "configs.yaml").read_text()  # the bundle holds this protocol's runs only
+        assert f"name: {name}" in configs and f"name: {other}" not in configs
+        assert (bundle / "report.html").is_file()
