@@ -3,8 +3,9 @@
 The reference tables in ``official_recipes/`` were generated outside the project from the official code at the
 commits they name (each file's ``source``): parameter name -> ``[weight_decay, lr_scale]`` of the official
 optimizer's groups for the B-size models, and the lr every optimizer update ran with on a short schedule of
-the official formula. Official names map to ours by :func:`ours`; a row that differs on purpose is listed in
-``DEVIATIONS`` with its reason.
+the official formula. Official names map to ours by :func:`ours`; every row is equal (MAE's fine-tuning
+``pos_embed`` with its own recipe's ``model.train_pos_embed``). Each method's own fine-tuning recipe
+(``baselines.method_finetune_defaults``) is checked against the values the references were generated with.
 """
 
 from __future__ import annotations
