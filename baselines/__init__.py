@@ -12,5 +12,5 @@ import lazy_loader
 
 __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
     "official": ["beit_from_official_args", "mae_from_official_args", "simmim_from_official_args"],
-    "registry": ["METHODS", "build_method", "method_defaults"],
+    "registry": ["METHODS", "build_method", "method_defaults", "method_finetune_defaults"],
 })

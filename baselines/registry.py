@@ -165,6 +165,108 @@ _FAMILY_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 
+# --- Each method's own fine-tuning recipe (the ``own`` fine-tuning protocol; docs/methods.md) ----------------------
+# Dotted ``finetune.*`` / ``linprobe.*`` / ``model.*`` overrides from each official fine-tuning script, for the B-size
+# recipe on ImageNet-1k. As for pre-training, epochs and the batch are left to the experiment (the sources' values
+# are in the comments); the lr follows the batch by each source's rule. ``model.*`` keys here change only the
+# classification head and the position embedding's trainability: the encoder's architecture is fixed by the
+# pre-training it loads. Equality with the official engines: tests/baselines/test_official_recipes.py.
+_FINETUNE_COMMON: dict[str, Any] = {
+    "finetune.lr_scale_base": 256,  # MixMIM/MAE main_finetune.py: lr = blr * eff_batch / 256 (BEiT: see below)
+    "finetune.weight_decay": 0.05,  # every script: --weight_decay 0.05 / TRAIN.WEIGHT_DECAY 0.05
+    "finetune.drop_path": 0.1,  # every script: --drop_path 0.1 / MODEL.DROP_PATH_RATE 0.1 (B size)
+    "finetune.smoothing": 0.1,  # --smoothing 0.1 (MAE, BEiT, MixMIM) / MODEL.LABEL_SMOOTHING 0.1 (SimMIM)
+    "finetune.mixup": 0.8, "finetune.cutmix": 1.0,  # --mixup 0.8 --cutmix 1.0 / AUG.MIXUP 0.8, AUG.CUTMIX 1.0
+    "finetune.randaug": "rand-m9-mstd0.5-inc1",  # --aa default / AUG.AUTO_AUGMENT, in every script
+    "finetune.reprob": 0.25,  # --reprob 0.25 / AUG.REPROB 0.25, in every script
+    "finetune.crop_min_scale": 0.08,  # timm create_transform's RandomResizedCrop scale (0.08, 1), in every script
+    "finetune.clip_grad": 0.0,  # --clip_grad default None (MixMIM, MAE, BEiT); SimMIM: 5.0 below
+    "finetune.scale_floor_lrs": False,  # warm-up start and floor absolute (MixMIM, MAE, BEiT); SimMIM: scaled
+    "finetune.official_head_decay": True,  # each method's own layer-id table (ViT rule: head at L + 1)
+    "finetune.official_quirks": True,  # MixMIM/MAE/BEiT: only 1-D params and no_weight_decay() skip decay
+    "finetune.layer_rule": "backbone",  # the backbone's layer_id: MixMIM's, or MAE/BEiT's ViT rule
+    "model.fc_norm": False,  # MixMIM: final norm, then the mean of the tokens
+    "model.train_pos_embed": False,  # MixMIM: the sin-cos embedding stays fixed (as pre-trained)
+}
+_FINETUNE_DEFAULTS: dict[str, dict[str, Any]] = {
+    # Sense-X/MixMIM exp/base_600ep fine-tuning + main_finetune.py (shared/reference/official-mixmim.md); 100 epochs
+    # at 128 x 8 GPUs = 1024.
+    "mixmim": {
+        "finetune.blr": 5e-4,  # MixMIM --blr 5e-4 (lr 2e-3 at 1024)
+        "finetune.warmup_epochs": 5,  # MixMIM --warmup_epochs 5
+        "finetune.min_lr": 1e-6,  # MixMIM main_finetune.py --min_lr 1e-6
+        "finetune.schedule": "cosine",  # MixMIM util/lr_sched.adjust_learning_rate: per-iteration half-cosine
+        "finetune.warmup_lr": 0.0,  # adjust_learning_rate warms up from 0
+        "finetune.layer_decay": 0.7,  # MixMIM --layer_decay 0.7 (head and final norm at id L: the quirk)
+    },
+    # facebookresearch/mae FINETUNE.md (ViT-B: 100 epochs, 32 x 4 accum x 8 GPUs = 1024), main_finetune.py,
+    # models_vit.py; LINPROBE.md / main_linprobe.py for the probe.
+    "mae": {
+        "finetune.blr": 5e-4,  # MAE FINETUNE.md ViT-B --blr 5e-4
+        "finetune.warmup_epochs": 5,  # MAE main_finetune.py --warmup_epochs 5
+        "finetune.min_lr": 1e-6,  # MAE main_finetune.py --min_lr 1e-6
+        "finetune.schedule": "cosine",  # MAE util/lr_sched.adjust_learning_rate
+        "finetune.warmup_lr": 0.0,  # adjust_learning_rate warms up from 0
+        "finetune.layer_decay": 0.65,  # MAE FINETUNE.md ViT-B --layer_decay 0.65
+        "model.fc_norm": True,  # MAE main_finetune.py global_pool=True: mean of patch tokens, then fc_norm
+        "model.train_pos_embed": True,  # MAE models_vit.py: pos_embed is a Parameter, trained (layer 0, no decay)
+        "linprobe.features": "cls_token",  # MAE main_linprobe.py global_pool=False: cls token after the final norm
+        "linprobe.crop": "mae",  # MAE main_linprobe.py: util/crop.RandomResizedCrop(224, interpolation=3)
+    },
+    # microsoft/SimMIM configs/vit_base__800ep/simmim_finetune__vit_base__img224__800ep.yaml, config.py,
+    # main_finetune.py, lr_scheduler.py, optimizer.py; 100 epochs at 128 x 16 GPUs = 2048 (lr 5e-3).
+    "simmim": {
+        "finetune.blr": 1.25e-3,  # SimMIM TRAIN.BASE_LR 1.25e-3
+        "finetune.lr_scale_base": 512,  # SimMIM main_finetune.py: lr = BASE_LR * batch / 512
+        "finetune.warmup_epochs": 20,  # SimMIM TRAIN.WARMUP_EPOCHS 20
+        "finetune.schedule": "timm_cosine",  # SimMIM lr_scheduler.py: timm CosineLRScheduler, per step
+        "finetune.warmup_lr": 2.5e-7,  # SimMIM TRAIN.WARMUP_LR 2.5e-7 (x batch / 512)
+        "finetune.min_lr": 2.5e-7,  # SimMIM TRAIN.MIN_LR 2.5e-7 (x batch / 512)
+        "finetune.scale_floor_lrs": True,  # SimMIM main_finetune.py scales WARMUP_LR and MIN_LR as the lr
+        "finetune.clip_grad": 5.0,  # SimMIM config.py TRAIN.CLIP_GRAD 5.0
+        "finetune.layer_decay": 0.65,  # SimMIM ViT-B TRAIN.LAYER_DECAY 0.65
+        "model.fc_norm": True,  # SimMIM ViT-B MODEL.VIT.USE_MEAN_POOLING True: mean, then fc_norm
+    },
+    # microsoft/unilm beit/get_started_for_image_classification.md (BEiT-base, self-supervised only: 100 epochs,
+    # 128 x 8 GPUs = 1024) and run_class_finetuning.py.
+    "beit": {
+        "finetune.blr": 4e-3 * 256 / 1024,  # BEiT --lr 4e-3 absolute at 1024 (not batch-scaled there)
+        "finetune.warmup_epochs": 20,  # BEiT --warmup_epochs 20
+        "finetune.min_lr": 1e-6,  # BEiT run_class_finetuning.py --min_lr 1e-6
+        "finetune.schedule": "beit_cosine",  # BEiT utils.cosine_scheduler: linspace warm-up from 0, half-cosine
+        "finetune.warmup_lr": 0.0,  # cosine_scheduler's start_warmup_value stays 0 (--warmup_lr unused)
+        "finetune.layer_decay": 0.65,  # BEiT --layer_decay 0.65
+        "model.fc_norm": True,  # BEiT --use_mean_pooling (default True): mean, then fc_norm
+    },
+}
+# Where the official fine-tuning differs by backbone family (the plain-ViT switches do not exist on the
+# hierarchical backbone, whose head is its own: final norm, then the mean, as Swin's).
+_FINETUNE_FAMILY_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
+    ("simmim", "hierarchical"): {
+        "finetune.layer_decay": 0.8,  # SimMIM configs/swin_base__800ep fine-tuning TRAIN.LAYER_DECAY 0.8
+        "finetune.layer_rule": "swin",  # SimMIM optimizer.get_swin_layer
+        "finetune.official_quirks": False,  # SimMIM Swin: relative-position tables skip weight decay
+        "model.fc_norm": False,  # Swin: final norm, then average pooling
+    },
+    **{(method, "hierarchical"): {"model.fc_norm": False, "model.train_pos_embed": False,  # plain-ViT switches
+                                  "linprobe.features": "pooled"}  # no cls token on the hierarchical backbone
+       for method in ("mae", "beit")},
+}
+
+
+def method_finetune_defaults(name: str, backbone: str | None = None) -> dict[str, Any]:
+    """The official fine-tuning (and, for MAE, linear-probe) recipe of ``name`` as dotted overrides; with a
+    ``backbone``, its family's values where the official recipe differs by family (SimMIM's Swin).
+
+    Raises:
+        KeyError: unknown method name (listing the registered ones).
+    """
+    if name not in _FINETUNE_DEFAULTS:
+        raise KeyError(f"unknown method '{name}'; registered: {', '.join(METHODS)}")
+    family = _FINETUNE_FAMILY_DEFAULTS.get((name, backbone_family(backbone)), {}) if backbone else {}
+    return {**_FINETUNE_COMMON, **_FINETUNE_DEFAULTS[name], **family}
+
+
 def backbone_family(backbone: str) -> str:
     """``vit`` for the plain ViTs (``mixmim_vit_*``), ``hierarchical`` for the others."""
     return "vit" if backbone.removeprefix("mixmim_").startswith("vit_") else "hierarchical"

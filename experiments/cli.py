@@ -32,6 +32,9 @@ def _add_experiment_args(parser: argparse.ArgumentParser, overrides: bool = True
     parser.add_argument("--variant", choices=("full", "debug", "small"), default="full",
                         help="debug: the same runs on the built-in data with tiny schedules (CPU, < 1 min); small: "
                              "ImageNet-100 at 128 px, short schedules (ablations and fixed-encoder)")
+    parser.add_argument("--finetune-protocol", choices=("shared", "own"), default="shared",
+                        help="fixed-encoder: shared (MixMIM's fine-tuning recipe for every method; default) or own "
+                             "(each method's official recipe, from the shared runs' pre-training: run shared first)")
     parser.add_argument("--output", default=DEFAULT_OUTPUT, help="outputs root (default: ./outputs)")
     parser.add_argument("--only", action="append", default=[], metavar="PATTERN",
                         help="only the runs whose names match this glob, e.g. 'mixmim-*' or '*-s1' (repeatable)")
@@ -134,7 +137,8 @@ def _experiment(args):
     from experiments.run_filter import only_runs
     from experiments.seeds import parse_seeds, replicate
 
-    exp = replicate(get_experiment(args.experiment, args.variant), parse_seeds(args.seeds))
+    exp = get_experiment(args.experiment, args.variant, getattr(args, "finetune_protocol", "shared"))
+    exp = replicate(exp, parse_seeds(args.seeds))
     exp = only_runs(exp, getattr(args, "only", []))
     return apply_to_runs(exp, getattr(args, "overrides", []))
 
@@ -176,9 +180,11 @@ def cmd_show(args) -> int:
             hours = [c.gpu_hours or 0.0 for c in costs]
             print("\n" + resolve_text(exp, experiment_dir(Path(args.output), exp), args.resolve, args.spread, hours))
         return 0
-    from experiments.recipe_table import recipe_table
+    from experiments.recipe_table import finetune_table, recipe_table
 
     print(f"## recipes\n\n{recipe_table(exp)}\n")
+    if details := finetune_table(exp):
+        print(f"## fine-tuning details\n\n{details}\n")
     for cfg in exp.runs:
         print(f"## run {cfg.name}: stages {' -> '.join(cfg.stages)}\n")
         print(to_yaml(cfg))
@@ -228,6 +234,7 @@ def cmd_status(args) -> int:
 
 
 def _render(exp, exp_dir: Path, bundle_dir, formats, command: str, args) -> str:
+    from experiments.registry import FINETUNE_PROTOCOL
     from reports.report import report_experiment
     from reports.speed import read_speed_rows, speed_table
 
@@ -235,6 +242,17 @@ def _render(exp, exp_dir: Path, bundle_dir, formats, command: str, args) -> str:
     backbones = {cfg.model.backbone for cfg in exp.runs}
     speed = speed_table(read_speed_rows(exp_dir.parent / "bench"), methods, backbones)
     runs = [cfg.name for cfg in exp.runs] if args.only else None
+    protocol = getattr(args, "finetune_protocol", "shared")
+    if runs is None and exp.name in FINETUNE_PROTOCOL and exp_dir.is_dir():
+        # both protocols' runs share the folder: the bundle (runs, curves) holds this protocol's, every seed found
+        from experiments.seeds import base_name
+
+        bases = {base_name(cfg.name) for cfg in exp.runs}
+        runs = [d.name for d in exp_dir.iterdir() if d.is_dir() and base_name(d.name) in bases]
+    if bundle_dir is None and protocol != "shared":  # beside the shared protocol's bundle, not over it
+        from reports.report import default_output_dir
+
+        bundle_dir = default_output_dir(exp_dir) / f"finetune-{protocol}"
     result = report_experiment(exp_dir, exp.tables, bundle_dir, formats=formats, command=command, speed=speed,
                                runs=runs, context=_page_context(exp, exp_dir, command, args),
                                keep=args.keep, full=args.full_bundle)

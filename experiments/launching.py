@@ -18,9 +18,11 @@ from mixmim.config import LaunchConfig, RunConfig, apply_overrides, to_yaml, val
 from mixmim.runs.rundir import (
     CONFIG_FILE,
     PREVIOUS_CONFIG_FILE,
+    SIBLING_INIT,
     append_to_manifest,
     atomic_write_text,
     done_stages,
+    sibling_encoder,
     update_manifest,
 )
 from slurm import LaunchReport, RunSpec, StageSpec, launch
@@ -74,7 +76,14 @@ def validate_run(cfg: RunConfig, run_dir: Path) -> None:
     if cfg.init == "pretrain" and "pretrain" not in cfg.stages and not (run_dir / "pretrain" / "encoder.pth").is_file():
         raise RunSetupError(f"run '{cfg.name}' uses init=pretrain without a pretrain stage or "
                             f"{run_dir / 'pretrain' / 'encoder.pth'}")
-    if cfg.init not in ("pretrain", "random") and not Path(cfg.init).is_file():
+    if cfg.init.startswith(SIBLING_INIT):
+        path = sibling_encoder(cfg.init, run_dir, cfg.seed)
+        if not path.is_file() and not set(evaluates) <= set(done_stages(run_dir)):
+            raise RunSetupError(f"run '{cfg.name}' fine-tunes the encoder of {path.parent.parent.name} "
+                                f"(init={cfg.init}), which is not pre-trained yet ({path}): run that run first: "
+                                f"`mixmim-bench run {cfg.experiment}` (the shared protocol) with the same --variant, "
+                                "--seeds and --output")
+    elif cfg.init not in ("pretrain", "random") and not Path(cfg.init).is_file():
         raise RunSetupError(f"run '{cfg.name}': init checkpoint {cfg.init} does not exist")
     check_coco_engine(cfg, run_dir)
 

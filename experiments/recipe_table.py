@@ -106,3 +106,32 @@ def recipe_table(exp: Experiment) -> str:
     if not rows:
         return "(no pre-training or fine-tuning stage)"
     return tabulate(rows, headers="keys", tablefmt="github") + "\n\n" + RECIPE_NOTE
+
+
+def _head(cfg: RunConfig) -> str:
+    """The fine-tuning head: the mean of the final tokens after the final norm, or before ``fc_norm``."""
+    return "mean, fc_norm" if cfg.model.fc_norm else "norm, mean"
+
+
+def finetune_rows(exp: Experiment) -> list[dict[str, Any]]:
+    """One row per run that fine-tunes: the fine-tuning recipe beyond the compact table (layer decay and its
+    rule, clipping, warm-up start and floor, head, position embedding) and its linear probe's features and crop."""
+    rows = []
+    for cfg in exp.runs:
+        if "finetune" not in cfg.stages:
+            continue
+        ft, lp = cfg.finetune, cfg.linprobe
+        floors = f"{ft.warmup_lr:g} / {ft.min_lr:g}" + (" x batch/base" if ft.scale_floor_lrs else "")
+        rows.append({
+            "run": cfg.name, "layer decay": f"{ft.layer_decay:g} ({ft.layer_rule})", "clip": f"{ft.clip_grad:g}",
+            "warm-up start / floor": floors, "drop path": f"{ft.drop_path:g}", "head": _head(cfg),
+            "pos_embed": "trained" if cfg.model.train_pos_embed else "fixed",
+            "probe": f"{lp.features}, {lp.crop} crop" if "linprobe" in cfg.stages else "",
+        })
+    return rows
+
+
+def finetune_table(exp: Experiment) -> str:
+    """The fine-tuning details of ``mixmim-bench show`` (GitHub markdown); empty without a fine-tuning stage."""
+    rows = finetune_rows(exp)
+    return tabulate(rows, headers="keys", tablefmt="github") if rows else ""

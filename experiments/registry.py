@@ -26,11 +26,16 @@ EXPERIMENTS: dict[str, Callable[[str], Experiment]] = {
 SMALL_VARIANT = ("fixed-encoder", *ABLATIONS)
 
 
-def get_experiment(name: str, variant: str = "full") -> Experiment:
-    """Build experiment ``name`` in ``variant`` (``full`` | ``debug`` | ``small``).
+# The experiments with a choice of fine-tuning protocol (``--finetune-protocol shared | own``).
+FINETUNE_PROTOCOL = ("fixed-encoder",)
+
+
+def get_experiment(name: str, variant: str = "full", finetune_protocol: str = "shared") -> Experiment:
+    """Build experiment ``name`` in ``variant`` (``full`` | ``debug`` | ``small``) with ``finetune_protocol``
+    (``shared``: one fine-tuning recipe for every method; ``own``: each method's official one, fixed-encoder only).
 
     Raises:
-        KeyError: unknown name, listing the registered ones; or a variant the experiment does not have.
+        KeyError: unknown name, listing the registered ones; or a variant or protocol the experiment does not have.
     """
     if name not in EXPERIMENTS:
         raise KeyError(f"unknown experiment '{name}'; registered: {', '.join(EXPERIMENTS)}")
@@ -38,4 +43,9 @@ def get_experiment(name: str, variant: str = "full") -> Experiment:
         raise KeyError(f"unknown variant '{variant}'; choose one of {VARIANTS}")
     if variant == "small" and name not in SMALL_VARIANT:
         raise KeyError(f"experiment '{name}' has no small variant; those that do: {', '.join(SMALL_VARIANT)}")
-    return EXPERIMENTS[name](variant)
+    if finetune_protocol == "shared":
+        return EXPERIMENTS[name](variant)
+    if name not in FINETUNE_PROTOCOL:
+        raise KeyError(f"experiment '{name}' has no --finetune-protocol {finetune_protocol}; those that do: "
+                       f"{', '.join(FINETUNE_PROTOCOL)}")
+    return fixed_encoder(variant, finetune_protocol)

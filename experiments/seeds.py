@@ -45,11 +45,16 @@ def parse_seeds(text: str | int | None) -> tuple[int, ...] | None:
     return tuple(parts)
 
 
+def base_name(name: str) -> str:
+    """A run name without its ``-s<seed>`` suffix."""
+    return _SEED_SUFFIX.sub("", name)
+
+
 def with_seed(cfg: RunConfig, seed: int) -> RunConfig:
     """A copy of ``cfg`` with ``seed`` and its name's ``-s<seed>`` suffix set."""
     out = copy.deepcopy(cfg)
     out.seed = seed
-    out.name = _SEED_SUFFIX.sub("", cfg.name) + f"-s{seed}"
+    out.name = base_name(cfg.name) + f"-s{seed}"
     return out
 
 
@@ -64,8 +69,8 @@ def replicate(exp: Experiment, seeds: tuple[int, ...] | None) -> Experiment:
     seeds = tuple(seeds) if explicit else tuple(exp.seeds)
     if not seeds:
         raise ConfigError(f"experiment '{exp.name}' declares no seeds")
-    bases = list(dict.fromkeys(_SEED_SUFFIX.sub("", cfg.name) for cfg in exp.runs))
-    first = {(_SEED_SUFFIX.sub("", cfg.name)): cfg for cfg in reversed(exp.runs)}  # the first run of each base
+    bases = list(dict.fromkeys(base_name(cfg.name) for cfg in exp.runs))
+    first = {base_name(cfg.name): cfg for cfg in reversed(exp.runs)}  # the first run of each base
     exp.runs = [with_seed(first[base], seed) for base in bases for seed in seeds]
     exp.seeds = seeds
     if explicit:

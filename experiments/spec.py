@@ -56,6 +56,16 @@ def method_defaults(method: str, backbone: str | None = None) -> dict[str, Any]:
     return dict(defaults(method, backbone))
 
 
+def finetune_defaults(method: str, backbone: str | None = None) -> dict[str, Any]:
+    """The method's own fine-tuning recipe on ``backbone`` (``baselines.method_finetune_defaults``); none for the
+    random control."""
+    if method == "random":
+        return {}
+    from baselines import method_finetune_defaults
+
+    return dict(method_finetune_defaults(method, backbone))
+
+
 def recipe_keys(method: str) -> set[str]:
     """The config keys of a method's own recipe (its source's values): an experiment may replace them only
     by naming them in ``make_run(replaces=...)``. ``pretrain.lr`` counts: a direct lr replaces the blr rule."""
@@ -68,8 +78,11 @@ class RecipeOverrideError(ValueError):
 
 def make_run(experiment: str, method: str, backbone: str, stages: Iterable[str], *, seed: int = 0,
              setting: Mapping[str, Any] | None = None, overrides: Mapping[str, Any] | None = None,
-             replaces: Iterable[str] = (), init: str = "pretrain") -> RunConfig:
+             replaces: Iterable[str] = (), init: str = "pretrain", own_finetune: bool = False) -> RunConfig:
     """One run: the method's own recipe first, then the experiment's ``overrides`` (dotted keys).
+
+    ``own_finetune``: the method's own fine-tuning recipe too (:func:`finetune_defaults`; the ``own`` fine-tuning
+    protocol), whose keys then count as the method's recipe like its pre-training ones.
 
     ``overrides`` may set a key of the method's own recipe (:func:`recipe_keys`) only when ``replaces`` names
     it: an experiment that sets epochs, sizes and data for every method cannot overwrite, say, SimMIM's
@@ -80,7 +93,8 @@ def make_run(experiment: str, method: str, backbone: str, stages: Iterable[str],
         RecipeOverrideError: ``overrides`` sets recipe keys of ``method`` that ``replaces`` does not name.
     """
     overrides = dict(overrides or {})
-    undeclared = sorted(set(overrides) & recipe_keys(method) - set(replaces))
+    own = finetune_defaults(method, backbone) if own_finetune else {}
+    undeclared = sorted(set(overrides) & (recipe_keys(method) | set(own)) - set(replaces))
     if undeclared:
         raise RecipeOverrideError(
             f"experiment '{experiment}' sets {', '.join(undeclared)} for {method}, which {method}'s own recipe "
@@ -90,7 +104,7 @@ def make_run(experiment: str, method: str, backbone: str, stages: Iterable[str],
     cfg = RunConfig(experiment=experiment, seed=seed, stages=list(stages), init=init, setting=setting)
     cfg.model.backbone = backbone
     cfg.method.name = method
-    cfg = apply_overrides(cfg, method_defaults(method, backbone))
+    cfg = apply_overrides(cfg, {**method_defaults(method, backbone), **own})
     cfg = normalize_stages(apply_overrides(cfg, overrides))
     cfg.name = run_name(method, backbone, setting, seed)
     return cfg

@@ -38,6 +38,7 @@ class ModelConfig:
     rel_pos_bias: str = "none"  # none | shared (SimMIM/BEiT pre-training) | layer (one per block: their fine-tuning)
     global_pool: str = "avg"  # avg | token (the cls token: MAE's linear probe, BEiT --use_cls)
     fc_norm: bool = False  # pool, then a LayerNorm, instead of the final norm (MAE/BEiT fine-tuning)
+    train_pos_embed: bool = False  # the sin-cos position embedding as a trained parameter (MAE fine-tuning)
 
 
 @dataclass
@@ -162,6 +163,8 @@ class LinearProbeConfig:
     weight_decay: float = 0.0
     optimizer: str = "lars"  # lars | sgd
     crop_min_scale: float = 0.08  # RandomResizedCrop scale floor (MAE: 0.08); small images want milder crops
+    crop: str = "torchvision"  # torchvision (RandomResizedCrop, 10 tries) | mae (MAE's util/crop.py: one draw)
+    features: str = "pooled"  # pooled (the backbone's head pooling) | cls_token (after the final norm: MAE's)
     precision: str = "auto"
     compile: str = "off"  # off | inductor | aot_eager | eager (as pretrain.compile)
 
@@ -232,7 +235,7 @@ class RunConfig:
     name: str = ""
     seed: int = 0
     stages: list[str] = field(default_factory=lambda: ["pretrain", "linprobe", "knn"])
-    init: str = "pretrain"  # pretrain (this run's checkpoint) | random | a path to a checkpoint
+    init: str = "pretrain"  # pretrain (this run's checkpoint) | run:<base> (a sibling run's) | random | a path
     setting: dict[str, Any] = field(default_factory=dict)  # the ablated values, for the tables
     model: ModelConfig = field(default_factory=ModelConfig)
     method: MethodConfig = field(default_factory=MethodConfig)
@@ -283,6 +286,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "pretrain.nonfinite": ("stop", "rollback"),
     "coco.nonfinite": ("stop", "rollback"),
     "linprobe.optimizer": ("lars", "sgd"),
+    "linprobe.crop": ("torchvision", "mae"),
+    "linprobe.features": ("pooled", "cls_token"),
     "coco.engine": ("torchvision", "detectron2"),
     "coco.attention": ("window_global", "global", "window"),
     "coco.heads": ("standard", "compact"),

@@ -56,7 +56,11 @@ def _select(df: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
     keep = df["method"].notna() | df["stage"].notna()
     for key, wanted in spec.filters.items():
         allowed = list(wanted) if isinstance(wanted, (list, tuple, set)) else [wanted]
-        keep &= df[key].isin(allowed) if key in df.columns else False
+        if key not in df.columns:  # None: "not set" (runs without that setting key)
+            keep &= None in allowed
+            continue
+        match = df[key].isin([a for a in allowed if a is not None])
+        keep &= (match | df[key].isna()) if None in allowed else match
     if spec.seeds is not None:
         keep &= df["seed"].isin(list(spec.seeds))
     columns = list(dict.fromkeys([*_USED_COLUMNS, *spec.rows]))

@@ -88,7 +88,7 @@ class TableSpec:
         seeds: seeds to aggregate; None = every seed found. Declared seeds without a result are reported
             as missing (n shows "2/3").
         filters: keep only runs whose column equals the value (``{"backbone": "mixmim_b"}``); a list or
-            tuple value means "one of".
+            tuple value means "one of"; None means "not set" (the run has no such setting key).
         row_order: row labels in paper order; declared rows without runs show as missing; other rows follow.
         labels: display names for row-key values (``{"mixmim": "MixMIM"}``).
         budget: add GPU-hours, GFLOPs and throughput columns.

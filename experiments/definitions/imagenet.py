@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from experiments.definitions.recipes import (
     BACKBONE_LABELS,
+    DEBUG,
     IMAGENET_FINETUNE,
     IMAGENET_LINPROBE,
     IMAGENET_PRETRAIN,
@@ -13,6 +16,8 @@ from experiments.definitions.recipes import (
     variant_tables,
 )
 from experiments.spec import Experiment, make_run
+from mixmim.config import RunConfig
+from mixmim.runs.rundir import SIBLING_INIT
 from reports.spec import Column, TableSpec
 from reports.verdicts import Finding
 
@@ -48,8 +53,34 @@ PAPER_ORDER_SOURCE = ("MixMIM paper (arXiv 2205.13137) ImageNet-1K comparison: M
                       "BEiT 83.2 fine-tuning top-1 (official README; SimMIM, MAE, BEiT papers)")
 
 
-def fixed_encoder(variant: str = "full") -> Experiment:
-    """Every method on the same backbones with the same schedule (300 pre-training epochs)."""
+# The fine-tuning protocols of fixed-encoder (``--finetune-protocol``): ``shared`` fine-tunes every method with
+# MixMIM's recipe (IMAGENET_FINETUNE); ``own`` fine-tunes each with its official recipe
+# (baselines.method_finetune_defaults), keeping only the budget shared (OWN_SETS), from the encoder the shared
+# protocol's run of the same method, encoder and seed pre-trained (init=run:<that run>): one pre-training serves both.
+FINETUNE_PROTOCOLS = ("shared", "own")
+OWN_SETS = ("finetune.epochs", "finetune.batch_size", "finetune.precision")
+FIXED_ENCODER_STAGES = ("pretrain", "linprobe", "finetune")
+OWN_STAGES = ("linprobe", "finetune")
+PROTOCOL_TITLES = {"shared": "shared fine-tuning protocol: MixMIM's recipe for every method",
+                   "own": "own fine-tuning protocol: each method's official recipe"}
+PROTOCOL_CAPTIONS = {
+    "shared": "Same backbone classes, epochs, batch and fine-tuning recipe (MixMIM's); each method's own pre-training "
+              "recipe (blr and its base, betas, warm-up, weight decay, mask).",
+    "own": "The shared protocol's pre-training (init=run:<its run>), then each method's official fine-tuning recipe "
+           "(baselines/registry.py method_finetune_defaults: lr rule, warm-up, schedule, layer decay, clipping, "
+           "head; MAE: trained pos_embed and its cls-token probe with its crop); epochs, batch and precision shared.",
+}
+
+
+def fixed_encoder(variant: str = "full", protocol: str = "shared") -> Experiment:
+    """Every method on the same backbones with the same schedule (300 pre-training epochs), fine-tuned by one
+    ``protocol`` (:data:`FINETUNE_PROTOCOLS`).
+
+    Raises:
+        KeyError: an unknown protocol.
+    """
+    if protocol not in FINETUNE_PROTOCOLS:
+        raise KeyError(f"unknown fine-tuning protocol '{protocol}'; choose one of {', '.join(FINETUNE_PROTOCOLS)}")
     runs = []
     for backbone in ("mixmim_base", "mixmim_vit_base_patch16"):
         for method in ("mixmim", "mae", "simmim", "beit"):
@@ -59,25 +90,61 @@ def fixed_encoder(variant: str = "full") -> Experiment:
             if backbone.startswith("mixmim_vit") and method == "mixmim":
                 overrides.setdefault("method.mask_unit", 32)  # MixMIM's 32-px cells: 2x2 ViT patches
                 replaces = (*replaces, "method.mask_unit")
-            runs.append(make_run("fixed-encoder", method, bb, ("pretrain", "linprobe", "finetune"),
-                                 setting={"encoder": BACKBONE_LABELS[backbone]}, overrides=overrides,
-                                 replaces=replaces))
+            setting = {"encoder": BACKBONE_LABELS[backbone]}
+            shared = make_run("fixed-encoder", method, bb, FIXED_ENCODER_STAGES, setting=setting,
+                              overrides=overrides, replaces=replaces)
+            runs.append(shared if protocol == "shared" else _own_run(shared, overrides, replaces, variant))
+    sets = dict.fromkeys(key for cfg in runs for key in _declared(cfg, protocol, variant))
+    description = "MixMIM, MAE, SimMIM, BEiT on MixMIM-B and ViT-B, equal schedule"  # the catalog's (shared)
+    if protocol != "shared":
+        description += f"; {PROTOCOL_TITLES[protocol]}"
+    return Experiment("fixed-encoder", description, runs,
+                      variant_tables(_fixed_encoder_tables(protocol), variant), variant, sets=tuple(sets))
+
+
+def _own_run(shared: RunConfig, overrides: dict[str, Any], replaces: tuple[str, ...], variant: str) -> RunConfig:
+    """The ``own`` protocol's run beside ``shared``: its probe and fine-tuning only, from ``shared``'s encoder,
+    with the method's official fine-tuning recipe; the shared fine-tuning's keys other than :data:`OWN_SETS` are
+    dropped (a debug variant keeps its tiny-schedule keys, declared)."""
+    debug = set(DEBUG) if variant == "debug" else set()
+    kept = {k: v for k, v in overrides.items() if not k.startswith("finetune.") or k in OWN_SETS or k in debug}
+    base = shared.name.removesuffix(f"-s{shared.seed}")
+    return make_run("fixed-encoder", shared.method.name, shared.model.backbone, OWN_STAGES,
+                    setting={**shared.setting, "finetune": "own"}, overrides=kept,
+                    replaces=(*replaces, *(debug & {k for k in kept if k.startswith("finetune.")})),
+                    init=f"{SIBLING_INIT}{base}", own_finetune=True)
+
+
+def _declared(cfg: RunConfig, protocol: str, variant: str) -> tuple[str, ...]:
+    """The keys the experiment sets for every method in ``protocol`` (Experiment.sets): all its overrides in
+    ``shared``; in ``own`` none of the method's fine-tuning recipe but the budget (and a debug variant's keys)."""
+    overrides, _ = scaled({**IMAGENET_PRETRAIN, **IMAGENET_FINETUNE, **IMAGENET_LINPROBE, "pretrain.epochs": 300},
+                          variant, cfg.model.backbone)
+    if protocol == "shared":
+        return tuple(overrides)
+    debug = set(DEBUG) if variant == "debug" else set()
+    return tuple(k for k in overrides if not k.startswith("finetune.") or k in OWN_SETS or k in debug)
+
+
+def _fixed_encoder_tables(protocol: str) -> list[TableSpec]:
+    """The table and its paired differences to MAE, named and titled by the fine-tuning protocol they used."""
+    suffix = "" if protocol == "shared" else f"_{protocol}"
     columns = (Column("linprobe", "top1", "Linear probe"), Column("finetune", "top1", "Fine-tune"))
-    table = TableSpec(
-        name="fixed_encoder", title="Every method on the same encoder (300 ep pre-training, same schedule)",
-        rows=("setting.encoder", "method"), labels=METHOD_LABELS, budget=True,
-        columns=columns,
-        caption="Same backbone classes, epochs, batch and fine-tuning recipe; each method's own pre-training "
-                "recipe (blr and its base, betas, warm-up, weight decay, mask).")
+    title = f"Every method on the same encoder (300 ep pre-training; {PROTOCOL_TITLES[protocol]})"
+    # both protocols' runs share the experiment folder: each table reads its own (the shared runs set no key)
+    filters = {"setting.finetune": None if protocol == "shared" else protocol}
+    table = TableSpec(name=f"fixed_encoder{suffix}", title=title, rows=("setting.encoder", "method"),
+                      labels=METHOD_LABELS, budget=protocol == "shared", columns=columns,  # own: no pre-training
+                      caption=PROTOCOL_CAPTIONS[protocol],
+                      filters=filters)
     findings = tuple(Finding.ordering(f"on {encoder}: " + " > ".join(PAPER_ORDER), PAPER_ORDER_SOURCE,
                                       [f"{encoder} / {method}" for method in PAPER_ORDER])
                      for encoder in ("MixMIM-B", "ViT-B/16"))
     differences = TableSpec(
-        name="fixed_encoder_differences", kind="differences", title="Every method on the same encoder: paired "
-        "differences to MAE on that encoder", rows=("setting.encoder", "method"), labels=METHOD_LABELS,
-        columns=columns, baseline={"method": "mae"}, findings=findings)
-    return Experiment("fixed-encoder", "MixMIM, MAE, SimMIM, BEiT on MixMIM-B and ViT-B, equal schedule",
-                      runs, variant_tables([table, differences], variant), variant, sets=tuple(overrides))
+        name=f"fixed_encoder_differences{suffix}", kind="differences", title="Every method on the same encoder: "
+        f"paired differences to MAE on that encoder ({PROTOCOL_TITLES[protocol]})", rows=("setting.encoder", "method"),
+        labels=METHOD_LABELS, columns=columns, baseline={"method": "mae"}, findings=findings, filters=filters)
+    return [table, differences]
 
 
 def ablation_epochs(variant: str = "full") -> Experiment:

@@ -20,6 +20,7 @@ IMAGENET_PRETRAIN: dict[str, Any] = {
 # Fine-tuning: effective batch 1024 (official 128 x 8 GPUs; here 64 x 16 on the same 2 nodes), blr 5e-4,
 # layer decay 0.7 (official ids), drop path 0.1, RandAugment, mixup 0.8 / cutmix 1.0, smoothing 0.1, reprob 0.25.
 IMAGENET_FINETUNE: dict[str, Any] = {
+    "finetune.lr_scale_base": 256, "finetune.schedule": "cosine",  # MixMIM's lr rule and schedule (the defaults)
     "finetune.epochs": 100, "finetune.warmup_epochs": 5, "finetune.batch_size": 64, "finetune.blr": 5e-4,
     "finetune.layer_decay": 0.7, "finetune.drop_path": 0.1, "finetune.min_lr": 1e-6, "finetune.precision": "fp16",
 }

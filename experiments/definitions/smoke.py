@@ -33,6 +33,8 @@ COMMON = {
     "finetune.epochs": 4, "finetune.warmup_epochs": 0, "finetune.batch_size": 32, "finetune.lr": 3e-3,
     "finetune.mixup": 0.0, "finetune.cutmix": 0.0, "finetune.smoothing": 0.0, "finetune.randaug": "",
     "finetune.reprob": 0.0, "finetune.layer_decay": 0.75, "finetune.drop_path": 0.0, "finetune.crop_min_scale": 0.7,
+    # One fine-tuning recipe for every method (the defaults, MixMIM's), declared: SimMIM and BEiT have their own.
+    "finetune.blr": 5e-4, "finetune.lr_scale_base": 256, "finetune.schedule": "cosine",
 }
 # The parts of each method's own recipe that the smoke run replaces for every method: CPU-sized decoders,
 # 8-px mask cells, one warm-up epoch and an absolute lr (the blr rule gives far too small a rate here).
@@ -49,6 +51,8 @@ REASONS = {
     "finetune.lr": "absolute lr: measured to separate pre-trained from random init in 4 epochs",
     "finetune.warmup_epochs": "no warm-up in a 4-epoch fine-tune", "finetune.precision": "auto: fp32 on CPU",
     "pretrain.precision": "auto: fp32 on CPU",
+    **dict.fromkeys(("finetune.blr", "finetune.lr_scale_base", "finetune.schedule"),
+                    "one fine-tuning recipe (MixMIM's) for every method"),
 }
 DEBUG = {
     "pretrain.max_steps": 4, "pretrain.epochs": 1, "linprobe.epochs": 1, "linprobe.max_steps": 3,

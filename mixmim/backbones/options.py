@@ -19,6 +19,7 @@ SWITCHES: dict[str, tuple[str, Any]] = {
     "rel_pos_bias": ("rel_pos_bias", "none"),
     "global_pool": ("global_pool", "avg"),
     "fc_norm": ("fc_norm", False),
+    "train_pos_embed": ("trainable_pos_embed", False),
 }
 
 

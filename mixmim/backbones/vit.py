@@ -6,13 +6,14 @@ attn.proj, norm2, mlp.fc1, mlp.fc2}``, ``norm``, ``head`` — official MAE check
 
 Our protocol (identical for both backbones, for fair comparisons): ``forward_tokens`` returns the
 normed *patch* tokens; the head averages them. MAE's fine-tuning instead pools before an extra
-``fc_norm`` and trains ``pos_embed``; we keep the embedding fixed (``docs/methods.md``).
+``fc_norm`` and trains ``pos_embed`` (the switches ``fc_norm`` and ``trainable_pos_embed``; ``docs/methods.md``).
 
 The baselines' own encoder options are switches (defaults: the shared ViT above, unchanged):
 ``init_values`` (layer scale, ``blocks.{i}.ls{1,2}.gamma``; SimMIM/BEiT 0.1), ``use_abs_pos_emb=False`` (no
 absolute position embedding), ``rel_pos_bias`` (``"shared"``: one BEiT relative position bias for every block,
 as SimMIM/BEiT pre-train; ``"layer"``: one per block, as they fine-tune), ``global_pool`` (``"avg"`` or
-``"token"``: the cls token) and ``fc_norm`` (pool first, then a LayerNorm: MAE's and BEiT's fine-tuning).
+``"token"``: the cls token), ``fc_norm`` (pool first, then a LayerNorm: MAE's and BEiT's fine-tuning) and
+``trainable_pos_embed`` (the sin-cos embedding as a Parameter, layer 0, no weight decay: MAE's fine-tuning).
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ class PlainViT(Backbone):
     def __init__(self, img_size: int = 224, patch_size: int = 16, in_chans: int = 3, num_classes: int = 1000,
                  embed_dim: int = 768, depth: int = 12, num_heads: int = 12, mlp_ratio: float = 4.0,
                  drop_path_rate: float = 0.0, init_values: float | None = None, use_abs_pos_emb: bool = True,
-                 rel_pos_bias: str = "none", global_pool: str = "avg", fc_norm: bool = False):
+                 rel_pos_bias: str = "none", global_pool: str = "avg", fc_norm: bool = False,
+                 trainable_pos_embed: bool = False):
         super().__init__()
         if rel_pos_bias not in REL_POS_BIAS:
             raise ValueError(f"rel_pos_bias must be one of {REL_POS_BIAS}, got {rel_pos_bias!r}")
@@ -65,8 +67,14 @@ class PlainViT(Backbone):
         self.grid_size = tuple(self.patch_embed.grid_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         pos = torch.cat([torch.zeros(1, embed_dim), sincos_2d(embed_dim, *self.grid_size)])
-        # [1, 1 + L, D], fixed: a persistent buffer under MAE's key (None without an absolute embedding)
-        self.register_buffer("pos_embed", pos[None] if use_abs_pos_emb else None)
+        # [1, 1 + L, D], fixed: a persistent buffer under MAE's key (None without an absolute embedding);
+        # trainable_pos_embed: a Parameter with the same key and start, as MAE's fine-tuning model trains it
+        self.trainable_pos_embed = trainable_pos_embed and use_abs_pos_emb
+        if self.trainable_pos_embed:
+            self.pos_embed = nn.Parameter(pos[None])
+            self.official_frozen_params = ()
+        else:
+            self.register_buffer("pos_embed", pos[None] if use_abs_pos_emb else None)
         self.rel_pos_bias = None
         if rel_pos_bias == "shared":
             self.rel_pos_bias = RelativePositionBias(self.grid_size, num_heads)
@@ -253,7 +261,8 @@ class PlainViT(Backbone):
         return self.num_layers + 1
 
     def no_weight_decay(self) -> set[str]:
-        return {"cls_token"}  # the fixed pos_embed is a buffer
+        """``cls_token``, and ``pos_embed`` when it is trained (MAE's list); the fixed one is a buffer."""
+        return {"cls_token", "pos_embed"} if self.trainable_pos_embed else {"cls_token"}
 
     def no_weight_decay_keywords(self) -> set[str]:
         return {"relative_position_bias_table"} if self.rel_pos_bias is not None else set()

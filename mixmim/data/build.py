@@ -40,19 +40,21 @@ def build_dataset(cfg: DataConfig, split: str, transform: Callable[..., Any] | N
 
 
 def build_crop_set(cfg: DataConfig, img_size: int, crop_min_scale: float, interpolation: str = "bicubic",
-                   color_jitter: float = 0.0) -> Dataset:  # fmt: skip
+                   color_jitter: float = 0.0, crop: str = "torchvision") -> Dataset:  # fmt: skip
     """The ``train`` split under the pre-training crop (pre-training; the linear probe, which trains with it),
     decoded where ``cfg.decode`` says.
 
     ``cpu``: samples ``(image [3, img_size, img_size], label, corrupt)``, decoded and augmented in the workers
     (:func:`~mixmim.data.transforms.pretrain_transform`). ``gpu``: the same folder's samples as JPEG bytes and
     crop geometry (:class:`~mixmim.data.gpu_decode.EncodedImages`), decoded on the device in the step.
+    ``crop``: the resized crop's kind (``linprobe.crop``: ``torchvision`` | ``mae``), on both paths.
     """
     if cfg.decode == "gpu":
         folder = build_dataset(cfg, "train")  # the same samples (subset, max_train_images), untransformed
         return EncodedImages(folder.samples, img_size, crop_min_scale, interpolation=interpolation,
-                             color_jitter=color_jitter, on_corrupt=cfg.on_corrupt, source=folder)  # fmt: skip
-    transform = pretrain_transform(img_size, crop_min_scale, interpolation=interpolation, color_jitter=color_jitter)
+                             color_jitter=color_jitter, on_corrupt=cfg.on_corrupt, source=folder, crop=crop)  # fmt: skip
+    transform = pretrain_transform(img_size, crop_min_scale, interpolation=interpolation, color_jitter=color_jitter,
+                                   crop=crop)  # fmt: skip
     return build_dataset(cfg, "train", transform)
 
 

@@ -46,7 +46,7 @@ from torchvision.transforms import functional as TF
 
 from mixmim.config import CHOICES
 from mixmim.data.folder import MAX_CONSECUTIVE_CORRUPT, UNREADABLE, CorruptImageError, on_unreadable
-from mixmim.data.transforms import INTERPOLATIONS
+from mixmim.data.transforms import INTERPOLATIONS, resized_crop_class
 
 DECODE_PATHS = CHOICES["data.decode"]  # declared once, on the config
 CPU_OVERRIDE_ENV = "MIXMIM_DECODE_ON_CPU"  # "1": data.decode=gpu may run on a CPU device (tests, debugging)
@@ -84,10 +84,11 @@ def loader_collate(dataset: Dataset, device: torch.device | str) -> Callable[[li
     return dataset.collate
 
 
-def draw_geometry(image: Image.Image, img_size: int, crop_min_scale: float, hflip: float) -> torch.Tensor:
+def draw_geometry(image: Image.Image, img_size: int, crop_min_scale: float, hflip: float,
+                  crop_kind: str = "torchvision") -> torch.Tensor:  # fmt: skip
     """[5] long ``(top, left, height, width, flip)`` of ``image`` (opened, not decoded), drawn as the CPU path
-    draws them: the crop box, then the flip, from torch's global generator."""
-    crop = T.RandomResizedCrop(img_size, scale=(crop_min_scale, 1.0), ratio=CROP_RATIO)
+    draws them: the crop box (``crop_kind``: ``linprobe.crop``), then the flip, from torch's global generator."""
+    crop = resized_crop_class(crop_kind)(img_size, scale=(crop_min_scale, 1.0), ratio=CROP_RATIO)
     top, left, height, width = crop.get_params(image, crop.scale, crop.ratio)
     flip = int(torch.rand(1) < hflip)  # RandomHorizontalFlip.forward's draw
     return torch.tensor([top, left, height, width, flip])
@@ -173,7 +174,9 @@ class EncodedImages(Dataset):
 
     def __init__(self, samples: list[tuple[str, int]], img_size: int, crop_min_scale: float = 0.2,
                  hflip: float = 0.5, interpolation: str = "bicubic", color_jitter: float = 0.0,
-                 on_corrupt: str = "skip", source: Dataset | None = None):  # fmt: skip
+                 on_corrupt: str = "skip", source: Dataset | None = None, crop: str = "torchvision"):  # fmt: skip
+        resized_crop_class(crop)  # a bad name fails here, not in a worker
+        self.crop = crop
         if interpolation not in INTERPOLATIONS:
             raise ValueError(f"crop interpolation {interpolation!r}: use one of {', '.join(INTERPOLATIONS)}")
         self.samples, self.img_size, self.crop_min_scale, self.hflip = samples, img_size, crop_min_scale, hflip
@@ -200,7 +203,7 @@ class EncodedImages(Dataset):
                 raise NotJpegError(f"'{path}' is {image.format}, not JPEG: the GPU decode path reads JPEG only "
                                    "(pass data.decode=cpu, or convert the dataset)")  # fmt: skip
             colour = draw_colour(self.jitter)  # the CPU path jitters first, then crops
-            geometry = draw_geometry(image, self.img_size, self.crop_min_scale, self.hflip)
+            geometry = draw_geometry(image, self.img_size, self.crop_min_scale, self.hflip, self.crop)
             return torch.frombuffer(bytearray(data), dtype=torch.uint8), geometry, colour, label, int(offset > 0), path
         raise CorruptImageError(f"{MAX_CONSECUTIVE_CORRUPT} unreadable images in a row from '{self.samples[index][0]}'")
 

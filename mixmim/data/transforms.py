@@ -18,12 +18,14 @@ RandAugment), so a checkpoint that restores those states restores the augmentati
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
 from PIL import Image, ImageOps
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transform
 from torchvision import transforms as T
+from torchvision.transforms import functional as TF
 
 from mixmim.config import FinetuneConfig
 
@@ -33,10 +35,49 @@ Transform = Callable[..., torch.Tensor]
 
 
 INTERPOLATIONS = {"bicubic": T.InterpolationMode.BICUBIC, "bilinear": T.InterpolationMode.BILINEAR}
+CROPS = ("torchvision", "mae")  # linprobe.crop
+
+
+def mae_crop_box(width: int, height: int, scale: tuple[float, float], ratio: tuple[float, float]) -> tuple[int, ...]:
+    """MAE's crop box (facebookresearch/mae ``util/crop.py``, after BYOL's TF code): one draw, no retry loop.
+
+    Area fraction ``s ~ U(scale)``, aspect ``a = exp(U(log ratio))`` in float32 (torch's global generator, in that
+    order),
+    ``w = round(sqrt(s * area * a))`` and ``h = round(sqrt(s * area / a))`` clamped to the image, then the top
+    and left corners uniform over the positions that fit (``randint``, top first).
+
+    Returns:
+        ``(top, left, h, w)`` in px, torchvision's ``get_params`` order.
+    """
+    area_fraction = torch.empty(1).uniform_(scale[0], scale[1]).item()
+    low, high = torch.tensor(ratio, dtype=torch.float32).log().tolist()  # float32 as the official, then exp in float32
+    aspect = torch.empty(1).uniform_(low, high).exp().item()
+    target = width * height * area_fraction
+    w = min(int(round(math.sqrt(target * aspect))), width)
+    h = min(int(round(math.sqrt(target / aspect))), height)
+    top = int(torch.randint(0, height - h + 1, size=(1,)).item())
+    left = int(torch.randint(0, width - w + 1, size=(1,)).item())
+    return top, left, h, w
+
+
+class MAERandomResizedCrop(T.RandomResizedCrop):
+    """torchvision's RandomResizedCrop with MAE's box (:func:`mae_crop_box`) instead of the 10-try loop."""
+
+    @staticmethod
+    def get_params(img: torch.Tensor | Image.Image, scale: list[float], ratio: list[float]) -> tuple[int, ...]:
+        width, height = TF.get_image_size(img)
+        return mae_crop_box(width, height, tuple(scale), tuple(ratio))
+
+
+def resized_crop_class(crop: str) -> type[T.RandomResizedCrop]:
+    """The random resized crop named by ``crop`` (:data:`CROPS`): torchvision's, or MAE's one-draw crop."""
+    if crop not in CROPS:
+        raise ValueError(f"crop {crop!r}: use one of {', '.join(CROPS)}")
+    return MAERandomResizedCrop if crop == "mae" else T.RandomResizedCrop
 
 
 def pretrain_transform(img_size: int, crop_min_scale: float = 0.2, hflip: float = 0.5, interpolation: str = "bicubic",
-                       color_jitter: float = 0.0) -> Transform:  # fmt: skip
+                       color_jitter: float = 0.0, crop: str = "torchvision") -> Transform:  # fmt: skip
     """Official pre-training augmentation: random resized crop (area ``crop_min_scale``-1), flip, normalise.
 
     Args:
@@ -47,17 +88,22 @@ def pretrain_transform(img_size: int, crop_min_scale: float = 0.2, hflip: float 
             torchvision default; ``data.crop_interpolation``).
         color_jitter: ``ColorJitter(c, c, c)`` first, as BEiT's pre-training (0.4); 0: none
             (``data.color_jitter``).
+        crop: ``torchvision`` (RandomResizedCrop) or ``mae`` (:class:`MAERandomResizedCrop`: MAE's linear
+            probe, ``linprobe.crop``).
 
     Returns:
         PIL image -> normalised tensor ``[3, img_size, img_size]``.
     """
     if interpolation not in INTERPOLATIONS:
         raise ValueError(f"crop interpolation {interpolation!r}: use one of {', '.join(INTERPOLATIONS)}")
+    if crop not in CROPS:
+        raise ValueError(f"crop {crop!r}: use one of {', '.join(CROPS)}")
     jitter = [T.ColorJitter(color_jitter, color_jitter, color_jitter)] if color_jitter > 0 else []
+    resized_crop = resized_crop_class(crop)
     return T.Compose(
         [
             *jitter,
-            T.RandomResizedCrop(img_size, scale=(crop_min_scale, 1.0), interpolation=INTERPOLATIONS[interpolation]),
+            resized_crop(img_size, scale=(crop_min_scale, 1.0), interpolation=INTERPOLATIONS[interpolation]),
             T.RandomHorizontalFlip(hflip),
             T.ToTensor(),
             T.Normalize(IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD),

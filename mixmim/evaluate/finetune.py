@@ -100,4 +100,6 @@ def _train(ctx: StageContext, log_every: int) -> StageResult | None:
             "mixup": ft.mixup,
             "cutmix": ft.cutmix,
             "smoothing": ft.smoothing,
+            "fc_norm": cfg.model.fc_norm,
+            "train_pos_embed": cfg.model.train_pos_embed,
     })

@@ -1,14 +1,17 @@
 """The ``linprobe`` stage: linear probing with MAE's protocol (``main_linprobe.py``).
 
-- The encoder (``cfg.init``) is frozen (no gradients) and stays in eval mode; features are its pooled
-  final-stage tokens (``forward_head(pre_logits=True)``).
+- The encoder (``cfg.init``) is frozen (no gradients) and stays in eval mode; features are read after its
+  final norm (the fine-tuning head switch ``model.fc_norm`` is not used here): ``linprobe.features=pooled``
+  the backbone's pooling (``forward_head(pre_logits=True)``: the mean of the final tokens), ``cls_token`` the
+  cls token (MAE's probe, ``main_linprobe.py`` with ``global_pool=False``; plain ViT only).
 - The head is ``BatchNorm1d(C, affine=False, eps=1e-6)`` then ``Linear(C, classes)`` with a
   ``trunc_normal(std=0.01)`` weight and zero bias; only the head trains.
 - Optimiser ``linprobe.optimizer``: LARS (timm's ``Lars``, momentum 0.9, trust coefficient 0.001; the
   trust ratio and weight decay apply to 2-D weights only, as MAE's LARS) or SGD (momentum 0.9), no weight
   decay on 1-D parameters. ``lr = blr * effective_batch / 256`` (blr 0.1), linear warmup then half-cosine
   per iteration; cross-entropy without label smoothing.
-- Augmentation: RandomResizedCrop (area 0.08-1, bicubic) + horizontal flip only; evaluation resize + center
+- Augmentation: RandomResizedCrop (area 0.08-1, bicubic; ``linprobe.crop=mae``: MAE's one-draw crop,
+  :class:`mixmim.data.transforms.MAERandomResizedCrop`) + horizontal flip only; evaluation resize + center
   crop. Because the crops are random every epoch, the encoder runs on every batch (features are not cached).
 
 timm's ``Lars`` equals MAE's LARS for the protocol's weight decay 0 (up to ``eps=1e-8`` in the trust ratio);
@@ -17,6 +20,7 @@ with weight decay it divides by ``|g| + wd |w|`` where MAE divides by ``|g + wd 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -39,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 STAGE = "linprobe"
 OPTIMIZERS = CHOICES["linprobe.optimizer"]  # declared once, on the config
+FEATURES = CHOICES["linprobe.features"]
 MOMENTUM = 0.9
 LARS_TRUST_COEFF = 0.001
 
@@ -70,6 +75,26 @@ class ProbeModel(nn.Module):
         with torch.no_grad():
             features = pooled_features(self.encoder, images)  # [B, C]
         return self.head(features.float())
+
+
+def probe_config(cfg: RunConfig) -> RunConfig:
+    """``cfg`` with the probe's encoder options: no ``fc_norm`` (the features are read after the final norm), and
+    the cls token as the feature when ``linprobe.features=cls_token``.
+
+    Raises:
+        ValueError: ``cls_token`` on a backbone without one (the hierarchical backbone).
+    """
+    if cfg.linprobe.features not in FEATURES:
+        raise ValueError(f"linprobe.features={cfg.linprobe.features!r}: use one of {', '.join(FEATURES)}")
+    if not cfg.model.fc_norm and cfg.linprobe.features == "pooled":
+        return cfg
+    model = dataclasses.replace(cfg.model, fc_norm=False)
+    if cfg.linprobe.features == "cls_token":
+        if not cfg.model.backbone.removeprefix("mixmim_").startswith("vit_"):
+            raise ValueError(f"linprobe.features=cls_token needs a plain ViT (mixmim_vit_*), not {cfg.model.backbone}"
+                             ": the hierarchical backbone has no cls token; use linprobe.features=pooled")
+        model = dataclasses.replace(model, global_pool="token")
+    return dataclasses.replace(cfg, model=model)
 
 
 def build_probe_optimizer(head: nn.Module, cfg: LinearProbeConfig) -> torch.optim.Optimizer:
@@ -112,9 +137,9 @@ def _train(ctx: StageContext, log_every: int) -> StageResult | None:
     cfg, run_dir, env, device = ctx.cfg, ctx.run_dir, ctx.env, ctx.device
     lp = cfg.linprobe
     # the runner seeded every generator: the random-init control is the same encoder in every stage
-    encoder, source = build_eval_backbone(cfg, run_dir, num_classes=0)
+    encoder, source = build_eval_backbone(probe_config(cfg), run_dir, num_classes=0)
     size = encoder.img_size
-    train_set = build_crop_set(cfg.data, size, cfg.linprobe.crop_min_scale)  # data.decode: where it decodes
+    train_set = build_crop_set(cfg.data, size, lp.crop_min_scale, crop=lp.crop)  # data.decode: where it decodes
     val_set = build_dataset(cfg.data, "val", eval_transform(size))
     num_classes = len(train_set.classes)
     model = ProbeModel(encoder, num_classes).to(device)
@@ -139,4 +164,6 @@ def _train(ctx: StageContext, log_every: int) -> StageResult | None:
         "num_classes": num_classes,
             "optimizer": lp.optimizer,
             "weight_decay": lp.weight_decay,
+            "features": lp.features,
+            "crop": lp.crop,
     })

@@ -4,6 +4,8 @@
 
 - ``pretrain``: this run's pre-training result, ``<run_dir>/pretrain/encoder.pth`` (written by the engine:
   ``{"model": encoder state dict, "meta": ...}``);
+- ``run:<base>``: the pre-training result of the run ``<base>-s<seed>`` beside this one (same experiment
+  folder, same seed; :func:`mixmim.runs.rundir.sibling_encoder`);
 - ``random``: no loading, the random-init control (seeded by ``cfg.seed``, so every stage of a run sees the
   same random encoder);
 - a path to a checkpoint: an official MixMIM/MAE file (``{"model": ...}``, pre-training or fine-tuning, with
@@ -28,6 +30,7 @@ from mixmim.backbones import Backbone, create_backbone, load_official_checkpoint
 from mixmim.backbones.options import backbone_options
 from mixmim.config import RunConfig
 from mixmim.engine.checkpoint import ENCODER
+from mixmim.runs.rundir import SIBLING_INIT, sibling_encoder
 from mixmim.weights.torchfile import CheckpointFileError
 
 logger = logging.getLogger(__name__)
@@ -43,7 +46,7 @@ class InitWeightsError(ValueError):
 
 @dataclass(frozen=True)
 class InitSource:
-    """Where an evaluation's encoder weights come from: ``kind`` pretrain | random | path, and the file."""
+    """Where an evaluation's encoder weights come from: ``kind`` pretrain | run | random | path, and the file."""
 
     kind: str
     path: Path | None = None
@@ -53,7 +56,7 @@ class InitSource:
         return {"init": self.kind, "init_path": str(self.path) if self.path else None}
 
 
-def resolve_init(init: str, run_dir: str | Path) -> InitSource:
+def resolve_init(init: str, run_dir: str | Path, seed: int = 0) -> InitSource:
     """Turn ``cfg.init`` into an :class:`InitSource`, checking that the file exists.
 
     Raises:
@@ -65,6 +68,15 @@ def resolve_init(init: str, run_dir: str | Path) -> InitSource:
         raise InitWeightsError(f"init is empty; set init to {allowed}")
     if init == "random":
         return InitSource("random")
+    if init.startswith(SIBLING_INIT):
+        try:
+            path = sibling_encoder(init, run_dir, seed)
+        except ValueError as err:
+            raise InitWeightsError(str(err)) from None
+        if not path.is_file():
+            raise InitWeightsError(f"init={init}: the pre-trained encoder {path} does not exist: run that run's "
+                                   "'pretrain' stage first (same experiment, --output and seed)")
+        return InitSource("run", path)
     if init == "pretrain":
         path = Path(run_dir) / "pretrain" / ENCODER
         if not path.is_file():
@@ -137,7 +149,7 @@ def build_eval_backbone(
         num_classes: classes of the head; 0 for a headless feature extractor.
         drop_path: stochastic-depth rate (fine-tuning: 0.1).
     """
-    source = resolve_init(cfg.init, run_dir)
+    source = resolve_init(cfg.init, run_dir, cfg.seed)
     model = create_backbone(
         cfg.model.backbone, num_classes=num_classes, img_size=cfg.model.img_size, drop_path_rate=drop_path,
         **backbone_options(cfg.model),

@@ -50,6 +50,21 @@ def stage_dir(run_dir: str | Path, stage: str) -> Path:
     return path
 
 
+SIBLING_INIT = "run:"  # init=run:<base>: the pre-trained encoder of run <base> (same experiment folder and seed)
+ENCODER_FILE = "encoder.pth"  # what a pretrain stage leaves for the evaluations (mixmim.engine.checkpoint.ENCODER)
+
+
+def sibling_encoder(init: str, run_dir: str | Path, seed: int) -> Path:
+    """``init=run:<base>`` -> ``<run_dir>/../<base>-s<seed>/pretrain/encoder.pth``: the encoder another run of the
+    same experiment folder pre-trained with the same seed (fixed-encoder's ``own`` fine-tuning protocol reuses
+    the ``shared`` protocol's pre-training this way)."""
+    base = init.removeprefix(SIBLING_INIT)
+    if not base or "/" in base or base in (".", ".."):
+        raise ValueError(f"init={init!r}: write run:<run name without its -s<seed> suffix>, a run of the same "
+                         "experiment folder")
+    return Path(run_dir).parent / f"{base}-s{seed}" / "pretrain" / ENCODER_FILE
+
+
 def is_done(run_dir: str | Path, stage: str) -> bool:
     """A stage is done when its ``result.json`` exists."""
     return (Path(run_dir) / stage / RESULT_FILE).is_file()

@@ -3,8 +3,9 @@
 The reference tables in ``official_recipes/`` were generated outside the project from the official code at the
 commits they name (each file's ``source``): parameter name -> ``[weight_decay, lr_scale]`` of the official
 optimizer's groups for the B-size models, and the lr every optimizer update ran with on a short schedule of
-the official formula. Official names map to ours by :func:`ours`; a row that differs on purpose is listed in
-``DEVIATIONS`` with its reason.
+the official formula. Official names map to ours by :func:`ours`; every row is equal (MAE's fine-tuning
+``pos_embed`` with its own recipe's ``model.train_pos_embed``). Each method's own fine-tuning recipe
+(``baselines.method_finetune_defaults``) is checked against the values the references were generated with.
 """
 
 from __future__ import annotations
@@ -17,14 +18,21 @@ import pytest
 import torch
 
 from baselines.official import _beit_style_vit, beit_from_official_args, simmim_from_official_args
+from baselines.registry import method_finetune_defaults
 from baselines.tokenizers.kmeans import KMeansTokenizer
 from mixmim.backbones import create_backbone
-from mixmim.config import FinetuneConfig, PretrainConfig
+from mixmim.backbones.options import backbone_options
+from mixmim.config import FinetuneConfig, PretrainConfig, RunConfig, apply_overrides
 from mixmim.engine.optim import pretrain_param_groups
 from mixmim.engine.recipe import make_recipe
 from mixmim.evaluate.layer_decay import finetune_param_groups
 
 REFERENCE = Path(__file__).parent / "official_recipes"
+
+
+def own_finetune_config(method: str, backbone: str) -> RunConfig:
+    """A run config with ``method``'s own fine-tuning recipe (``baselines.method_finetune_defaults``)."""
+    return apply_overrides(RunConfig(), {"model.backbone": backbone, **method_finetune_defaults(method, backbone)})
 _RULES = [(r"(^|\.)gamma_(\d)$", r"\1ls\2.gamma"), (r"\.attn\.[qv]_bias$", ".attn.qkv.bias"),
           (r"^blocks\.(\d+)\.attn\.relative_position_bias_table$", r"rel_pos_bias.\1.relative_position_bias_table"),
           (r"^encoder\.mask_token$", "mask_token")]
@@ -164,8 +172,6 @@ def test_simmim_pretrain_groups_on_the_hierarchical_backbone():
 
 
 # --- MAE and MixMIM -----------------------------------------------------------------------------------------
-# MAE fine-tuning trains its learned pos_embed (layer 0, no decay); ours is a fixed sin-cos buffer.
-DEVIATIONS = {"mae_finetune": {"pos_embed": "fixed sin-cos position embedding (a buffer), not trained"}}
 
 
 def _flat(official: dict) -> dict:
@@ -186,9 +192,17 @@ def test_mae_and_mixmim_pretrain_groups():
 
 
 def test_mae_finetune_groups():
-    ref = {n: v for n, v in reference("mae")["finetune_groups"].items() if n not in DEVIATIONS["mae_finetune"]}
-    vit = create_backbone("mixmim_vit_base_patch16", num_classes=1000, fc_norm=True)
-    assert_tables_equal(ref, our_table(finetune_param_groups(vit, FinetuneConfig(layer_decay=0.65))))
+    """MAE's own fine-tuning recipe (``method_finetune_defaults``) on ViT-B: ``model.train_pos_embed`` makes
+    ``pos_embed`` a trained parameter at layer 0 without weight decay, so every parameter equals the official
+    table, ``pos_embed`` included; with the shared ViT's fixed embedding, ``pos_embed`` is the only missing row."""
+    cfg = own_finetune_config("mae", "mixmim_vit_base_patch16")
+    assert cfg.model.train_pos_embed and cfg.model.fc_norm
+    vit = create_backbone(cfg.model.backbone, num_classes=1000, **backbone_options(cfg.model))
+    ref = reference("mae")["finetune_groups"]
+    assert_tables_equal(ref, our_table(finetune_param_groups(vit, cfg.finetune)))
+    fixed = create_backbone(cfg.model.backbone, num_classes=1000, fc_norm=True)
+    assert_tables_equal({n: v for n, v in ref.items() if n != "pos_embed"},
+                        our_table(finetune_param_groups(fixed, cfg.finetune)))
 
 
 @pytest.mark.parametrize("size", ["base", "large", "huge"])
@@ -224,3 +238,48 @@ def test_simmim_family_defaults():
     assert method_defaults("simmim", "mixmim_base")["model.drop_path"] == 0.0
     assert method_defaults("simmim", "mixmim_vit_base_patch16")["model.drop_path"] == 0.1
     assert method_defaults("beit", "mixmim_base") == method_defaults("beit")
+
+
+# --- Each method's own fine-tuning recipe (baselines.method_finetune_defaults) against the official values ------
+def test_simmim_own_finetune_recipe_is_the_official_config():
+    """ViT-B and Swin-B (on MixMIM-B): every value the reference took from SimMIM's fine-tuning configs."""
+    for family, backbone in (("vit", "mixmim_vit_base_patch16"), ("swin", "mixmim_base")):
+        ref, ft = reference("simmim")[f"{family}_finetune"], own_finetune_config("simmim", backbone).finetune
+        mine = (ft.blr, ft.lr_scale_base, ft.warmup_epochs, ft.warmup_lr, ft.min_lr, ft.clip_grad, ft.layer_decay,
+                ft.drop_path)
+        assert mine == (ref["blr"], 512, ref["warmup_epochs"], ref["warmup_lr_unscaled"], ref["min_lr_unscaled"],
+                        ref["clip_grad"], ref["layer_decay"], ref["drop_path"]), family
+        assert tuple(ref["betas"]) == (0.9, 0.999)  # our fine-tuning AdamW's default betas (build_adamw)
+        assert ft.schedule == "timm_cosine" and ft.scale_floor_lrs and ref["scheduler"] == "cosine"
+    swin = own_finetune_config("simmim", "mixmim_base")
+    model = create_backbone("mixmim_base", num_classes=1000, device="meta")
+    ref = reference("simmim")["swin_finetune"]["groups"]
+    assert_tables_equal({n: v for n, v in ref.items() if n in dict(model.named_parameters())},
+                        our_table(finetune_param_groups(model, swin.finetune)))
+
+
+def test_beit_and_mixmim_own_finetune_recipes():
+    """BEiT: layer decay 0.65 and the peak 4e-3 at batch 1024 its trace was generated with; MixMIM: its 0.7 and
+    the B table; both the official schedules (BEiT's linspace warm-up from 0, MixMIM's cosine)."""
+    beit = own_finetune_config("beit", "mixmim_vit_base_patch16").finetune
+    assert beit.layer_decay == reference("beit")["finetune_layer_decay"]
+    assert beit.blr * 1024 / beit.lr_scale_base == pytest.approx(reference("beit")["finetune_trace"]["peak"])
+    assert (beit.schedule, beit.warmup_lr, beit.min_lr) == ("beit_cosine", 0.0, 1e-6)
+    mixmim = own_finetune_config("mixmim", "mixmim_base")
+    assert mixmim.finetune.layer_decay == reference("mixmim")["finetune_layer_decay"]
+    model = create_backbone("mixmim_base", num_classes=1000, device="meta")
+    assert_tables_equal(reference("mixmim")["finetune_groups_base"],
+                        our_table(finetune_param_groups(model, mixmim.finetune)))
+    assert own_finetune_config("mae", "mixmim_vit_base_patch16").finetune.layer_decay == \
+        reference("mae")["finetune_layer_decay"]
+
+
+def test_own_finetune_recipes_keep_the_head_switches_off_the_hierarchical_backbone():
+    """The plain-ViT switches (fc_norm, trained pos_embed, cls-token probe) are off on MixMIM-B for every method,
+    so the own recipe builds there; MixMIM's own recipe is the suite's defaults."""
+    for method in ("mixmim", "mae", "simmim", "beit"):
+        cfg = own_finetune_config(method, "mixmim_base")
+        assert not cfg.model.fc_norm and not cfg.model.train_pos_embed and cfg.linprobe.features == "pooled"
+        assert backbone_options(cfg.model) == {}
+    default = RunConfig()
+    assert own_finetune_config("mixmim", "mixmim_base").finetune == default.finetune
