@@ -51,8 +51,8 @@ def build_crop_set(cfg: DataConfig, img_size: int, crop_min_scale: float, interp
     """
     if cfg.decode == "gpu":
         folder = build_dataset(cfg, "train")  # the same samples (subset, max_train_images), untransformed
-        return EncodedImages(folder.samples, img_size, crop_min_scale, interpolation=interpolation,
-                             color_jitter=color_jitter, on_corrupt=cfg.on_corrupt, source=folder, crop=crop)  # fmt: skip
+        return EncodedImages(folder.samples, img_size, crop_min_scale, interpolation=interpolation, crop=crop,
+                             color_jitter=color_jitter, on_corrupt=cfg.on_corrupt, source=folder)  # fmt: skip
     transform = pretrain_transform(img_size, crop_min_scale, interpolation=interpolation, color_jitter=color_jitter,
                                    crop=crop)  # fmt: skip
     return build_dataset(cfg, "train", transform)
