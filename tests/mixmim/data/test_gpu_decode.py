@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torchvision import transforms as T
 
 from mixmim.bench import benchmark_gpu_decode
 from mixmim.data import pretrain_transform
 from mixmim.data.folder import CorruptImageError, load_rgb
 from mixmim.data.gpu_decode import EncodedImages, NotJpegError
+from mixmim.data.transforms import resized_crop_class
 
 SIZES = [(64, 48), (40, 72), (96, 96)]  # (width, height): landscape, portrait, square
 IMG = 32
@@ -32,29 +32,31 @@ def jpegs(tmp_path):
     return samples
 
 
-def _cpu_path(samples, seed):
+def _cpu_path(samples, seed, crop="torchvision"):
     """The CPU path's output per image and the crop boxes it drew (``get_params`` observed, not re-implemented)."""
-    boxes, original = [], T.RandomResizedCrop.get_params
+    crop_class = resized_crop_class(crop)
+    boxes, original = [], crop_class.get_params
 
     def spy(img, scale, ratio):
         box = original(img, scale, ratio)
         boxes.append(box)
         return box
 
-    transform = pretrain_transform(IMG)
+    transform = pretrain_transform(IMG, crop=crop)
     torch.manual_seed(seed)
-    T.RandomResizedCrop.get_params = staticmethod(spy)
+    crop_class.get_params = staticmethod(spy)
     try:
         images = [transform(load_rgb(path)) for path, _ in samples]
     finally:
-        T.RandomResizedCrop.get_params = staticmethod(original)
+        crop_class.get_params = staticmethod(original)
     return torch.stack(images), boxes
 
 
-def test_workers_draw_the_cpu_paths_crop_boxes_and_the_device_crops_alike(jpegs):
-    cpu_images, cpu_boxes = _cpu_path(jpegs, seed=3)
+@pytest.mark.parametrize("crop", ["torchvision", "mae"])  # linprobe.crop: MAE's probe draws its own boxes
+def test_workers_draw_the_cpu_paths_crop_boxes_and_the_device_crops_alike(jpegs, crop):
+    cpu_images, cpu_boxes = _cpu_path(jpegs, seed=3, crop=crop)
     torch.manual_seed(3)
-    dataset = EncodedImages(jpegs, IMG)
+    dataset = EncodedImages(jpegs, IMG, crop=crop)
     encoded, labels, corrupt = dataset.collate([dataset[i] for i in range(len(jpegs))])
     assert [tuple(g[:4]) for g in encoded.geometry.tolist()] == [tuple(b) for b in cpu_boxes]
     assert labels.tolist() == [0, 1, 2] and corrupt.tolist() == [0, 0, 0]
