@@ -14,7 +14,7 @@ from typing import Any
 from experiments.budget import Budget, apply_budget
 from experiments.spec import Experiment, normalize_stages
 from experiments.stages import RANK_PRELOAD, STAGES
-from mixmim.config import LaunchConfig, RunConfig, apply_overrides, to_yaml, validate
+from mixmim.config import LaunchConfig, RunConfig, apply_overrides, load_yaml, to_yaml, validate
 from mixmim.runs.rundir import (
     CONFIG_FILE,
     PREVIOUS_CONFIG_FILE,
@@ -116,8 +116,10 @@ class ConfigCheck:
     """How a run folder's config relates to the requested one.
 
     Attributes:
-        action: ``new`` (no config yet), ``same``, ``replace`` (differs, but no stage has a result: the
-            folder takes the new config), ``force`` (differs, stages have results, ``--force-config``).
+        action: ``new`` (no config yet), ``same``, ``upgrade`` (the folder's config predates keys that a newer
+            version added, and with those at their defaults it is the requested one: rewritten, results kept),
+            ``replace`` (differs, but no stage has a result: the folder takes the new config), ``force``
+            (differs, stages have results, ``--force-config``).
         diff: the unified diff, existing -> requested (empty unless the configs differ).
         done: stages with a result.
     """
@@ -128,6 +130,9 @@ class ConfigCheck:
 
     def note(self) -> str:
         """A phrase for the plan, empty when there is nothing to say."""
+        if self.action == "upgrade":
+            return (f"config.yaml predates keys that take their defaults, rewritten with them (old one kept as "
+                    f"{PREVIOUS_CONFIG_FILE})")  # fmt: skip
         if self.action == "replace":
             return ("config changed, no stage result yet: the new config replaces it (old one kept as "
                     f"{PREVIOUS_CONFIG_FILE})")  # fmt: skip
@@ -135,6 +140,14 @@ class ConfigCheck:
             return (f"config changed after results of {', '.join(self.done)} (--force-config): the stages not "
                     "yet done use the new one")  # fmt: skip
         return ""
+
+
+def _with_new_defaults(path: Path) -> str | None:
+    """``path``'s config with every key it lacks at this version's default (None: it no longer loads)."""
+    try:
+        return to_yaml(load_yaml(path))
+    except Exception:  # a removed key or a value this version refuses: the text comparison stands
+        return None
 
 
 def check_config(cfg: RunConfig, run_dir: Path, force_config: bool = False) -> ConfigCheck:
@@ -153,6 +166,8 @@ def check_config(cfg: RunConfig, run_dir: Path, force_config: bool = False) -> C
     lines = list(difflib.unified_diff(existing.splitlines(True), text.splitlines(True), "existing", "requested", n=0))
     diff = "".join(lines[2:14])
     done = done_stages(run_dir)
+    if _with_new_defaults(path) == text:
+        return ConfigCheck("upgrade", diff, done)
     if not done:
         return ConfigCheck("replace", diff)
     if force_config:
@@ -177,7 +192,7 @@ def prepare_run_dir(cfg: RunConfig, run_dir: Path, variant: str, budget: dict[st
     check = check_config(cfg, run_dir, force_config)
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / CONFIG_FILE
-    if check.action in ("replace", "force"):
+    if check.action in ("upgrade", "replace", "force"):
         os.replace(path, run_dir / PREVIOUS_CONFIG_FILE)
         log.warning("%s: %s", cfg.name, check.note())
         change = {"at": now_iso(), "action": check.action, "stages_done": check.done, "diff": check.diff,

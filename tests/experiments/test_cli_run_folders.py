@@ -71,3 +71,26 @@ def test_slurm_without_a_cluster_is_a_message(tmp_path, capsys, monkeypatch):
     assert main(args) == 4
     err = capsys.readouterr().err
     assert "needs a Slurm cluster" in err and "--executor local" in err and "Traceback" not in err
+
+
+def test_a_folder_written_before_new_keys_is_upgraded_not_refused(tmp_path, capsys):
+    """A newer version adds config keys: a finished run whose config.yaml lacks them (at their defaults) is the
+    same run, so the launch rewrites the file and keeps the results; a real change is still refused."""
+    args = ["run", "ablation-dual-reconstruction", *KNN_ONLY, "--output", str(tmp_path)]
+    assert main(args) == 0
+    folder = run_dir(tmp_path)
+    config = folder / "config.yaml"
+    current = config.read_text()
+    older = current.replace("  decode: cpu\n", "")  # as written before data.decode existed
+    assert older != current
+    config.write_text(older)
+    capsys.readouterr()
+    assert main([*args, "--dry-run"]) == 0
+    assert "predates keys that take their defaults" in capsys.readouterr().out
+    assert main(args) == 0
+    assert config.read_text() == current and (folder / "config.previous.yaml").read_text() == older
+    change = read_json(folder / "manifest.json")["config_changes"][-1]
+    assert change["action"] == "upgrade" and change["stages_done"] == ["knn"] and "decode: cpu" in change["diff"]
+    config.write_text(older.replace("k: 20", "k: 5"))  # an old folder with a real difference is still refused
+    assert main(args) == 2
+    assert "holds results of run" in capsys.readouterr().err
