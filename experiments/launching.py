@@ -23,6 +23,7 @@ from mixmim.runs.rundir import (
     done_stages,
     update_manifest,
 )
+from mixmim.weights.init_source import InitWeightsError, resolve_init
 from slurm import LaunchReport, RunSpec, StageSpec, launch
 from slurm.records import now_iso
 
@@ -68,14 +69,11 @@ def validate_run(cfg: RunConfig, run_dir: Path) -> None:
     evaluates = [s for s in cfg.stages if s not in ("tokenizer", "pretrain")]
     if not evaluates:
         return
-    if cfg.init == "":
-        raise RunSetupError(f"run '{cfg.name}' evaluates a checkpoint but none is given: pass "
-                            "--set init=/path/to/checkpoint.pth (official or suite) or init=random")
-    if cfg.init == "pretrain" and "pretrain" not in cfg.stages and not (run_dir / "pretrain" / "encoder.pth").is_file():
-        raise RunSetupError(f"run '{cfg.name}' uses init=pretrain without a pretrain stage or "
-                            f"{run_dir / 'pretrain' / 'encoder.pth'}")
-    if cfg.init not in ("pretrain", "random") and not Path(cfg.init).is_file():
-        raise RunSetupError(f"run '{cfg.name}': init checkpoint {cfg.init} does not exist")
+    try:  # the stages' own rule; the run's pre-training, when planned, writes the encoder first
+        resolve_init(cfg.init, run_dir, pretrain_planned="pretrain" in cfg.stages)
+    except InitWeightsError as err:
+        raise RunSetupError(f"run '{cfg.name}' evaluates an encoder ({', '.join(evaluates)}): {err} "
+                            "(--set init=VALUE)") from None
     check_coco_engine(cfg, run_dir)
 
 

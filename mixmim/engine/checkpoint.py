@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mixmim.runs.rundir import atomic_write
+from mixmim.runs.rundir import ENCODER_FILE, atomic_write
 from mixmim.weights.torchfile import CheckpointFileError, load_torch_file
 
 __all__ = [  # CheckpointFileError: what every load here raises for an unreadable file
@@ -42,7 +42,7 @@ __all__ = [  # CheckpointFileError: what every load here raises for an unreadabl
 logger = logging.getLogger(__name__)
 
 LAST = "checkpoint-last.pth"
-ENCODER = "encoder.pth"
+ENCODER = ENCODER_FILE  # the pre-trained encoder, beside the training checkpoints
 FORMAT_VERSION = 1
 
 

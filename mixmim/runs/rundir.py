@@ -35,6 +35,7 @@ RESULT_FILE = "result.json"
 MANIFEST_FILE = "manifest.json"
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
+ENCODER_FILE = "encoder.pth"  # <run>/pretrain/<this>: the pre-trained encoder, what ``init=pretrain`` loads
 PREVIOUS_CONFIG_FILE = "config.previous.yaml"  # the config a folder held before a change (no result yet, or forced)
 LAUNCH_POSITION_ENV = "MIXMIM_LAUNCH_POSITION"  # "3/5": a run's place in its launch, for progress lines
 

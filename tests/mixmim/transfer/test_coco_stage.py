@@ -25,6 +25,7 @@ from mixmim.transfer.evaluation import metric_names
 from mixmim.transfer.stage import builtin_spec
 from mixmim.transfer.tiny_coco import generate_tiny_coco
 from mixmim.transfer.torchvision_model import build_maskrcnn
+from mixmim.weights.init_source import InitWeightsError
 
 STEPS = 3
 
@@ -104,7 +105,7 @@ def test_detectron2_engine_packages_are_checked_at_start(pretrained_run, monkeyp
 
 
 def test_missing_pretrained_encoder_fails_at_start(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"pretrain/encoder\.pth does not exist: run the pretrain stage"):
+    with pytest.raises(InitWeightsError, match=r"pretrain/encoder\.pth does not exist: run the 'pretrain' stage"):
         run_coco(_cfg(), tmp_path)
     assert not (tmp_path / "coco").exists()
 
