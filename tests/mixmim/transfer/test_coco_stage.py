@@ -11,7 +11,7 @@ from mixmim.config import RunConfig, apply_overrides
 from mixmim.engine.checkpoint import load_checkpoint
 from mixmim.engine.distributed import DistEnv
 from mixmim.engine.trainer import Trainer
-from mixmim.runs.rundir import read_json
+from mixmim.runs.rundir import read_json, read_jsonl
 from mixmim.transfer import (
     PAPER_NUMBERS,
     build_adapter,
@@ -50,7 +50,9 @@ def test_torchvision_engine_end_to_end_and_idempotent(pretrained_run, monkeypatc
     manifest = read_json(pretrained_run / "manifest.json")
     assert manifest["stages"]["coco"]["engine"] == "torchvision"
     assert (pretrained_run / "coco" / "checkpoint-last.pth").is_file()
-    assert (pretrained_run / "coco" / "metrics.jsonl").is_file()
+    records = [r for r in read_jsonl(pretrained_run / "coco" / "metrics.jsonl") if "loss" in r]
+    assert [r["step"] for r in records] == [STEPS]  # LOG_EVERY 10: the task's tail record, the Trainer's record
+    assert records[0]["lr"] > 0 and records[0]["images_per_s"] > 0
 
     def no_work(*args, **kwargs):
         raise AssertionError("a done stage must not train again")
