@@ -42,7 +42,7 @@ class MAE(PretrainMethod):
     dropped after the position embedding (``forward_tokens(keep=...)``); the cls token goes through the
     encoder and the decoder (``return_prefix=True``; ``decoder_pos_embed`` has its zero cls slot); the
     [MASK] token is initialised ``normal(std=.02)``; decoder LayerNorms use eps 1e-6. State-dict keys are
-    the official ones under ``encoder.``/``decoder.`` (``mixmim.backbones.load_official_checkpoint``).
+    the official ones under ``encoder.``/``decoder.`` (``mixmim.weights.checkpoint.load_official_checkpoint``).
 
     **Hierarchical backbone** (our definition): tokens cannot be dropped there, since windows and patch
     merging need the full grid. MAE runs as *visible tokens attend only to visible tokens*: the masked

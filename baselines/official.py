@@ -1,7 +1,7 @@
 """One-call builders from each official constructor's argument names (MixMIM's: ``mixmim_from_official_args``).
 
 Each returns our pre-training model in the architecture of the official one, so that its released file loads
-with ``mixmim.backbones.load_official_checkpoint(model, path)`` (strict). Defaults are the released
+with ``mixmim.weights.checkpoint.load_official_checkpoint(model, path)`` (strict). Defaults are the released
 base models' values:
 
 - :func:`mae_from_official_args`: facebookresearch/mae ``models_mae.MaskedAutoencoderViT``

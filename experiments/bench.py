@@ -6,8 +6,9 @@ task: its source recipe (then ``--set``) gives the parameter groups, the AdamW (
 lr schedule of an ImageNet-1k epoch at the benchmarked batch, clipping, precision and scaler (``mixmim.bench``
 says what each figure means). The rows are printed as a table and written to the results store
 ``<output>/bench/<timestamp>-<device>.jsonl`` (a new file per invocation, rewritten atomically after every
-row, never overwriting an earlier file), where the report and the ``gpu-hours`` budget conversion read the
-measured throughput. Within a method the rows of the default path come first.
+row, never overwriting an earlier file; its format, writer and reader: ``mixmim.runs.bench_store``), where the
+report and the ``gpu-hours`` budget conversion read the measured throughput. Within a method the rows of the
+default path come first.
 
 Ratios in the table (same method, batch and precision, measured in the same invocation):
 
@@ -38,19 +39,18 @@ data pipeline (decode + augmentation of ``<PATH>/train``), to show whether loadi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
-import json
 import logging
 import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tabulate import tabulate
 
 from mixmim.config import ConfigError
-from mixmim.runs.rundir import atomic_write_text
+from mixmim.runs.bench_store import STEP, columns, new_store_path, write_rows
 
 if TYPE_CHECKING:  # torch loads when the command runs: the CLI builds this parser for --help too
     import torch
@@ -62,29 +62,14 @@ log = logging.getLogger(__name__)
 # The engine (and the models) are imported when the command runs, so that building the CLI parser stays cheap.
 ATTENTION_CHOICES = ("grouped", "sdpa", "official")  # mixmim.backbones.attention.ATTENTION_IMPLS
 OPTIMIZER_CHOICES = ("fused", "foreach", "single", "default")  # mixmim.bench.OPTIMIZERS
-BENCH_DIR = "bench"
 DEFAULT_BACKBONE = "mixmim_base"
 REFERENCE_IMPL = "official"
 BOUND_IMPL = "bound"  # mixmim.backbones.attention.BOUND_IMPL: the cost floor, not attention
-TABLE_COLUMNS = {  # row key -> table header
-    "method": "method",
-    "attention": "attention",
-    "optimizer": "optimizer",
-    "compiled": "compiled",
-    "batch_size": "batch",
-    "ms_per_step": "ms/step",
-    "cpu_ms_per_step": "cpu ms/step",
-    "images_per_s": "img/s",
-    "peak_memory_mib": "peak MiB",
-    "forward_gflops_per_image": "fwd GFLOPs/img",
-    "achieved_tflops": "TFLOP/s",
-    "mfu": "MFU",
-    "x_official": "x official",
-    "x_release": "x release",
-    "cost_vs_ref": "cost vs ref",
-    "first_loss": "loss",
-    "x_eager": "x eager",
-}
+TABLE_COLUMNS = columns(  # the printed table (titles: the store's one column map)
+    "method", "attention", "optimizer", "compiled", "batch_size", "ms_per_step", "cpu_ms_per_step", "images_per_s",
+    "peak_memory_mib", "forward_gflops_per_image", "achieved_tflops", "mfu", "x_official", "x_release",
+    "cost_vs_ref", "first_loss", "x_eager",
+)
 
 
 def _csv(text: str) -> list[str]:
@@ -183,26 +168,6 @@ def default_methods() -> list[str]:
     return list(baselines.METHODS) if hasattr(baselines, "build_method") else ["mixmim"]
 
 
-def new_store_path(output: str | Path, device: str) -> Path:
-    """A fresh ``<output>/bench/<timestamp>-<device>[-k].jsonl``, created empty (exclusive)."""
-    folder = Path(output) / BENCH_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    for k in range(1000):
-        path = folder / f"{stamp}-{device}{'' if k == 0 else f'-{k}'}.jsonl"
-        try:
-            with open(path, "x", encoding="utf-8"):
-                return path
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"no free file name for {stamp} in {folder}")
-
-
-def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Rewrite the store file with every row so far (atomic: readers never see half a file)."""
-    atomic_write_text(path, "".join(json.dumps(row, default=str) + "\n" for row in rows))
-
-
 def _resolve(args: argparse.Namespace) -> tuple[torch.device, str, int]:
     """Device, precision and batch size with the defaults filled in."""
     import torch
@@ -251,7 +216,7 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
     from baselines.reference import method_builder
     from experiments.datasets import TRAIN_IMAGES
     from mixmim.backbones.attention import get_attention_impl
-    from mixmim.bench import benchmark_variants, method_flops
+    from mixmim.bench import StepOptions, benchmark_variants, method_flops
     from mixmim.engine.host_memory import keep_freed_memory
 
     device, precision, batch = _resolve(args)
@@ -278,25 +243,14 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
             modes = (False, True) if args.compile else (False,)
             initial = {k: v.clone() for k, v in method.state_dict().items()}  # each mode starts from these
             rounds: dict[tuple[bool, str, str], list[StepStats]] = {(c, *v): [] for v in variants for c in modes}
+            options = StepOptions(batch_size=batch, img_size=img_size, precision=precision, device=device,
+                                  steps=args.steps, warmup=args.warmup, peak_tflops=args.peak_tflops,
+                                  forward_flops=flops, cfg=cfg, epoch_images=TRAIN_IMAGES["imagenet"])  # fmt: skip
             for _ in range(max(args.repeats, 1)):
                 for compiled in modes:
                     method.load_state_dict(initial)
                     _release_memory()
-                    measured = benchmark_variants(
-                        method,
-                        variants,
-                        batch,
-                        img_size,
-                        precision,
-                        device,
-                        args.steps,
-                        args.warmup,
-                        compile=compiled,
-                        peak_tflops=args.peak_tflops,
-                        forward_flops=flops,
-                        cfg=cfg,
-                        epoch_images=TRAIN_IMAGES["imagenet"],
-                    )
+                    measured = benchmark_variants(method, variants, dataclasses.replace(options, compile=compiled))
                     for variant, stats in zip(variants, measured):
                         rounds[(compiled, *variant)].append(stats)
             for stats in rounds.values():
@@ -337,7 +291,7 @@ def _row(method: str, args: argparse.Namespace, stats: StepStats, all_ms: list[f
     overrides = sorted(args.overrides or [])  # the row's config: the method's recipe, then these
     default = stats.attention == get_attention_impl() and stats.optimizer == "adamw-fused" and not stats.compiled
     return {
-        "kind": "step",
+        "kind": STEP,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "method": method,
         "backbone": args.backbone,
@@ -353,7 +307,7 @@ def _row(method: str, args: argparse.Namespace, stats: StepStats, all_ms: list[f
 def add_ratios(rows: list[dict[str, Any]], ref_method: str) -> list[dict[str, Any]]:
     """Fill ``x_official``, ``x_release``, ``cost_vs_ref`` and ``x_eager`` (see the module docstring), each between
     rows of the same compile mode but ``x_eager``; default path first."""
-    steps = [r for r in rows if r.get("kind") == "step"]
+    steps = [r for r in rows if r.get("kind") == STEP]
 
     def find(method: str, attention: str, optimizer: str, compiled: bool) -> dict[str, Any] | None:
         key = (method, attention, optimizer, compiled)
@@ -372,7 +326,7 @@ def add_ratios(rows: list[dict[str, Any]], ref_method: str) -> list[dict[str, An
         r["ref_method"] = ref_method if ref else None
     order = {m: i for i, m in enumerate(dict.fromkeys(r["method"] for r in steps))}
     steps.sort(key=lambda r: (order[r["method"]], not r["default_path"]))
-    return steps + [r for r in rows if r.get("kind") != "step"]
+    return steps + [r for r in rows if r.get("kind") != STEP]
 
 
 def _data_rows(args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
@@ -402,7 +356,7 @@ def _data_rows(args: argparse.Namespace, device: torch.device) -> list[dict[str,
 
 def print_tables(rows: list[dict[str, Any]]) -> None:
     """The step table (and the data table when measured), in GitHub markdown."""
-    steps = [r for r in rows if r.get("kind") == "step"]
+    steps = [r for r in rows if r.get("kind") == STEP]
     if steps:
         first = steps[0]
         print(

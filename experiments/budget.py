@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from mixmim.config import RunConfig, validate
-from mixmim.runs.rundir import read_json, read_jsonl
+from mixmim.runs.bench_store import read_bench_rows, store_dir
+from mixmim.runs.rundir import read_json
 
 BUDGET_KINDS = ("epochs", "gpu-hours", "flops")
 
@@ -98,9 +99,10 @@ def _shape_only_codebook(cfg: RunConfig, run_dir: Path) -> Path | None:
 def bench_rows(output: Path) -> list[tuple[dict[str, Any], str]]:
     """Every default-path training-step row of the benchmark store ``<output>/bench/*.jsonl`` with its file,
     newest file first (not the official-attention or bound rows: they are not what a run executes)."""
-    return [(row, path) for path in sorted(glob.glob(str(Path(output) / "bench" / "*.jsonl")), reverse=True)
-            for row in read_jsonl(path)
-            if row.get("kind", "step") == "step" and row.get("images_per_s") and row.get("default_path", True)]
+    folder = store_dir(output)
+    rows = sorted(read_bench_rows(folder), key=lambda row: row["source"], reverse=True)  # stable: file order kept
+    return [(row, str(folder / row["source"])) for row in rows
+            if row.get("images_per_s") and row.get("default_path", True)]
 
 
 def gpu_matches(gpu: str, device_name: str) -> bool:

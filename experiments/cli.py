@@ -235,12 +235,13 @@ def cmd_status(args) -> int:
 
 def _render(exp, exp_dir: Path, bundle_dir, formats, command: str, args) -> str:
     from experiments.registry import FINETUNE_PROTOCOL
+    from mixmim.runs.bench_store import read_bench_rows, store_dir
     from reports.report import report_experiment
-    from reports.speed import read_speed_rows, speed_table
+    from reports.speed import speed_table
 
     methods = {cfg.method.name for cfg in exp.runs}
     backbones = {cfg.model.backbone for cfg in exp.runs}
-    speed = speed_table(read_speed_rows(exp_dir.parent / "bench"), methods, backbones)
+    speed = speed_table(read_bench_rows(store_dir(exp_dir.parent)), methods, backbones)
     runs = [cfg.name for cfg in exp.runs] if args.only else None
     protocol = getattr(args, "finetune_protocol", "shared")
     if runs is None and exp.name in FINETUNE_PROTOCOL and exp_dir.is_dir():
@@ -258,7 +259,7 @@ def _render(exp, exp_dir: Path, bundle_dir, formats, command: str, args) -> str:
                                keep=args.keep, full=args.full_bundle)
     texts = [result.tables.get(fmt, "") for fmt in formats]
     if result.speed:
-        texts.append(f"Training-step speed (`mixmim-bench bench`, {exp_dir.parent / 'bench'}):\n\n{result.speed}")
+        texts.append(f"Training-step speed (`mixmim-bench bench`, {store_dir(exp_dir.parent)}):\n\n{result.speed}")
     measured = _measured_gpu_hours(result.results)
     if measured:  # finished stages: their GPU-hours beside the projection
         texts.append(_cost_table(args, exp.runs, measured))
@@ -353,13 +354,14 @@ def cmd_preflight(args) -> int:
 
 
 def cmd_speed(args) -> int:
-    from reports.speed import format_speed, read_speed_rows, speed_table
+    from mixmim.runs.bench_store import read_bench_rows, store_dir
+    from reports.speed import format_speed, speed_table
 
     def names(text):
         return [n.strip() for n in text.split(",") if n.strip()] if text else None
 
-    bench_dir = Path(args.output) / "bench"
-    table = speed_table(read_speed_rows(bench_dir), names(args.methods), names(args.backbones))
+    bench_dir = store_dir(args.output)
+    table = speed_table(read_bench_rows(bench_dir), names(args.methods), names(args.backbones))
     if table.empty:
         print(f"mixmim-bench: error: no benchmark rows in {bench_dir} (run `mixmim-bench bench --output "
               f"{args.output}` first)", file=sys.stderr)

@@ -22,9 +22,9 @@ from mixmim.runs.rundir import (
     append_to_manifest,
     atomic_write_text,
     done_stages,
-    sibling_encoder,
     update_manifest,
 )
+from mixmim.weights.init_source import InitWeightsError, resolve_init
 from slurm import LaunchReport, RunSpec, StageSpec, launch
 from slurm.records import now_iso
 
@@ -70,21 +70,19 @@ def validate_run(cfg: RunConfig, run_dir: Path) -> None:
     evaluates = [s for s in cfg.stages if s not in ("tokenizer", "pretrain")]
     if not evaluates:
         return
-    if cfg.init == "":
-        raise RunSetupError(f"run '{cfg.name}' evaluates a checkpoint but none is given: pass "
-                            "--set init=/path/to/checkpoint.pth (official or suite) or init=random")
-    if cfg.init == "pretrain" and "pretrain" not in cfg.stages and not (run_dir / "pretrain" / "encoder.pth").is_file():
-        raise RunSetupError(f"run '{cfg.name}' uses init=pretrain without a pretrain stage or "
-                            f"{run_dir / 'pretrain' / 'encoder.pth'}")
-    if cfg.init.startswith(SIBLING_INIT):
-        path = sibling_encoder(cfg.init, run_dir, cfg.seed)
-        if not path.is_file() and not set(evaluates) <= set(done_stages(run_dir)):
-            raise RunSetupError(f"run '{cfg.name}' fine-tunes the encoder of {path.parent.parent.name} "
-                                f"(init={cfg.init}), which is not pre-trained yet ({path}): run that run first: "
+    try:  # the stages' own rule; the run's pre-training, when planned, writes the encoder first
+        resolve_init(cfg.init, run_dir, cfg.seed, pretrain_planned="pretrain" in cfg.stages)
+    except InitWeightsError as err:
+        sibling = cfg.init.startswith(SIBLING_INIT)
+        if sibling and set(evaluates) <= set(done_stages(run_dir)):
+            pass  # finished already: relaunching it is a no-op, whatever became of the sibling's encoder
+        elif sibling:  # the own fine-tuning protocol: the shared protocol's run pre-trains this encoder
+            raise RunSetupError(f"run '{cfg.name}' fine-tunes another run's encoder: {err}: run that run first: "
                                 f"`mixmim-bench run {cfg.experiment}` (the shared protocol) with the same --variant, "
-                                "--seeds and --output")
-    elif cfg.init not in ("pretrain", "random") and not Path(cfg.init).is_file():
-        raise RunSetupError(f"run '{cfg.name}': init checkpoint {cfg.init} does not exist")
+                                "--seeds and --output") from None
+        else:
+            raise RunSetupError(f"run '{cfg.name}' evaluates an encoder ({', '.join(evaluates)}): {err} "
+                                "(--set init=VALUE)") from None
     check_coco_engine(cfg, run_dir)
 
 

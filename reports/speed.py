@@ -1,11 +1,11 @@
 """The speed table: training-step throughput from the benchmark store, in every report format.
 
 ``mixmim-bench bench`` appends its measurements to ``<output>/bench/<timestamp>-<device>.jsonl`` (one JSON
-object per line; ``kind`` ``step`` for a training step, ``data`` for the data pipeline). This module reads
-those rows, keeps the newest measurement of each configuration (device, backbone, resolution, precision,
-batch, method, attention, optimizer, compile, activation checkpointing, heap, ``--set`` overrides) and renders
-one table: what ``mixmim-bench speed`` prints and what a review bundle holds as ``speed.*`` beside the
-experiment's tables.
+object per line; ``kind`` ``step`` for a training step, ``data`` for the data pipeline). This module takes the
+training-step rows (read by :func:`mixmim.runs.bench_store.read_bench_rows`, the store's one reader), keeps
+the newest measurement of each configuration (device, backbone, resolution, precision, batch, method,
+attention, optimizer, compile, activation checkpointing, heap, ``--set`` overrides) and renders one table:
+what ``mixmim-bench speed`` prints and what a review bundle holds as ``speed.*`` beside the experiment's tables.
 
 The ratio columns come from the row's own benchmark invocation (measured side by side, steps interleaved),
 never from rows of different invocations.
@@ -13,59 +13,36 @@ never from rows of different invocations.
 
 from __future__ import annotations
 
-import json
-import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from tabulate import tabulate
 
-log = logging.getLogger(__name__)
+from mixmim.runs.bench_store import columns
 
 SPEED_FORMATS = ("markdown", "latex", "csv", "html")
 SPEED_EXTENSIONS = {"markdown": "md", "latex": "tex", "csv": "csv", "html": "html"}
 CONFIG_KEY = ["device_name", "backbone", "img_size", "precision", "batch_size", "method", "attention", "optimizer",
               "compiled", "grad_checkpointing", "keep_heap", "overrides"]
-COLUMNS = {  # row field -> column title, in table order
-    "device_name": "device", "backbone": "backbone", "img_size": "px", "precision": "precision",
-    "batch_size": "batch", "method": "method", "attention": "attention", "optimizer": "optimizer",
-    "options": "options", "images_per_s": "img/s", "ms_per_step": "ms/step", "peak_memory_mib": "peak MiB",
-    "forward_gflops_per_image": "fwd GFLOPs/img", "achieved_tflops": "TFLOP/s", "mfu": "MFU",
-    "x_official": "x official", "x_release": "x release", "cost_vs_ref": "cost vs ref",
-}
+COLUMNS = columns(  # field -> title (the store's one column map), in table order
+    "device_name", "backbone", "img_size", "precision", "batch_size", "method", "attention", "optimizer", "options",
+    "images_per_s", "ms_per_step", "peak_memory_mib", "forward_gflops_per_image", "achieved_tflops", "mfu",
+    "x_official", "x_release", "cost_vs_ref",
+)
 _DIGITS = {"images_per_s": 3, "ms_per_step": 1, "peak_memory_mib": 0, "forward_gflops_per_image": 2,
            "achieved_tflops": 3, "mfu": 3, "x_official": 3, "x_release": 3, "cost_vs_ref": 3}
 
 
-def read_speed_rows(bench_dir: str | Path) -> pd.DataFrame:
-    """Every training-step row of every ``*.jsonl`` file in ``bench_dir``, with its file as ``source``.
-
-    A line that is not a JSON object is skipped with a warning (a store being written is rewritten
-    atomically, so this means a damaged file, not a half-written one). An absent folder gives no rows.
-    """
-    rows = []
-    for path in sorted(Path(bench_dir).glob("*.jsonl")):
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                log.warning("%s:%d is not JSON; skipped", path, number)
-                continue
-            if isinstance(row, dict) and row.get("kind") == "step":
-                rows.append({**row, "source": path.name})
-    return pd.DataFrame(rows)
-
-
-def speed_table(rows: pd.DataFrame, methods: Iterable[str] | None = None,
+def speed_table(rows: Sequence[dict[str, Any]], methods: Iterable[str] | None = None,
                 backbones: Iterable[str] | None = None) -> pd.DataFrame:
-    """The newest measurement of each configuration (:data:`CONFIG_KEY`), optionally only some methods and
-    backbones; default path first within a (device, backbone, precision, batch, method) group."""
-    if rows.empty:
-        return rows
-    table = rows.copy()
+    """The newest measurement of each configuration (:data:`CONFIG_KEY`) among the store's training-step
+    ``rows`` (:func:`mixmim.runs.bench_store.read_bench_rows`), optionally only some methods and backbones;
+    default path first within a (device, backbone, precision, batch, method) group."""
+    table = pd.DataFrame(list(rows))
+    if table.empty:
+        return table
     for column in [*CONFIG_KEY, "time", "default_path"]:
         if column not in table:
             table[column] = None

@@ -1,4 +1,6 @@
-"""The shared backbones: MixMIM's hierarchical ViT and a plain ViT (MAE layout), one interface."""
+"""The shared backbones: MixMIM's hierarchical ViT and a plain ViT (MAE layout), one interface.
+
+Loading official or suite checkpoints into them: :mod:`mixmim.weights.checkpoint`."""
 
 from mixmim.backbones.attention import ATTENTION_IMPLS, attention_impl, set_attention_impl
 from mixmim.backbones.hierarchical import MixMIMTransformer
@@ -8,16 +10,5 @@ from mixmim.backbones.vit import PlainViT
 
 __all__ = [
     "ATTENTION_IMPLS", "BACKBONES", "BACKBONE_SPECS", "Backbone", "MixMIMTransformer", "PlainViT",
-    "create_backbone", "load_official_checkpoint", "read_state_dict", "set_attention_impl", "attention_impl",
+    "create_backbone", "set_attention_impl", "attention_impl",
 ]
-
-_WEIGHTS = ("load_official_checkpoint", "read_state_dict")  # mixmim.weights.checkpoint, exported lazily: it
-# imports the backbones' resizing helpers, so an eager import here would be circular
-
-
-def __getattr__(name: str):
-    if name in _WEIGHTS:
-        from mixmim.weights import checkpoint
-
-        return getattr(checkpoint, name)
-    raise AttributeError(f"module 'mixmim.backbones' has no attribute '{name}'")

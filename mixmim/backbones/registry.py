@@ -133,7 +133,7 @@ def create_backbone(name: str, pretrained: bool = False, **kwargs: Any) -> Backb
     if pretrained and not _local_weights(overlay, kwargs.get("pretrained_cfg")):
         raise ValueError(f"'{name}' has no weights to download (nothing is fetched): pass a local checkpoint with "
                          f"timm.create_model('{name}', pretrained=True, pretrained_cfg_overlay=dict(file=PATH)), or "
-                         "load it with mixmim.backbones.load_official_checkpoint(model, PATH)")
+                         "load it with mixmim.weights.checkpoint.load_official_checkpoint(model, PATH)")
     if img_size != spec["img_size"]:
         overlay.update(input_size=(3, img_size, img_size), pool_size=(img_size // final_stride(name),) * 2)
     device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)

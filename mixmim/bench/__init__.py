@@ -18,5 +18,5 @@ import lazy_loader
 __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
     "data": ["DataStats", "benchmark_data", "benchmark_gpu_decode"],
     "measure": ["StepStats", "attention_impl", "method_flops", "peak_tflops_for"],
-    "step": ["OPTIMIZERS", "SyntheticImages", "bench_trainer", "benchmark_step", "benchmark_variants"],
+    "step": ["OPTIMIZERS", "StepOptions", "SyntheticImages", "bench_trainer", "benchmark_step", "benchmark_variants"],
 })

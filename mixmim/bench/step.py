@@ -17,6 +17,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -97,118 +98,113 @@ def bench_trainer(
     return Trainer(task, cfg.seed, Path(stage_dir), "bench", env, device, num_workers=0, log_every=log_every)
 
 
-def benchmark_step(
-    method: nn.Module,
-    batch_size: int,
-    img_size: int,
-    precision: str = "fp32",
-    device: str | torch.device = "cpu",
-    steps: int = 10,
-    warmup: int = 3,
-    compile: bool = False,
-    optimizer: str = "fused",
-    peak_tflops: float | None = None,
-    seed: int = 0,
-    forward_flops: float | None = None,
-    cfg: RunConfig | None = None,
-    epoch_images: int | None = None,
-) -> StepStats:
+@dataclass(frozen=True)
+class StepOptions:
+    """How :func:`benchmark_variants` times a method: one value shared by all its variants.
+
+    Attributes:
+        batch_size: images per micro-batch, on the device.
+        img_size: px of the synthetic images (the method's backbone resolution).
+        precision: ``fp32`` | ``bf16`` | ``fp16`` (autocast; fp16 with a GradScaler, CUDA only).
+        device: where the method trains.
+        steps: timed steps per variant (the median is reported); at least 1.
+        warmup: untimed steps per variant first; at least 1 (the first step allocates the optimizer state).
+        compile: the trainers compile their forward with :data:`COMPILE_BACKEND` (``pretrain.compile``; the
+            ``grouped`` attention then runs its dense path: its token sort is host work whose shapes change
+            every step).
+        peak_tflops: the device's dense peak for MFU; default: :data:`~mixmim.bench.peaks.PEAK_TFLOPS` (CUDA only).
+        seed: the synthetic batch's and the per-step reseeding's seed (step ``s`` of every variant: ``seed + s``).
+        forward_flops: FLOPs per image of one forward (default: counted with :func:`method_flops`).
+        cfg: the method's run config (its ``pretrain`` recipe); default ``RunConfig()`` (MixMIM's recipe).
+        epoch_images: images of an epoch (sets the schedule); default: one epoch of the benchmark's own steps.
+
+    Raises:
+        ValueError: fp16 off CUDA, or fewer than one timed or warm-up step.
+    """
+
+    batch_size: int
+    img_size: int
+    precision: str = "fp32"
+    device: str | torch.device = "cpu"
+    steps: int = 10
+    warmup: int = 3
+    compile: bool = False
+    peak_tflops: float | None = None
+    seed: int = 0
+    forward_flops: float | None = None
+    cfg: RunConfig | None = None
+    epoch_images: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.precision == "fp16" and torch.device(self.device).type != "cuda":
+            raise ValueError("fp16 needs a CUDA device (use fp32 or bf16 on the CPU)")
+        if self.steps < 1 or self.warmup < 1:
+            raise ValueError("steps and warmup must be at least 1 (the first step allocates the optimizer state)")
+
+
+def benchmark_step(method: nn.Module, options: StepOptions, optimizer: str = "fused") -> StepStats:
     """Time ``Trainer`` steps of ``method`` with the default attention; see :func:`benchmark_variants`."""
-    options = dict(precision=precision, device=device, steps=steps, warmup=warmup, compile=compile, seed=seed)
-    measured = benchmark_variants(
-        method,
-        [(get_attention_impl(), optimizer)],
-        batch_size,
-        img_size,
-        **options,
-        peak_tflops=peak_tflops,
-        forward_flops=forward_flops,
-        cfg=cfg,
-        epoch_images=epoch_images,
-    )
-    return measured[0]
+    return benchmark_variants(method, [(get_attention_impl(), optimizer)], options)[0]
 
 
 def benchmark_variants(
-    method: nn.Module,
-    variants: Sequence[tuple[str, str]],
-    batch_size: int,
-    img_size: int,
-    precision: str = "fp32",
-    device: str | torch.device = "cpu",
-    steps: int = 10,
-    warmup: int = 3,
-    compile: bool = False,
-    peak_tflops: float | None = None,
-    seed: int = 0,
-    forward_flops: float | None = None,
-    cfg: RunConfig | None = None,
-    epoch_images: int | None = None,
+    method: nn.Module, variants: Sequence[tuple[str, str]], options: StepOptions
 ) -> list[StepStats]:
     """Time ``Trainer`` steps of ``method`` for every (attention impl, AdamW kind), steps interleaved.
 
     One trainer per AdamW kind (:func:`bench_trainer`), shared by that kind's attention variants. Each variant
-    first runs ``warmup`` untimed steps; then the timed steps go round-robin over the variants (step ``s`` of
-    every variant draws the same mask and drop path: the task is reseeded with ``seed + s``), so slow phases
-    of a shared machine hit every variant alike. A step is one optimizer step: ``accum_iter`` calls of
+    first runs ``options.warmup`` untimed steps; then the timed steps go round-robin over the variants (step
+    ``s`` of every variant draws the same mask and drop path: the task is reseeded with ``seed + s``), so slow
+    phases of a shared machine hit every variant alike. A step is one optimizer step: ``accum_iter`` calls of
     :meth:`Trainer.train_batch`. Time is the median over a variant's steps. The method's weights and
     generator are left changed (build a fresh one for training).
 
     Args:
-        method: ``forward(images [B, 3, H, W]) -> {"loss": ...}``; moved to ``device``.
+        method: ``forward(images [B, 3, H, W]) -> {"loss": ...}``; moved to ``options.device``.
         variants: (``ATTENTION_IMPLS`` name or ``BOUND_IMPL``, :data:`OPTIMIZERS` name) pairs.
-        precision: ``fp32`` | ``bf16`` | ``fp16`` (autocast; fp16 with a GradScaler, CUDA only).
-        peak_tflops: the device's dense peak for MFU; default: :data:`~mixmim.bench.peaks.PEAK_TFLOPS` (CUDA only).
-        forward_flops: FLOPs per image of one forward (default: counted with :func:`method_flops`).
-        cfg: the method's run config (its ``pretrain`` recipe); default ``RunConfig()`` (MixMIM's recipe).
-        epoch_images: images of an epoch (sets the schedule); default: one epoch of the benchmark's own steps.
-        compile: the trainers compile their forward with :data:`COMPILE_BACKEND` (``pretrain.compile``; the ``grouped``
-            attention then runs its dense path: its token sort is host work whose shapes change every step).
+        options: batch, resolution, precision, device, step counts, compile and the figures' inputs.
     """
-    device = torch.device(device)
-    if precision == "fp16" and device.type != "cuda":
-        raise ValueError("fp16 needs a CUDA device (use fp32 or bf16 on the CPU)")
-    if steps < 1 or warmup < 1:
-        raise ValueError("steps and warmup must be at least 1 (the first step allocates the optimizer state)")
-    cfg = cfg if cfg is not None else RunConfig()
+    device = torch.device(options.device)
+    cfg = options.cfg if options.cfg is not None else RunConfig()
     method = method.to(device).train()
-    forward_flops = method_flops(method, img_size, device) if forward_flops is None else forward_flops
-    images = torch.randn(batch_size, 3, img_size, img_size, generator=torch.Generator().manual_seed(seed))
-    images, labels = images.to(device), torch.zeros(batch_size, dtype=torch.long, device=device)
+    flops = method_flops(method, options.img_size, device) if options.forward_flops is None else options.forward_flops
+    b, size = options.batch_size, options.img_size
+    images = torch.randn(b, 3, size, size, generator=torch.Generator().manual_seed(options.seed))
+    images, labels = images.to(device), torch.zeros(b, dtype=torch.long, device=device)
     runs = [VariantTimes(impl, kind) for impl, kind in variants]
     per_kind = Counter(kind for _, kind in variants)
-    calls = (warmup + steps) * max(per_kind.values()) * cfg.pretrain.accum_iter  # micro-batches of a trainer
+    calls = (options.warmup + options.steps) * max(per_kind.values()) * cfg.pretrain.accum_iter  # of a trainer
     with tempfile.TemporaryDirectory(prefix="mixmim-bench-") as tmp:
         trainers = {
             kind: bench_trainer(
                 method,
                 cfg,
-                batch_size,
-                img_size,
-                precision,
+                b,
+                size,
+                options.precision,
                 device,
                 Path(tmp) / kind / STAGE,
-                epoch_images or calls * batch_size,
+                options.epoch_images or calls * b,
                 kind,
                 log_every=calls + 1,
-                compile=COMPILE_BACKEND if compile else "off",
+                compile=COMPILE_BACKEND if options.compile else "off",
             )
             for kind in per_kind
         }
-        memory_kind = _time_variants(runs, trainers, images, labels, steps, warmup, seed)
+        memory_kind = _time_variants(runs, trainers, images, labels, options)
         for trainer in trainers.values():
             trainer.metrics.close()
     first = next(iter(trainers.values()))
     setup = StepSetup(
-        batch_size=batch_size,
+        batch_size=b,
         accum_iter=first.recipe.accum_iter,
-        img_size=img_size,
-        precision=precision,
+        img_size=size,
+        precision=options.precision,
         device=device,
-        compiled=compile,
-        warmup=warmup,
-        forward_flops=forward_flops,
-        peak_tflops=peak_tflops,
+        compiled=options.compile,
+        warmup=options.warmup,
+        forward_flops=flops,
+        peak_tflops=options.peak_tflops,
         memory_kind=memory_kind,
         params=sum(p.numel() for p in method.parameters()),
         param_groups=len(first.optimizer.param_groups),
@@ -222,13 +218,11 @@ def _time_variants(
     trainers: dict[str, Trainer],
     images: torch.Tensor,
     labels: torch.Tensor,
-    steps: int,
-    warmup: int,
-    seed: int,
+    options: StepOptions,
 ) -> str:
-    """Warm every variant up, then time ``steps`` steps round-robin; fill each run's times and memory and
-    return what the memory figure counts (``memory_kind``, :mod:`mixmim.bench.measure`)."""
-    device = images.device
+    """Warm every variant up, then time ``options.steps`` steps round-robin; fill each run's times and memory
+    and return what the memory figure counts (``memory_kind``, :mod:`mixmim.bench.measure`)."""
+    device, steps, warmup, seed = images.device, options.steps, options.warmup, options.seed
     timings: list[list[Any]] = [[] for _ in runs]
     with HostMemorySampler() as host:
         for run in runs:

@@ -1,5 +1,6 @@
 """Training machinery shared by every stage: optimizer groups, schedule, recipe, precision, RNG, checkpoints,
-metrics, the non-finite guard, the pre-training loop and the run manifest."""
+metrics, the non-finite guard, the one training loop (:class:`Trainer`), the stage runner (``stage.py``) and
+the run manifest. Pre-training itself (the task and the ``pretrain`` stage) is :mod:`mixmim.pretrain.task`."""
 
 from mixmim.engine.checkpoint import (
     ENCODER,
@@ -66,9 +67,7 @@ __all__ = [
     "lr_at_step",
     "make_recipe",
     "no_weight_decay_names",
-    "pretrain",
     "pretrain_param_groups",
-    "pretrain_recipe",
     "record_manifest",
     "remove_partial_checkpoints",
     "resolve_precision",
@@ -82,13 +81,3 @@ __all__ = [
     "training_checkpoint",
     "unwrap",
 ]
-
-_PRETRAIN = ("pretrain", "pretrain_recipe")  # mixmim.pretrain.task, exported lazily: it imports the engine
-
-
-def __getattr__(name: str):
-    if name in _PRETRAIN:
-        from mixmim.pretrain import task
-
-        return getattr(task, name)
-    raise AttributeError(f"module 'mixmim.engine' has no attribute '{name}'")

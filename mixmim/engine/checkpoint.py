@@ -42,7 +42,7 @@ __all__ = [  # CheckpointFileError: what every load here raises for an unreadabl
 logger = logging.getLogger(__name__)
 
 LAST = "checkpoint-last.pth"
-ENCODER = ENCODER_FILE  # declared with the run folder layout (mixmim.runs.rundir)
+ENCODER = ENCODER_FILE  # the pre-trained encoder, beside the training checkpoints
 FORMAT_VERSION = 1
 
 

@@ -176,14 +176,7 @@ class Trainer:
         self.num_workers, self.log_every = num_workers, log_every
         self.recipe = task.recipe
         self.schedule = task.recipe.lr_schedule()
-        self.model: nn.Module = task.module  # the module the forward runs: the DDP wrapper when distributed
-        if env.distributed:
-            self.model = nn.parallel.DistributedDataParallel(
-                task.module,
-                device_ids=[device.index] if device.type == "cuda" else None,
-                find_unused_parameters=task.find_unused_parameters,
-            )
-        self.model = compile_module(self.model, task.compile)  # the wrapper is never saved: `trainable` is
+        self._model = self.wrap_module(task, env, device)
         self.optimizer = task.optimizer
         self.scaler = grad_scaler(self.recipe.precision, device)
         self.sampler = ResumableSampler(task.train_set, env.world_size, env.rank, shuffle=True, seed=seed,
@@ -205,6 +198,25 @@ class Trainer:
         self.progress = StageProgress(run_name, task.stage, self.recipe.epochs, self.recipe.iters_per_epoch,
                                       env.is_main)  # fmt: skip
         self.observer = current_observer()  # the preflight's (mixmim.engine.step_observer), else None
+
+    @staticmethod
+    def wrap_module(task: TrainTask, env: DistEnv, device: torch.device) -> nn.Module:
+        """The module the forward runs: ``task.module``, wrapped in DDP when distributed, then compiled as
+        ``task.compile`` says (the wrappers are never saved: the checkpoints hold ``task.trainable``)."""
+        model: nn.Module = task.module
+        if env.distributed:
+            model = nn.parallel.DistributedDataParallel(
+                task.module,
+                device_ids=[device.index] if device.type == "cuda" else None,
+                find_unused_parameters=task.find_unused_parameters,
+            )
+        return compile_module(model, task.compile)
+
+    @property
+    def model(self) -> nn.Module:
+        """The module the forward runs (:meth:`wrap_module`), fixed when the trainer is built: read-only, so a
+        compiled or wrapped forward comes from the task's settings (``TrainTask.compile``), never from outside."""
+        return self._model
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -313,11 +325,11 @@ class Trainer:
         detached scalar on the device: nothing here waits for the device)."""
         r, pos = self.recipe, self.position
         last_of_group = (pos.step_in_epoch + 1) % r.accum_iter == 0
-        sync = contextlib.nullcontext() if last_of_group or not self.env.distributed else self.model.no_sync()
+        sync = contextlib.nullcontext() if last_of_group or not self.env.distributed else self._model.no_sync()
         inputs, targets = self.task.prepare(images, labels)
         with sync:
             with autocast(r.precision, self.device):
-                loss = self.task.loss(self.model, inputs, targets)
+                loss = self.task.loss(self._model, inputs, targets)
             self.unchecked.append((loss.detach(), (pos.global_step + 1, pos.epoch, pos.step_in_epoch)))
             backward_loss = loss if self.poison is None else loss * self.poison
             self.scaler.scale(backward_loss / r.accum_iter).backward()
@@ -328,7 +340,6 @@ class Trainer:
         lr = self.task.learning_rate(pos.global_step)
         if lr is None:  # the recipe's schedule, per group (a warm-up start or floor may ignore lr_scale)
             set_scheduled_lr(self.optimizer, self.schedule, pos.global_step)
-            lr = self.schedule.lr(pos.global_step)
         else:
             set_lr(self.optimizer, lr)
         norm = None
@@ -353,15 +364,25 @@ class Trainer:
         pos.global_step += 1
         self.totals.values["images"] += r.effective_batch
         if pos.global_step % self.log_every == 0:
-            self.check_nonfinite()  # before the record: a bad step is never logged
-            self.totals.sync()
-            record = {"step": pos.global_step, "epoch": self.epoch_fraction(), "loss": self.totals.take_window_loss(),
-                      "lr": lr}  # fmt: skip
-            self.metrics.log({**record, "images_per_s": self.totals.images_per_s()}, prefix=self.prefix)
-            self.progress.show_loss(record["loss"])
+            self.log_window()
         every = task.checkpoint_every_steps
         if every and pos.global_step % every == 0 and pos.step_in_epoch < r.iters_per_epoch:
             self.save_checkpoint()
+
+    def log_window(self) -> None:
+        """The logging record: the mean loss of the micro-batches since the previous record, the lr of the last
+        optimizer step and the throughput, to ``metrics.jsonl``, TensorBoard and the progress bar. The guard reads
+        first, so a bad step is never logged; nothing is logged when no micro-batch ran since the previous record.
+        Every ``log_every`` optimizer steps; a task may add one at its end (:meth:`TrainTask.before_finish`)."""
+        self.check_nonfinite()
+        self.totals.sync()
+        if not self.totals.values["window_count"]:
+            return
+        pos = self.position
+        record = {"step": pos.global_step, "epoch": self.epoch_fraction(), "loss": self.totals.take_window_loss(),
+                  "lr": self.learning_rate(pos.global_step - 1)}  # fmt: skip
+        self.metrics.log({**record, "images_per_s": self.totals.images_per_s()}, prefix=self.prefix)
+        self.progress.show_loss(record["loss"])
 
     def learning_rate(self, step: int) -> float:
         """The peak lr (``lr_scale`` 1) of optimizer step ``step``: the task's schedule, or the recipe's."""

@@ -6,7 +6,8 @@
 
 Every stage is idempotent (a ``result.json`` in its folder means done: it is returned without work) and
 resumable (``checkpoint-last.pth``), loads its encoder as ``cfg.init`` says (``pretrain`` | ``random`` | a
-checkpoint path) and records its recipe in ``result.json`` and ``manifest.json``.
+checkpoint path: :func:`mixmim.weights.init_source.resolve_init`) and records its recipe in ``result.json`` and
+``manifest.json``.
 """
 
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from mixmim.evaluate.finetune import run_finetune
 from mixmim.evaluate.knn import knn_accuracy, knn_scores, run_knn
 from mixmim.evaluate.layer_decay import finetune_param_groups
 from mixmim.evaluate.linprobe import LinearProbeHead, ProbeModel, build_probe_optimizer, run_linprobe
-from mixmim.evaluate.weights import InitSource, InitWeightsError, build_eval_backbone, resolve_init
+from mixmim.evaluate.weights import build_eval_backbone
 
 EVALUATIONS: dict[str, Callable[[RunConfig, Path], dict[str, Any]]] = {
     "finetune": run_finetune,
@@ -30,8 +31,6 @@ EVALUATIONS: dict[str, Callable[[RunConfig, Path], dict[str, Any]]] = {
 
 __all__ = [
     "EVALUATIONS",
-    "InitSource",
-    "InitWeightsError",
     "LinearProbeHead",
     "ProbeModel",
     "build_eval_backbone",
@@ -42,7 +41,6 @@ __all__ = [
     "knn_accuracy",
     "knn_scores",
     "pooled_features",
-    "resolve_init",
     "run_finetune",
     "run_knn",
     "run_linprobe",

@@ -49,7 +49,7 @@ def run_finetune(
     ``finetune/checkpoint-last.pth`` when present.
 
     Raises:
-        mixmim.evaluate.weights.InitWeightsError: ``cfg.init`` names no usable checkpoint.
+        mixmim.weights.init_source.InitWeightsError: ``cfg.init`` names no usable checkpoint.
         ValueError: Mixup/CutMix with an odd per-process batch, or a dataset too small for one step.
 
     Returns:

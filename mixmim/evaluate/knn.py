@@ -30,8 +30,9 @@ from mixmim.engine.distributed import DistEnv
 from mixmim.engine.stage import StageContext, StageResult, run_stage
 from mixmim.evaluate.accuracy import topk_correct
 from mixmim.evaluate.features import extract_features
-from mixmim.evaluate.weights import InitSource, build_eval_backbone
+from mixmim.evaluate.weights import build_eval_backbone
 from mixmim.runs.rundir import stage_dir
+from mixmim.weights.init_source import InitSource
 
 logger = logging.getLogger(__name__)
 

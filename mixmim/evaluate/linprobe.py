@@ -124,7 +124,7 @@ def run_linprobe(
     ``linprobe/checkpoint-last.pth`` (which holds the head only) when present.
 
     Raises:
-        mixmim.evaluate.weights.InitWeightsError: ``cfg.init`` names no usable checkpoint.
+        mixmim.weights.init_source.InitWeightsError: ``cfg.init`` names no usable checkpoint.
 
     Returns:
         The result as written to ``result.json`` (``metrics``: ``top1``, ``top5``, ``best_top1``, ...).

@@ -1,17 +1,9 @@
-"""Which encoder weights an evaluation starts from (``cfg.init``), and building the backbone with them.
+"""Building an evaluation's backbone with the encoder weights ``cfg.init`` names.
 
-``cfg.init`` is one of:
-
-- ``pretrain``: this run's pre-training result, ``<run_dir>/pretrain/encoder.pth`` (written by the engine:
-  ``{"model": encoder state dict, "meta": ...}``);
-- ``run:<base>``: the pre-training result of the run ``<base>-s<seed>`` beside this one (same experiment
-  folder, same seed; :func:`mixmim.runs.rundir.sibling_encoder`);
-- ``random``: no loading, the random-init control (seeded by ``cfg.seed``, so every stage of a run sees the
-  same random encoder);
-- a path to a checkpoint: an official MixMIM/MAE file (``{"model": ...}``, pre-training or fine-tuning, with
-  its pickled ``args`` namespace), an engine training checkpoint (``encoder.*`` keys) or a bare state dict.
-  Position embeddings and relative-position tables are interpolated to the model
-  (:func:`mixmim.backbones.load_official_checkpoint`).
+Where the weights come from (``pretrain`` | ``run:<base>`` | ``random`` | a checkpoint path) is resolved and checked by
+:func:`mixmim.weights.init_source.resolve_init`, the rule every stage and the launcher share. A checkpoint's
+position embeddings and relative-position tables are interpolated to the model
+(:func:`mixmim.weights.checkpoint.load_official_checkpoint`).
 
 A classifier head in the file is dropped when its shape does not match the model (official fine-tuning does
 the same) or when the model has no head (linear probe, kNN).
@@ -20,75 +12,20 @@ the same) or when the model has no head (linear probe, kNN).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from mixmim.backbones import Backbone, create_backbone, load_official_checkpoint, read_state_dict
+from mixmim.backbones import Backbone, create_backbone
 from mixmim.backbones.options import backbone_options
 from mixmim.config import RunConfig
-from mixmim.engine.checkpoint import ENCODER
-from mixmim.runs.rundir import SIBLING_INIT, sibling_encoder
+from mixmim.weights.checkpoint import load_official_checkpoint, read_state_dict
+from mixmim.weights.init_source import InitSource, InitWeightsError, resolve_init
 from mixmim.weights.torchfile import CheckpointFileError
 
 logger = logging.getLogger(__name__)
 
-INIT_KEYWORDS = ("pretrain", "random")
 HEAD_PREFIX = "head."  # the classifier's keys in official and suite checkpoints (timm's "classifier")
-
-
-class InitWeightsError(ValueError):
-    """``cfg.init`` names no usable checkpoint (missing, unreadable or another architecture); the message
-    says which file and what is allowed."""
-
-
-@dataclass(frozen=True)
-class InitSource:
-    """Where an evaluation's encoder weights come from: ``kind`` pretrain | run | random | path, and the file."""
-
-    kind: str
-    path: Path | None = None
-
-    def describe(self) -> dict[str, Any]:
-        """For ``result.json``: ``{"init": kind, "init_path": str | None}``."""
-        return {"init": self.kind, "init_path": str(self.path) if self.path else None}
-
-
-def resolve_init(init: str, run_dir: str | Path, seed: int = 0) -> InitSource:
-    """Turn ``cfg.init`` into an :class:`InitSource`, checking that the file exists.
-
-    Raises:
-        InitWeightsError: ``init`` is empty, or its file does not exist (for ``pretrain``: the pre-training
-            stage has not finished in ``run_dir``).
-    """
-    allowed = "'pretrain' (this run's pre-training), 'random' (no loading) or a path to a checkpoint file"
-    if not init:
-        raise InitWeightsError(f"init is empty; set init to {allowed}")
-    if init == "random":
-        return InitSource("random")
-    if init.startswith(SIBLING_INIT):
-        try:
-            path = sibling_encoder(init, run_dir, seed)
-        except ValueError as err:
-            raise InitWeightsError(str(err)) from None
-        if not path.is_file():
-            raise InitWeightsError(f"init={init}: the pre-trained encoder {path} does not exist: run that run's "
-                                   "'pretrain' stage first (same experiment, --output and seed)")
-        return InitSource("run", path)
-    if init == "pretrain":
-        path = Path(run_dir) / "pretrain" / ENCODER
-        if not path.is_file():
-            raise InitWeightsError(
-                f"init=pretrain, but the pre-trained encoder {path} does not exist: run the 'pretrain' stage "
-                f"of this run first, or set init to {allowed}"
-            )
-        return InitSource("pretrain", path)
-    path = Path(init).expanduser()
-    if not path.is_file():
-        raise InitWeightsError(f"init={init!r}: no such checkpoint file ({path.resolve()}); set init to {allowed}")
-    return InitSource("path", path)
 
 
 def read_checkpoint_state(path: str | Path) -> dict[str, torch.Tensor]:

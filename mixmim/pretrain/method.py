@@ -183,7 +183,7 @@ def mixmim_from_official_args(img_size: int = 224, patch_size: int = 4, embed_di
                               drop_path_rate: float = 0.0, mask_ratio: float = 0.5, **encoder_kwargs) -> MixMIM:
     """The pre-training model from the official ``MixMIM(...)`` constructor's argument names (MixMIM-B
     values by default). Load an official file with
-    ``mixmim.backbones.load_official_checkpoint(model, path)``; ``timm.create_model("mixmim_base", **the
+    ``mixmim.weights.checkpoint.load_official_checkpoint(model, path)``; ``timm.create_model("mixmim_base", **the
     encoder args)`` builds the matching fine-tune model."""
     from mixmim.backbones.hierarchical import MixMIMTransformer
 

@@ -35,6 +35,7 @@ RESULT_FILE = "result.json"
 MANIFEST_FILE = "manifest.json"
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
+ENCODER_FILE = "encoder.pth"  # <run>/pretrain/<this>: the pre-trained encoder, what ``init=pretrain`` loads
 PREVIOUS_CONFIG_FILE = "config.previous.yaml"  # the config a folder held before a change (no result yet, or forced)
 LAUNCH_POSITION_ENV = "MIXMIM_LAUNCH_POSITION"  # "3/5": a run's place in its launch, for progress lines
 
@@ -51,7 +52,6 @@ def stage_dir(run_dir: str | Path, stage: str) -> Path:
 
 
 SIBLING_INIT = "run:"  # init=run:<base>: the pre-trained encoder of run <base> (same experiment folder and seed)
-ENCODER_FILE = "encoder.pth"  # what a pretrain stage leaves for the evaluations (mixmim.engine.checkpoint.ENCODER)
 
 
 def sibling_encoder(init: str, run_dir: str | Path, seed: int) -> Path:

@@ -161,12 +161,7 @@ class DetectionTask(TrainTask):
     # -- the end -----------------------------------------------------------------------------------------
     def before_finish(self, trainer: Trainer) -> None:
         """Log the steps since the last metrics record (a run that ``max_steps`` ends between two records)."""
-        totals, pos = trainer.totals, trainer.position
-        totals.sync()
-        if totals.values["window_count"]:
-            record = {"step": pos.global_step, "epoch": trainer.epoch_fraction(), "loss": totals.take_window_loss(),
-                      "lr": trainer.learning_rate(pos.global_step - 1)}  # fmt: skip
-            trainer.metrics.log({**record, "images_per_s": totals.images_per_s()}, prefix=trainer.prefix)
+        trainer.log_window()
 
     @torch.no_grad()
     def evaluate(self, batch_size: int = 4) -> dict[str, float]:

@@ -1,8 +1,8 @@
 """Pre-trained weights for the detection adapter: where they come from and how their keys map.
 
-Sources (``RunConfig.init``): ``pretrain`` -> this run's ``<run_dir>/pretrain/encoder.pth``; a path -> a
-suite or official checkpoint (``{"model": ...}``, pre-training or fine-tuning; decoder keys are dropped);
-``random`` -> no weights.
+Sources (``RunConfig.init``, resolved by :func:`mixmim.weights.init_source.resolve_init`): ``pretrain`` -> this
+run's ``<run_dir>/pretrain/encoder.pth``; a path -> a suite or official checkpoint (``{"model": ...}``,
+pre-training or fine-tuning; decoder keys are dropped); ``random`` -> no weights.
 
 Key mapping (:func:`map_encoder_keys`), checked for full coverage by the tests: every backbone key ``k``
 becomes ``encoder.k``, except the hierarchical backbone's final norm ``norm.*``, which becomes the last
@@ -25,27 +25,6 @@ from mixmim.weights.checkpoint import adapt_to_model, encoder_state_dict, read_s
 log = logging.getLogger(__name__)
 
 DROPPED_PREFIXES = ("head.",)  # classification head: not part of a detector
-
-
-def resolve_init(init: str, run_dir: str | Path) -> Path | None:
-    """The checkpoint to start detection from (see the module docstring); None for ``random``.
-
-    Raises:
-        FileNotFoundError: the file does not exist (the message says which stage or option to fix).
-    """
-    if init == "random":
-        return None
-    if init == "pretrain":
-        path = Path(run_dir) / "pretrain" / "encoder.pth"
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"init=pretrain but {path} does not exist: run the pretrain stage first, or set init=<path of "
-                "a checkpoint> or init=random")
-        return path
-    path = Path(init).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"init checkpoint {path} does not exist (init=<path>, pretrain or random)")
-    return path
 
 
 def map_encoder_keys(sd: dict[str, torch.Tensor], adapter: PyramidAdapter) -> dict[str, torch.Tensor]:

@@ -1,4 +1,4 @@
-"""The official checkpoints' key layouts -> ours (used by :func:`mixmim.backbones.load_official_checkpoint`).
+"""The official checkpoints' key layouts -> ours (used by :func:`mixmim.weights.checkpoint.load_official_checkpoint`).
 
 - **MixMIM, MAE**: flat keys; the encoder's are the backbone's, ``mask_token``/``decoder_*`` the decoder's.
 - **SimMIM (ViT)**, microsoft/SimMIM ``models/simmim.py`` + ``vision_transformer.py``: ``encoder.*`` (with

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from baseline_helpers import fixed_images
 
 from baselines.mae import MAE
-from mixmim.backbones import create_backbone, load_official_checkpoint
-from mixmim.weights.checkpoint import method_to_official_keys
+from mixmim.backbones import create_backbone
+from mixmim.weights.checkpoint import load_official_checkpoint, method_to_official_keys
 
 
 def _block_shapes(prefix: str, dim: int, mlp_ratio: float = 4.0) -> dict[str, tuple[int, ...]]:

@@ -19,9 +19,8 @@ from test_mae_checkpoint import official_mae_shapes
 
 from baselines import beit_from_official_args, mae_from_official_args, simmim_from_official_args
 from baselines.tokenizers import KMeansTokenizer
-from mixmim.backbones import load_official_checkpoint
 from mixmim.backbones.vit import PlainViT
-from mixmim.weights.checkpoint import method_to_official_keys
+from mixmim.weights.checkpoint import load_official_checkpoint, method_to_official_keys
 
 SMALL = dict(img=32, patch=4, dim=64, depth=2, heads=2)  # an 8x8 grid
 VOCAB = 16

@@ -89,7 +89,7 @@ def test_gpu_hours_budget_needs_a_measurement(tmp_path):
         apply_budget(exp.runs[:1], Budget("gpu-hours", 1), tmp_path)
     (tmp_path / "bench").mkdir()
     (tmp_path / "bench" / "cpu.jsonl").write_text(
-        '{"method": "mixmim", "backbone": "mixmim_tiny_32", "device": "cpu", "images_per_s": 100.0}\n')
+        '{"kind": "step", "method": "mixmim", "backbone": "mixmim_tiny_32", "device": "cpu", "images_per_s": 100.0}\n')
     records = apply_budget(exp.runs[:1], Budget("gpu-hours", 0.01), tmp_path)
     assert exp.runs[0].pretrain.epochs == int(0.01 * 3600 * 100 / records[exp.runs[0].name]["train_images"])
 

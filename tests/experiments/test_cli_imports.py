@@ -39,6 +39,7 @@ TORCH_FREE = textwrap.dedent("""
     check("import mixmim", lambda: __import__("mixmim") and 0)
     check("import reports", lambda: __import__("reports") and 0)
     check("import slurm", lambda: __import__("slurm") and 0)
+    check("import mixmim.weights.init_source", lambda: __import__("mixmim.weights.init_source") and 0)
     from experiments.cli import main
     check("--help", lambda: main(["--help"]))
     for command in ("show", "run", "status", "report", "speed", "bench", "models"):

@@ -8,10 +8,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from mixmim.runs.bench_store import read_bench_rows
 from reports.references import References
 from reports.report import report_experiment
 from reports.spec import TableSpec
-from reports.speed import format_speed, read_speed_rows, speed_table
+from reports.speed import format_speed, speed_table
 
 
 def _row(method: str, attention: str, ips: float, when: str, device: str = "NVIDIA H200", **extra) -> dict:
@@ -38,17 +39,17 @@ def _store(folder: Path) -> Path:
 
 
 def test_newest_row_per_configuration_default_path_first(tmp_path: Path) -> None:
-    rows = read_speed_rows(_store(tmp_path))
-    assert len(rows) == 5 and set(rows["kind"]) == {"step"}  # the data row and the damaged line are left out
+    rows = read_bench_rows(_store(tmp_path))
+    assert len(rows) == 5 and {row["kind"] for row in rows} == {"step"}  # the data row and damaged line left out
     table = speed_table(rows, methods=["mixmim"])
     assert list(zip(table["attention"], table["images_per_s"])) == [("grouped", 1200.0), ("official", 950.0)]
     assert table.iloc[0]["source"] == "20260201-000000-cuda.jsonl"
     assert speed_table(rows, backbones=["mixmim_vit_base_patch16"]).empty
-    assert speed_table(read_speed_rows(tmp_path / "absent")).empty
+    assert speed_table(read_bench_rows(tmp_path / "absent")).empty
 
 
 def test_formats_round_and_mark_missing(tmp_path: Path) -> None:
-    table = speed_table(read_speed_rows(_store(tmp_path)), methods=["mixmim"])
+    table = speed_table(read_bench_rows(_store(tmp_path)), methods=["mixmim"])
     markdown = format_speed(table)
     assert "| NVIDIA H200" in markdown and "1200.000" in markdown and "1.260" in markdown
     assert " - " in markdown  # a ratio that was not measured
@@ -65,7 +66,7 @@ def test_formats_round_and_mark_missing(tmp_path: Path) -> None:
 
 def test_bundle_holds_the_speed_table(tmp_path: Path, tiny_exp: Path, specs: tuple[TableSpec, ...],
                                       test_refs: References) -> None:
-    table = speed_table(read_speed_rows(_store(tmp_path)))
+    table = speed_table(read_bench_rows(_store(tmp_path)))
     result = report_experiment(tiny_exp, specs, tmp_path / "out", references=test_refs, speed=table)
     assert "1200.000" in result.speed
     for ext in ("md", "tex", "csv", "html"):

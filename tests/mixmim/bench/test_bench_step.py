@@ -7,7 +7,7 @@ import torch
 
 from mixmim.backbones import create_backbone
 from mixmim.backbones.attention import get_attention_impl
-from mixmim.bench import bench_trainer, benchmark_step, benchmark_variants
+from mixmim.bench import StepOptions, bench_trainer, benchmark_step, benchmark_variants
 from mixmim.config import RunConfig, apply_overrides
 from mixmim.engine.optim import pretrain_param_groups
 from mixmim.engine.schedule import lr_at_step
@@ -30,7 +30,7 @@ def _cfg(**overrides) -> RunConfig:
 
 def test_benchmark_step_reports_consistent_figures():
     method = _tiny()
-    stats = benchmark_step(method, batch_size=4, img_size=32, steps=2, warmup=1, peak_tflops=2.0)
+    stats = benchmark_step(method, StepOptions(batch_size=4, img_size=32, steps=2, warmup=1, peak_tflops=2.0))
     assert stats.steps == 2 and stats.ms_min <= stats.ms_per_step <= stats.ms_max
     assert stats.images_per_s == pytest.approx(4 / (stats.ms_per_step / 1e3))
     assert stats.cpu_ms_per_step is not None and stats.memory_kind == "cpu_heap_in_use_step_peak+optimizer_state"
@@ -42,7 +42,7 @@ def test_benchmark_step_reports_consistent_figures():
     assert stats.timed_step == "Trainer.train_batch" and stats.param_groups == 2 and stats.clip_grad == 0.0
     row = stats.as_row()
     assert row["params"] == sum(p.numel() for p in method.parameters())
-    no_peak = benchmark_step(method, 2, 32, steps=1, warmup=1, forward_flops=1e9, optimizer="default")
+    no_peak = benchmark_step(method, StepOptions(2, 32, steps=1, warmup=1, forward_flops=1e9), optimizer="default")
     assert no_peak.mfu is None and no_peak.forward_gflops_per_image == 1.0
 
 
@@ -63,12 +63,7 @@ def test_the_timed_step_is_trainer_train_batch_of_the_pretrain_task(monkeypatch)
     stats = benchmark_variants(
         _tiny(),
         [("grouped", "fused"), ("official", "single")],
-        batch_size=2,
-        img_size=32,
-        steps=2,
-        warmup=1,
-        forward_flops=1e9,
-        cfg=cfg,
+        StepOptions(batch_size=2, img_size=32, steps=2, warmup=1, forward_flops=1e9, cfg=cfg),
     )
     assert len(calls) == 2 * (1 + 2) * 2  # variants x (warm-up + timed) x accum_iter
     assert {c[:2] for c in calls} == {("grouped", True), ("official", False)}
@@ -138,11 +133,7 @@ def test_variants_are_interleaved_and_keep_the_default_impl():
     stats = benchmark_variants(
         method,
         [("grouped", "fused"), ("official", "fused"), ("official", "single")],
-        batch_size=2,
-        img_size=32,
-        steps=2,
-        warmup=1,
-        forward_flops=1e9,
+        StepOptions(batch_size=2, img_size=32, steps=2, warmup=1, forward_flops=1e9),
     )
     assert [(s.attention, s.optimizer) for s in stats] == [
         ("grouped", "adamw-fused"),
@@ -159,20 +150,28 @@ def test_bound_variant_is_timed_but_never_becomes_the_default():
     stats = benchmark_variants(
         method,
         [("grouped", "fused"), ("bound", "fused")],
-        batch_size=2,
-        img_size=32,
-        steps=1,
-        warmup=1,
-        forward_flops=1e9,
+        StepOptions(batch_size=2, img_size=32, steps=1, warmup=1, forward_flops=1e9),
     )
     assert [s.attention for s in stats] == ["grouped", "bound"] and stats[1].ms_per_step > 0
     assert get_attention_impl() == before
 
 
-def test_benchmark_step_rejects_fp16_on_cpu_no_warmup_and_unknown_optimizers():
-    with pytest.raises(ValueError, match="fp16"):
-        benchmark_step(_tiny(), 2, 32, precision="fp16", steps=1, warmup=1)
-    with pytest.raises(ValueError, match="warmup"):
-        benchmark_step(_tiny(), 2, 32, steps=1, warmup=0)
+def test_step_options_reject_fp16_on_cpu_and_no_warmup_and_the_step_unknown_optimizers():
+    with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
+        StepOptions(2, 32, precision="fp16", steps=1, warmup=1)
+    with pytest.raises(ValueError, match="warmup must be at least 1"):
+        StepOptions(2, 32, steps=1, warmup=0)
     with pytest.raises(ValueError, match="optimizer"):
-        benchmark_step(_tiny(), 2, 32, steps=1, warmup=1, optimizer="sgd", forward_flops=1e9)
+        benchmark_step(_tiny(), StepOptions(2, 32, steps=1, warmup=1, forward_flops=1e9), optimizer="sgd")
+
+
+def test_the_trainer_owns_its_forward_module(tmp_path):
+    """A compiled bench trainer gets its compiled forward from the task's ``compile`` setting (never assigned from
+    outside: ``Trainer.model`` is read-only); the eager one runs the task's module itself."""
+    eager = bench_trainer(_tiny(), _cfg(), 2, 32, "fp32", CPU, tmp_path / "eager" / "pretrain", epoch_images=4)
+    assert eager.model is eager.task.module
+    compiled = bench_trainer(_tiny(), _cfg(), 2, 32, "fp32", CPU, tmp_path / "compiled" / "pretrain",
+                             epoch_images=4, compile="eager")  # fmt: skip
+    assert compiled.model is not compiled.task.module and compiled.model._orig_mod is compiled.task.module
+    with pytest.raises(AttributeError):
+        eager.model = compiled.model

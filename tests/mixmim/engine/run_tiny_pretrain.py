@@ -34,8 +34,7 @@ from standin_method import TinyMaskedAutoencoder  # noqa: E402
 from baselines import build_method  # noqa: E402
 from mixmim.config import RunConfig, apply_overrides  # noqa: E402
 from mixmim.data import build_dataset, pretrain_transform  # noqa: E402
-from mixmim.engine import pretrain  # noqa: E402
-from mixmim.pretrain.task import PretrainTask  # noqa: E402
+from mixmim.pretrain.task import PretrainTask, pretrain  # noqa: E402
 
 IMG = 16
 OVERRIDES = {

@@ -10,8 +10,9 @@ import torch
 from mixmim.backbones import create_backbone
 from mixmim.config import RunConfig, apply_overrides
 from mixmim.data import build_dataset, pretrain_transform
-from mixmim.engine import load_encoder_state, pretrain
+from mixmim.engine import load_encoder_state
 from mixmim.pretrain.method import MixMIM
+from mixmim.pretrain.task import pretrain
 from mixmim.runs.rundir import read_jsonl
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -12,7 +12,8 @@ from standin_method import TinyEncoder, TinyMaskedAutoencoder
 from tiny_run import IMG, tiny_config, tiny_dataset
 
 from mixmim.data import build_dataset, pretrain_transform
-from mixmim.engine import NonFiniteLossError, load_encoder_state, pretrain
+from mixmim.engine import NonFiniteLossError, load_encoder_state
+from mixmim.pretrain.task import pretrain
 from mixmim.runs.rundir import read_json, read_jsonl, read_result
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -10,8 +10,9 @@ import pytest
 from standin_method import TinyMaskedAutoencoder
 from tiny_run import IMG, tiny_config, tiny_dataset
 
-from mixmim.engine import pretrain, progress
+from mixmim.engine import progress
 from mixmim.engine.progress import StageProgress
+from mixmim.pretrain.task import pretrain
 from mixmim.runs.rundir import LAUNCH_POSITION_ENV
 
 LINE = re.compile(r"run (\d+/\d+ )?\S+ · \w+ · epoch \d+/\d+ · \d+% · loss \d+\.\d{4} · "

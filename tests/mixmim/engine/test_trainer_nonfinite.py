@@ -13,9 +13,10 @@ import torch.multiprocessing as mp
 from standin_method import TinyMaskedAutoencoder
 from tiny_run import IMG, tiny_config, tiny_dataset
 
-from mixmim.engine import NonFiniteLossError, pretrain
+from mixmim.engine import NonFiniteLossError
 from mixmim.engine import checkpoint as ckpt_io
 from mixmim.engine import recipe as recipe_module
+from mixmim.pretrain.task import pretrain
 from mixmim.runs.rundir import read_jsonl, read_result
 
 pytestmark = pytest.mark.usefixtures("one_thread")

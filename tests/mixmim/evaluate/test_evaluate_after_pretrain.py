@@ -15,7 +15,7 @@ from mixmim.runs.rundir import read_json
 
 
 @pytest.mark.slow
-def test_evaluations_use_the_encoder_the_engine_pretrained(tmp_path):
+def test_evaluations_use_the_encoder_pretraining_wrote(tmp_path):
     one_epoch = {"pretrain.epochs": 1, "pretrain.warmup_epochs": 0, "pretrain.batch_size": 16}
     cfg = tiny_config(one_epoch, init="pretrain")
     torch.manual_seed(0)

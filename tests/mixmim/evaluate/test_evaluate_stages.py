@@ -13,14 +13,12 @@ from eval_helpers import BACKBONE, encoder_state, tiny_config
 import mixmim.evaluate.finetune as finetune_module
 import mixmim.evaluate.knn as knn_module
 import mixmim.evaluate.linprobe as linprobe_module
-from mixmim.backbones import load_official_checkpoint
 from mixmim.data import build_dataset, eval_transform
 from mixmim.engine.checkpoint import LAST, atomic_torch_save, load_checkpoint
 from mixmim.engine.manifest import STAGE_FIELDS
 from mixmim.engine.trainer import Trainer
 from mixmim.evaluate import (
     EVALUATIONS,
-    InitWeightsError,
     build_eval_backbone,
     extract_features,
     knn_accuracy,
@@ -29,6 +27,8 @@ from mixmim.evaluate import (
     run_linprobe,
 )
 from mixmim.runs.rundir import read_json, read_jsonl, read_result
+from mixmim.weights.checkpoint import load_official_checkpoint
+from mixmim.weights.init_source import InitWeightsError
 
 RESULT_KEYS = ("epochs", "steps", "effective_batch", "lr", "blr", "precision", "world_size", "wall_time_s",
                "gpu_hours", "images_per_s", "init", "init_path")  # fmt: skip

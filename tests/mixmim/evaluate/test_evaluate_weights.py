@@ -7,7 +7,8 @@ import torch
 from eval_helpers import BACKBONE, encoder_state, tiny_config
 
 from mixmim.backbones import create_backbone
-from mixmim.evaluate import InitWeightsError, build_eval_backbone, resolve_init
+from mixmim.evaluate import build_eval_backbone
+from mixmim.weights.init_source import InitWeightsError
 
 
 def assert_loaded(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
@@ -74,14 +75,6 @@ def test_missing_path_is_a_clear_error(tmp_path):
     with pytest.raises(InitWeightsError, match="no such checkpoint file") as err:
         build_eval_backbone(tiny_config(init=str(missing)), tmp_path, num_classes=10)
     assert str(missing) in str(err.value) and "'random'" in str(err.value)
-
-
-def test_pretrain_init_without_a_pretraining_stage_names_the_file(tmp_path):
-    with pytest.raises(InitWeightsError, match="run the 'pretrain' stage") as err:
-        resolve_init("pretrain", tmp_path)
-    assert str(tmp_path / "pretrain" / "encoder.pth") in str(err.value)
-    with pytest.raises(InitWeightsError, match="init is empty"):
-        resolve_init("", tmp_path)
 
 
 def test_unreadable_and_mismatched_checkpoints_are_clear_errors(tmp_path):

@@ -11,7 +11,7 @@ from mixmim.config import RunConfig, apply_overrides
 from mixmim.engine.checkpoint import load_checkpoint
 from mixmim.engine.distributed import DistEnv
 from mixmim.engine.trainer import Trainer
-from mixmim.runs.rundir import read_json
+from mixmim.runs.rundir import read_json, read_jsonl
 from mixmim.transfer import (
     PAPER_NUMBERS,
     build_adapter,
@@ -25,6 +25,7 @@ from mixmim.transfer.evaluation import metric_names
 from mixmim.transfer.stage import builtin_spec
 from mixmim.transfer.tiny_coco import generate_tiny_coco
 from mixmim.transfer.torchvision_model import build_maskrcnn
+from mixmim.weights.init_source import InitWeightsError
 
 STEPS = 3
 
@@ -49,7 +50,9 @@ def test_torchvision_engine_end_to_end_and_idempotent(pretrained_run, monkeypatc
     manifest = read_json(pretrained_run / "manifest.json")
     assert manifest["stages"]["coco"]["engine"] == "torchvision"
     assert (pretrained_run / "coco" / "checkpoint-last.pth").is_file()
-    assert (pretrained_run / "coco" / "metrics.jsonl").is_file()
+    records = [r for r in read_jsonl(pretrained_run / "coco" / "metrics.jsonl") if "loss" in r]
+    assert [r["step"] for r in records] == [STEPS]  # LOG_EVERY 10: the task's tail record, the Trainer's record
+    assert records[0]["lr"] > 0 and records[0]["images_per_s"] > 0
 
     def no_work(*args, **kwargs):
         raise AssertionError("a done stage must not train again")
@@ -104,7 +107,7 @@ def test_detectron2_engine_packages_are_checked_at_start(pretrained_run, monkeyp
 
 
 def test_missing_pretrained_encoder_fails_at_start(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"pretrain/encoder\.pth does not exist: run the pretrain stage"):
+    with pytest.raises(InitWeightsError, match=r"pretrain/encoder\.pth does not exist: run the 'pretrain' stage"):
         run_coco(_cfg(), tmp_path)
     assert not (tmp_path / "coco").exists()
 

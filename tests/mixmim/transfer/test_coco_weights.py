@@ -9,7 +9,7 @@ from coco_helpers import SMALL
 from mixmim.backbones import create_backbone
 from mixmim.engine.checkpoint import atomic_torch_save
 from mixmim.transfer.adapter import build_adapter
-from mixmim.transfer.weights import load_pretrained, map_encoder_keys, new_detection_keys, resolve_init
+from mixmim.transfer.weights import load_pretrained, map_encoder_keys, new_detection_keys
 
 
 @pytest.mark.parametrize("name", ["mixmim_base", "mixmim_vit_base_patch16", "mixmim_tiny_32",
@@ -70,14 +70,3 @@ def test_wrong_backbone_fails_with_a_clear_message():
     adapter = build_adapter("mixmim_tiny_32", img_size=32)
     with pytest.raises(RuntimeError, match="does not match|does not fit"):
         load_pretrained(adapter, sd)
-
-
-def test_resolve_init(tmp_path):
-    assert resolve_init("random", tmp_path) is None
-    with pytest.raises(FileNotFoundError, match="run the pretrain stage first"):
-        resolve_init("pretrain", tmp_path)
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        resolve_init(str(tmp_path / "nope.pth"), tmp_path)
-    (tmp_path / "pretrain").mkdir()
-    (tmp_path / "pretrain" / "encoder.pth").write_bytes(b"")
-    assert resolve_init("pretrain", tmp_path) == tmp_path / "pretrain" / "encoder.pth"

@@ -4,9 +4,9 @@ model), loaded with strict=True both ways."""
 import pytest
 import torch
 
-from mixmim.backbones import create_backbone, load_official_checkpoint
+from mixmim.backbones import create_backbone
 from mixmim.pretrain.method import mixmim_from_official_args
-from mixmim.weights.checkpoint import method_to_official_keys
+from mixmim.weights.checkpoint import load_official_checkpoint, method_to_official_keys
 
 DEPTHS, HEADS, DIM = (2, 2, 18, 2), (4, 8, 16, 32), 128
 WINDOWS_224 = (14, 14, 14, 7)  # after clamping to the stage resolution (56, 28, 14, 7)

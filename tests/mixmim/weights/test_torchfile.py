@@ -6,7 +6,8 @@ import pathlib
 import pytest
 import torch
 
-from mixmim.backbones import create_backbone, load_official_checkpoint
+from mixmim.backbones import create_backbone
+from mixmim.weights.checkpoint import load_official_checkpoint
 from mixmim.weights.torchfile import CheckpointFileError, load_torch_file
 
 
