@@ -16,7 +16,7 @@ from experiments.recipe_table import FIELD_KEYS, declared_fields, resolved_recip
 from experiments.registry import get_experiment
 from experiments.seeds import replicate
 from experiments.spec import finetune_defaults
-from mixmim.evaluate.weights import InitWeightsError, resolve_init
+from mixmim.weights.init_source import InitWeightsError, resolve_init
 from mixmim.runs.rundir import sibling_encoder
 from reports.references import load_references
 
@@ -109,7 +109,7 @@ def test_own_protocol_end_to_end(tmp_path, capsys):
     common = ["fixed-encoder", "--variant", "debug", "--output", str(tmp_path), "--only", "mae-mixmim_vit*"]
     own = [*common, "--finetune-protocol", "own"]
     assert main(["run", *own]) == 2
-    assert "is not pre-trained yet" in capsys.readouterr().err
+    assert "fine-tunes another run's encoder" in capsys.readouterr().err
     assert main(["run", *common]) == 0 and main(["run", *own]) == 0
     capsys.readouterr()
     folder = tmp_path / "fixed-encoder-debug"
