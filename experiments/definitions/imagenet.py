@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from baselines.registry import CARDS
 from experiments.definitions.recipes import (
     BACKBONE_LABELS,
     IMAGENET_FINETUNE,
@@ -48,11 +49,16 @@ PAPER_ORDER_SOURCE = ("MixMIM paper (arXiv 2205.13137) ImageNet-1K comparison: M
                       "BEiT 83.2 fine-tuning top-1 (official README; SimMIM, MAE, BEiT papers)")
 
 
+def fixed_encoder_description() -> str:
+    """``MixMIM, MAE, SimMIM, BEiT on MixMIM-B and ViT-B, equal schedule``: every registered method by label."""
+    return f"{', '.join(card.label for card in CARDS.values())} on MixMIM-B and ViT-B, equal schedule"
+
+
 def fixed_encoder(variant: str = "full") -> Experiment:
     """Every method on the same backbones with the same schedule (300 pre-training epochs)."""
     runs = []
     for backbone in ("mixmim_base", "mixmim_vit_base_patch16"):
-        for method in ("mixmim", "mae", "simmim", "beit"):
+        for method in CARDS:  # every registered method, in card order
             overrides, bb = scaled({**IMAGENET_PRETRAIN, **IMAGENET_FINETUNE, **IMAGENET_LINPROBE,
                                     "pretrain.epochs": 300}, variant, backbone)
             replaces = replaced(variant)
@@ -76,8 +82,8 @@ def fixed_encoder(variant: str = "full") -> Experiment:
         name="fixed_encoder_differences", kind="differences", title="Every method on the same encoder: paired "
         "differences to MAE on that encoder", rows=("setting.encoder", "method"), labels=METHOD_LABELS,
         columns=columns, baseline={"method": "mae"}, findings=findings)
-    return Experiment("fixed-encoder", "MixMIM, MAE, SimMIM, BEiT on MixMIM-B and ViT-B, equal schedule",
-                      runs, variant_tables([table, differences], variant), variant, sets=tuple(overrides))
+    return Experiment("fixed-encoder", fixed_encoder_description(), runs, variant_tables([table, differences], variant),
+                      variant, sets=tuple(overrides))
 
 
 def ablation_epochs(variant: str = "full") -> Experiment:
