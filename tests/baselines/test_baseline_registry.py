@@ -103,3 +103,26 @@ def test_initial_weights_depend_on_the_seed_alone():
     assert torch.equal(torch.get_rng_state(), before)  # the caller's stream is left alone
     other = build_method(apply_overrides(cfg, {"seed": 1})).state_dict()
     assert not torch.equal(first["encoder.patch_embed.proj.weight"], other["encoder.patch_embed.proj.weight"])
+
+
+class _Recording:
+    """A MethodConfig that records which fields are read."""
+
+    def __init__(self, cfg):
+        self.cfg, self.read = cfg, set()
+
+    def __getattr__(self, name):
+        self.read.add(name)
+        return getattr(self.cfg, name)
+
+
+@pytest.mark.parametrize("name", METHOD_NAMES)
+def test_each_builder_reads_only_the_fields_its_card_declares(name, codebooks):
+    """``MethodCard.fields`` is what ``build_method`` reports as ignored: a builder that reads another field
+    would make that report wrong."""
+    from mixmim.backbones import create_backbone
+
+    cfg = small_config(name, "mixmim_tiny_32", codebook_for(name, "mixmim_tiny_32", codebooks))
+    method = _Recording(cfg.method)
+    CARDS[name].build(create_backbone("mixmim_tiny_32", num_classes=0), method, None)
+    assert method.read and method.read <= CARDS[name].fields, method.read - CARDS[name].fields
