@@ -48,7 +48,7 @@ class MethodConfig:
     ``baselines.method_defaults(name)``; the values here are MixMIM's (official-mixmim.md).
     """
 
-    name: str = "mixmim"  # a registered method (baselines/cards: mixmim, mae, simmim, beit) or random
+    name: str = "mixmim"  # a method card's name (baselines/cards/<name>.py) or random (the random-init control)
     mask_ratio: float = 0.5
     mask_unit: int = 0  # px; 0: the backbone's final stride (32 px for MixMIM at 224)
     mask_strategy: str = "random"  # random | block (ablation-mask-strategy; BEiT: blockwise)
