@@ -49,9 +49,12 @@ class MethodCard:
             each value commented with its source in the card's module (epochs are left to the experiment).
         family_recipe: backbone family (``vit``, ``hierarchical``) -> the values where the official recipe
             differs by family (SimMIM's Swin drop path).
-        finetune: the method's own fine-tuning recipe as dotted ``finetune.*`` overrides, each value commented
-            with its source (the ``own`` fine-tuning protocol). Empty until the per-method fine-tuning recipes
-            (issue 24, ``_FINETUNE_DEFAULTS``) are folded in here, one card each.
+        finetune: the method's own fine-tuning recipe as dotted ``finetune.*`` (and ``linprobe.*``, head
+            ``model.*``) overrides, each value commented with its source (the ``own`` fine-tuning protocol): what
+            it sets beyond the settings every official script shares. Empty until the per-method fine-tuning
+            recipes (issue 24: ``_FINETUNE_DEFAULTS[name]`` in ``baselines/registry.py``) are folded in here.
+        finetune_family: backbone family -> the fine-tuning values where the official recipe differs by family
+            (issue 24's ``_FINETUNE_FAMILY_DEFAULTS[(name, family)]``: SimMIM's Swin layer rule).
         flops: backbone -> :class:`FlopEntry` of its pre-training forward (``experiments.cost.PRETRAIN_GFLOPS``).
         test_settings: dotted overrides that shrink the source recipe to the unit tests' 32-px backbones
             (small decoders, a small vocabulary, 8-px cells).
@@ -66,6 +69,7 @@ class MethodCard:
     recipe: Mapping[str, Any]
     family_recipe: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     finetune: Mapping[str, Any] = field(default_factory=dict)
+    finetune_family: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     flops: Mapping[str, FlopEntry] = field(default_factory=dict)
     test_settings: Mapping[str, Any] = field(default_factory=dict)
 
