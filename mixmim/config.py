@@ -358,16 +358,15 @@ def register_choices(key: str, names: Iterable[str]) -> None:
     CHOICES[key] = tuple(names)
 
 
-def check_registry(key: str, registered: Iterable[str], extra: tuple[str, ...] = ()) -> None:
-    """A registry above this module (methods, backbones, stages) registers exactly the names of the closed set
-    ``key`` (``extra``: allowed names that no registry holds, e.g. the ``random`` control); called by each
-    registry at import, so a name added on one side only fails at once, naming both sides.
+def check_registry(key: str, registered: Iterable[str]) -> None:
+    """A registry above this module (backbones, stages) registers exactly the names of the closed set ``key``;
+    called by each registry at import, so a name added on one side only fails at once, naming both sides.
 
     Raises:
         ConfigError: the registry and the closed set differ.
     """
     declared = set(LIST_CHOICES.get(key) or CHOICES[key])
-    names = {*registered, *extra}
+    names = set(registered)
     if names != declared:
         raise ConfigError(f"the registry of '{key}' holds {sorted(names)} but mixmim/config.py allows "
                           f"{sorted(declared)}: add or remove {sorted(names ^ declared)} on both sides")
