@@ -1,6 +1,7 @@
 """MAE, BEiT and SimMIM on the shared backbones, and the registry of every pre-training method.
 
-``METHODS`` maps a name (``mixmim``, ``mae``, ``simmim``, ``beit``) to its builder, ``build_method(cfg)``
+``CARDS`` maps a name (``mixmim``, ``mae``, ``simmim``, ``beit``) to its card (``baselines/cards/<name>.py``: label,
+recipe, fields, FLOPs, builder), ``METHODS`` to its builder, ``build_method(cfg)``
 builds the encoder and the method of a run, ``method_defaults(name)`` gives the source recipe as
 ``key=value`` overrides. Methods use only the backbones' public interface (``docs/methods.md``).
 ``*_from_official_args`` build each method from its official constructor's argument names
@@ -12,5 +13,6 @@ import lazy_loader
 
 __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
     "official": ["beit_from_official_args", "mae_from_official_args", "simmim_from_official_args"],
-    "registry": ["METHODS", "build_method", "method_defaults", "method_finetune_defaults"],
+    "registry": ["CARDS", "METHODS", "build_method", "method_card", "method_defaults", "method_finetune_defaults",
+                 "method_labels", "pretrain_losses"],
 })

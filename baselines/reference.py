@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from baselines.registry import build_method, method_defaults
+from baselines.registry import build_method, method_card, method_defaults
 from mixmim.config import RunConfig, apply_overrides
 
 MethodBuild = Callable[[str], tuple[torch.nn.Module, RunConfig]]
@@ -21,14 +21,15 @@ def method_builder(backbone: str, img_size: int, overrides: list[str] | None = N
     """A function ``name -> (method, run config)``: the source recipe of each method on ``backbone``, then
     ``overrides`` (the config's ``pretrain`` section is the recipe the benchmarked trainer runs).
 
-    BEiT gets a random k-means codebook of its vocabulary size (the step cost does not depend on its values),
-    in a temporary folder that lives as long as the ``with`` block.
+    A method that predicts visual tokens (BEiT: ``MethodCard.uses_tokenizer``) gets a random k-means codebook of
+    its vocabulary size (the step cost does not depend on its values), in a temporary folder that lives as long
+    as the ``with`` block.
     """
     with tempfile.TemporaryDirectory(prefix="mixmim-bench-") as tmp:
 
         def build(name: str) -> tuple[torch.nn.Module, RunConfig]:
             recipe = {**method_defaults(name, backbone), "model.backbone": backbone, "model.img_size": img_size}
-            if name == "beit":
+            if method_card(name).uses_tokenizer:
                 recipe.update({"method.tokenizer": "kmeans", "method.tokenizer_path": random_codebook(tmp)})
             cfg = apply_overrides(apply_overrides(RunConfig(), recipe), list(overrides or []))
             return build_method(cfg), cfg

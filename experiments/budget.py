@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from baselines.registry import method_card
 from mixmim.config import RunConfig, validate
 from mixmim.runs.bench_store import read_bench_rows, store_dir
 from mixmim.runs.rundir import read_json
@@ -81,9 +82,10 @@ def forward_flops_per_image(cfg: RunConfig) -> float:
 
 
 def _shape_only_codebook(cfg: RunConfig, run_dir: Path) -> Path | None:
-    """A run folder holding a zero k-means codebook of ``method.vocab_size`` tokens for a BEiT run that has
-    none yet (``None`` for every other run): FLOP counting needs the shapes, not the fitted values."""
-    if cfg.method.name != "beit" or cfg.method.tokenizer != "kmeans" or cfg.method.tokenizer_path:
+    """A run folder holding a zero k-means codebook of ``method.vocab_size`` tokens for a run of a visual-token
+    method (BEiT: ``MethodCard.uses_tokenizer``) that has none yet (``None`` for every other run): FLOP counting
+    needs the shapes, not the fitted values."""
+    if not method_card(cfg.method.name).uses_tokenizer or cfg.method.tokenizer != "kmeans" or cfg.method.tokenizer_path:
         return None
     import torch
 

@@ -269,7 +269,8 @@ def _render(exp, exp_dir: Path, bundle_dir, formats, command: str, args) -> str:
 
 
 def _page_context(exp, exp_dir: Path, command: str, args):
-    """The review page's header, cost (projection beside measured), recipes and deviations of ``exp``."""
+    """The review page's header, cost (projection beside measured), recipes, deviations and loss kinds of ``exp``."""
+    from baselines.registry import pretrain_losses
     from experiments.cost import DEFAULT_MFU, cost_rows, default_gpu, project_costs
     from experiments.deviations import NOTE, deviation_rows, deviation_sources
     from experiments.recipe_table import RECIPE_NOTE, recipe_rows
@@ -289,7 +290,8 @@ def _page_context(exp, exp_dir: Path, command: str, args):
         cost=cost, cost_note=f"projected on {gpu} GPUs (GPU-hours: all GPUs of a run together; wall: perfect "
         "scaling over the run's GPUs); source per line: a `mixmim-bench bench` row or an estimate from FLOPs",
         recipes=recipe_rows(exp), recipe_note=RECIPE_NOTE,
-        deviations=deviations, deviation_note=NOTE + "\n" + deviation_sources(deviations, recipes))
+        deviations=deviations, deviation_note=NOTE + "\n" + deviation_sources(deviations, recipes),
+        pretrain_losses=pretrain_losses())
 
 
 def _measured_gpu_hours(results) -> dict[tuple[str, str], float]:

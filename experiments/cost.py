@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from baselines.registry import CARDS
 from experiments.budget import bench_rows, find_bench_row, gpu_matches
 from experiments.datasets import dataset_images
 from mixmim.config import RunConfig
@@ -38,21 +39,12 @@ from mixmim.config import RunConfig
 DEFAULT_GPU = "A100"
 DEFAULT_MFU = 0.3  # assumed model FLOPs utilisation of the estimate (printed beside every estimated figure)
 # Forward GFLOPs per image at 224 px (fvcore convention: multiply-adds), dense official attention.
-# Pre-training: each method with its source recipe (baselines.method_defaults) on the backbone; MixMIM on the
-# ViT with 32-px cells. Fine-tuning / probing: the backbone's classification forward. Produced by
-# ``python scripts/count_flops.py`` (mixmim.bench.method_flops, mixmim.bench.flops.backbone_flops); its test regenerates
-# a part and compares (tests/scripts/test_count_flops.py).
+# Pre-training: each method's card (``MethodCard.flops``: its source recipe on the backbone; MixMIM on the ViT with
+# 32-px cells). Fine-tuning / probing: the backbone's classification forward (below). Produced by
+# ``python scripts/count_flops.py`` (mixmim.bench.method_flops, mixmim.bench.flops.backbone_flops); its test
+# regenerates a part and compares (tests/scripts/test_count_flops.py).
 PRETRAIN_GFLOPS: dict[tuple[str, str], float] = {
-    ("mixmim", "mixmim_base"): 19.04,
-    ("mae", "mixmim_base"): 17.71,
-    ("simmim", "mixmim_base"): 16.51,
-    ("beit", "mixmim_base"): 16.51,
-    ("mixmim", "mixmim_vit_base_patch16"): 28.32,
-    ("mae", "mixmim_vit_base_patch16"): 9.79,
-    ("simmim", "mixmim_vit_base_patch16"): 17.70,
-    ("beit", "mixmim_vit_base_patch16"): 18.05,
-    ("mixmim", "mixmim_large"): 38.56,
-    ("mixmim", "mixmim_huge"): 120.40,
+    (name, backbone): entry.gflops for name, card in CARDS.items() for backbone, entry in card.flops.items()
 }
 BACKBONE_GFLOPS: dict[str, float] = {
     "mixmim_base": 16.35,

@@ -6,6 +6,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from baselines.registry import CONTROL, method_card
+from baselines.registry import method_defaults as source_recipe
 from mixmim.config import RunConfig, apply_overrides, validate
 from reports.spec import TableSpec
 
@@ -49,11 +51,7 @@ def run_name(method: str, backbone: str, setting: Mapping[str, Any], seed: int) 
 def method_defaults(method: str, backbone: str | None = None) -> dict[str, Any]:
     """The source paper's recipe for a method on ``backbone`` (``baselines.method_defaults``); none for the
     random control."""
-    if method == "random":
-        return {}
-    from baselines import method_defaults as defaults
-
-    return dict(defaults(method, backbone))
+    return {} if method == CONTROL else source_recipe(method, backbone)
 
 
 def finetune_defaults(method: str, backbone: str | None = None) -> dict[str, Any]:
@@ -69,7 +67,7 @@ def finetune_defaults(method: str, backbone: str | None = None) -> dict[str, Any
 def recipe_keys(method: str) -> set[str]:
     """The config keys of a method's own recipe (its source's values): an experiment may replace them only
     by naming them in ``make_run(replaces=...)``. ``pretrain.lr`` counts: a direct lr replaces the blr rule."""
-    return (set(method_defaults(method)) - {"method.name"}) | {"pretrain.lr"} if method != "random" else set()
+    return (set(method_defaults(method)) - {"method.name"}) | {"pretrain.lr"} if method != CONTROL else set()
 
 
 class RecipeOverrideError(ValueError):
@@ -112,10 +110,11 @@ def make_run(experiment: str, method: str, backbone: str, stages: Iterable[str],
 
 def normalize_stages(cfg: RunConfig) -> RunConfig:
     """Stages that follow from the method: the random-init control has no pre-training (``init=random``);
-    BEiT with the offline k-means tokenizer fits it first. Applied again after ``--set`` overrides."""
-    if cfg.method.name == "random":
+    a method that predicts visual tokens (BEiT) with the offline k-means tokenizer fits it first. Applied again
+    after ``--set`` overrides."""
+    if cfg.method.name == CONTROL:
         cfg.init = "random"
         cfg.stages = [s for s in cfg.stages if s not in ("tokenizer", "pretrain")]
-    elif cfg.method.name == "beit" and "pretrain" in cfg.stages and cfg.method.tokenizer == "kmeans":
+    elif "pretrain" in cfg.stages and cfg.method.tokenizer == "kmeans" and method_card(cfg.method.name).uses_tokenizer:
         cfg.stages = ["tokenizer", *[s for s in cfg.stages if s != "tokenizer"]]
     return cfg

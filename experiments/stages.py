@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import baselines.registry  # noqa: F401  (declares method.name's closed set, which run_stage checks; torch-free)
 from mixmim.config import RunConfig, check_registry
 
 StageFn = Callable[[RunConfig, Path], dict[str, Any]]

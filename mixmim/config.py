@@ -49,7 +49,7 @@ class MethodConfig:
     ``baselines.method_defaults(name)``; the values here are MixMIM's (official-mixmim.md).
     """
 
-    name: str = "mixmim"  # mixmim | mae | simmim | beit
+    name: str = "mixmim"  # a method card's name (baselines/cards/<name>.py) or random (the random-init control)
     mask_ratio: float = 0.5
     mask_unit: int = 0  # px; 0: the backbone's final stride (32 px for MixMIM at 224)
     mask_strategy: str = "random"  # random | block (ablation-mask-strategy; BEiT: blockwise)
@@ -254,10 +254,12 @@ class ConfigError(ValueError):
 
 # --- Closed sets and ranges, checked whenever a RunConfig is built (validate) and when a stage starts
 # (mixmim.engine.stage.run_stage). Each set is declared here once; the implementations read it from here
-# (mixmim.pretrain.method.MASK_TYPES is CHOICES["method.mask_type"], ...). Three sets name registries that live above
-# this torch-free module (baselines.METHODS, mixmim.backbones.BACKBONE_SPECS, experiments.stages.STAGES):
-# each registry checks at import that it registers exactly these names (one error naming both).
-METHOD_NAMES = ("mixmim", "mae", "simmim", "beit", "random")  # baselines.METHODS + the random-init control
+# (mixmim.pretrain.method.MASK_TYPES is CHOICES["method.mask_type"], ...). Two sets name registries that live above
+# this torch-free module (mixmim.backbones.BACKBONE_SPECS, experiments.stages.STAGES): each registry checks at import
+# that it registers exactly these names (one error naming both). The method names are declared by the method
+# registry itself, which mixmim/ may not import (baselines/cards: one card per method): it fills the set at its
+# import (register_choices). Until then the set is empty and not checked; every process that builds or launches a
+# method imports the registry first (experiments.spec, experiments.stages, baselines.build_method).
 BACKBONE_NAMES = ("mixmim_base", "mixmim_large", "mixmim_huge", "mixmim_base_384", "mixmim_large_384",
                   "mixmim_tiny_32", "mixmim_small_64", "mixmim_vit_base_patch16", "mixmim_vit_large_patch16",
                   "mixmim_vit_huge_patch14", "mixmim_vit_tiny_patch4_32")  # mixmim.backbones.BACKBONE_SPECS
@@ -269,7 +271,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.backbone": BACKBONE_NAMES,
     "model.rel_pos_bias": ("none", "shared", "layer"),
     "model.global_pool": ("avg", "token"),
-    "method.name": METHOD_NAMES,
+    "method.name": (),  # registered: baselines.registry (the method cards and the random-init control)
     "method.mask_strategy": ("random", "block"),
     "method.mask_type": ("mix", "mask_token", "zero", "noise"),
     "method.tokenizer": ("kmeans", "dalle"),
@@ -357,16 +359,23 @@ RANGES: dict[str, Range] = {
 }
 
 
-def check_registry(key: str, registered: Iterable[str], extra: tuple[str, ...] = ()) -> None:
-    """A registry above this module (methods, backbones, stages) registers exactly the names of the closed set
-    ``key`` (``extra``: allowed names that no registry holds, e.g. the ``random`` control); called by each
-    registry at import, so a name added on one side only fails at once, naming both sides.
+def register_choices(key: str, names: Iterable[str]) -> None:
+    """Declare the closed set ``key`` from the registry above this module that holds its names (the method cards:
+    ``baselines.registry`` registers ``method.name`` at its import); checked from then on."""
+    if key not in CHOICES:
+        raise ConfigError(f"'{key}' is not a closed set of mixmim/config.py")
+    CHOICES[key] = tuple(names)
+
+
+def check_registry(key: str, registered: Iterable[str]) -> None:
+    """A registry above this module (backbones, stages) registers exactly the names of the closed set ``key``;
+    called by each registry at import, so a name added on one side only fails at once, naming both sides.
 
     Raises:
         ConfigError: the registry and the closed set differ.
     """
     declared = set(LIST_CHOICES.get(key) or CHOICES[key])
-    names = {*registered, *extra}
+    names = set(registered)
     if names != declared:
         raise ConfigError(f"the registry of '{key}' holds {sorted(names)} but mixmim/config.py allows "
                           f"{sorted(declared)}: add or remove {sorted(names ^ declared)} on both sides")
@@ -397,8 +406,8 @@ def _choice_problem(key: str, value: Any, allowed: tuple[str, ...]) -> str | Non
 
 def config_problems(cfg: RunConfig) -> list[str]:
     """Every value of ``cfg`` outside its closed set (:data:`CHOICES`) or range (:data:`RANGES`)."""
-    problems = [p for key, allowed in CHOICES.items() if _get(cfg, key) not in ACCEPTED_QUIETLY.get(key, ())
-                and (p := _choice_problem(key, _get(cfg, key), allowed))]  # fmt: skip
+    problems = [p for key, allowed in CHOICES.items() if allowed and _get(cfg, key) not in ACCEPTED_QUIETLY.get(key, ())
+                and (p := _choice_problem(key, _get(cfg, key), allowed))]  # fmt: skip  (empty: not registered yet)
     for key, allowed in LIST_CHOICES.items():
         problems += [p for item in _get(cfg, key) if (p := _choice_problem(key, item, allowed))]
     for key, bounds in RANGES.items():

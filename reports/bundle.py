@@ -179,8 +179,10 @@ def write_results_csv(results: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def write_curves(exp_dir: Path, results: pd.DataFrame, dest: Path) -> tuple[Path, list]:
-    """``curves.csv`` (run, stage, step, loss of every run and stage that logged one) and the loss panels."""
+def write_curves(exp_dir: Path, results: pd.DataFrame, dest: Path, pretrain_losses: Mapping[str, str] | None = None,
+                 ) -> tuple[Path, list]:  # fmt: skip
+    """``curves.csv`` (run, stage, step, loss of every run and stage that logged one) and the loss panels
+    (``pretrain_losses``: method -> its pre-training loss kind, ``reports.curves.loss_kind``)."""
     identities = run_identities(results) if len(results) else {}
     present = set(results["stage"].dropna().tolist()) if len(results) else set()  # once, not per stage
     stages = [s for s in CURVE_STAGES if s in present]
@@ -189,7 +191,7 @@ def write_curves(exp_dir: Path, results: pd.DataFrame, dest: Path) -> tuple[Path
     table = pd.concat(frames) if frames else pd.DataFrame(columns=["run", "stage", "step", "value"])
     path = dest / "curves.csv"
     table.rename(columns={"value": "loss"}).to_csv(path, index=False, lineterminator="\n")  # no float_format: 2x faster
-    return path, panels(by_stage)
+    return path, panels(by_stage, pretrain_losses)
 
 
 def build_bundle(
@@ -238,7 +240,7 @@ def build_bundle(
     files = write_tables(tables, staging)
     files += write_speed_files(speed if speed is not None else pd.DataFrame(), staging)
     results_csv = write_results_csv(results, staging / "results.csv")
-    curves_csv, loss_panels = write_curves(exp_dir, results, staging)
+    curves_csv, loss_panels = write_curves(exp_dir, results, staging, context.pretrain_losses)
     files += [results_csv, curves_csv]
     plot_files = make_plots(results, tables, loss_panels, staging / "plots", PLOT_FORMATS if full else ("svg",))
     files += plot_files

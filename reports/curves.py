@@ -1,26 +1,19 @@
 """Training curves by loss kind: which losses may share an axis, and the per-step statistics over seeds.
 
 Different losses never share an axis: BEiT's visual-token cross-entropy (about 3 at the start) next to a
-pixel loss (about 0.6) would flatten both. Each (stage, loss kind) gets its own panel; a method whose loss
-kind is not listed here gets a panel of its own, so an unknown loss is never mixed with a known one.
+pixel loss (about 0.6) would flatten both. Each (stage, loss kind) gets its own panel. What each method's
+pre-training loss is comes from the caller (``PageContext.pretrain_losses``: the CLI passes the method cards'
+``loss``, as reports/ knows no method); a method whose loss kind is not given gets a panel of its own, so an
+unknown loss is never mixed with a known one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import pandas as pd
 
-# What each method's pre-training loss is (baselines/mae.py, baselines/simmim.py, baselines/beit.py,
-# mixmim/pretrain/method.py): MixMIM and MAE regress pixels with a mean squared error, SimMIM with an L1 on raw
-# pixels, BEiT classifies masked patches into the tokenizer's visual tokens.
-PRETRAIN_LOSS = {
-    "mixmim": "pixel MSE",
-    "mae": "pixel MSE",
-    "simmim": "pixel L1",
-    "beit": "visual-token cross-entropy",
-}
 CLASSIFICATION_STAGES = ("linprobe", "finetune")  # mixmim/evaluate: cross-entropy against the labels
 CURVE_STAGES = ("tokenizer", "pretrain", "linprobe", "finetune", "coco")  # stages that log a training loss
 MAX_POINTS = 240  # steps per line drawn (evenly thinned): a page stays small for long runs
@@ -41,24 +34,26 @@ class Panel:
         return "".join(c if c.isalnum() else "-" for c in text).strip("-").replace("--", "-")
 
 
-def loss_kind(stage: str, method: object) -> str:
-    """The loss a (stage, method) logs as ``loss``; unknown pairs get a kind naming the method."""
+def loss_kind(stage: str, method: object, pretrain_losses: Mapping[str, str]) -> str:
+    """The loss a (stage, method) logs as ``loss`` (``pretrain_losses``: method -> its pre-training loss kind);
+    unknown pairs get a kind naming the method."""
     if stage in CLASSIFICATION_STAGES:
         return "classification cross-entropy"
-    if stage == "pretrain" and method in PRETRAIN_LOSS:
-        return PRETRAIN_LOSS[str(method)]
+    if stage == "pretrain" and method in pretrain_losses:
+        return pretrain_losses[str(method)]
     if stage == "coco":
         return "detection loss (sum of terms)"
     return f"{method} {stage} loss"
 
 
-def panels(curves_by_stage: dict[str, pd.DataFrame]) -> list[Panel]:
-    """Split each stage's curves (``reports.results.read_curves``) into one panel per loss kind."""
+def panels(curves_by_stage: dict[str, pd.DataFrame], pretrain_losses: Mapping[str, str] | None = None) -> list[Panel]:
+    """Split each stage's curves (``reports.results.read_curves``) into one panel per loss kind
+    (``pretrain_losses``: method -> its pre-training loss kind, :func:`loss_kind`)."""
     out = []
     for stage, curves in curves_by_stage.items():
         if curves.empty:
             continue
-        kinds = curves["method"].map({m: loss_kind(stage, m) for m in curves["method"].unique()})
+        kinds = curves["method"].map({m: loss_kind(stage, m, pretrain_losses or {}) for m in curves["method"].unique()})
         for kind in sorted(kinds.unique()):
             out.append(Panel(stage, kind, curves[kinds == kind]))
     return out

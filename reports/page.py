@@ -49,6 +49,8 @@ class PageContext:
             ``recipe_note`` explains its marks.
         deviations: documented deviations from the official recipes that the runs use, one dict each
             (``experiments.deviations.deviation_rows``); ``deviation_note`` says where they are declared.
+        pretrain_losses: method -> what its pre-training loss is (``baselines.pretrain_losses``: the method
+            cards); the curves of one loss kind share an axis (``reports.curves.loss_kind``).
     """
 
     description: str = ""
@@ -60,6 +62,7 @@ class PageContext:
     recipe_note: str = ""
     deviations: list[dict[str, Any]] = field(default_factory=list)
     deviation_note: str = ""
+    pretrain_losses: Mapping[str, str] = field(default_factory=dict)
 
 
 def _distinct(files: Mapping[str, RunFiles], key: str) -> list[tuple[str, int]]:

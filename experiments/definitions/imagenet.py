@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from baselines.registry import CARDS
 from experiments.definitions.recipes import (
     BACKBONE_LABELS,
     DEBUG,
@@ -72,6 +73,11 @@ PROTOCOL_CAPTIONS = {
 }
 
 
+def fixed_encoder_description() -> str:
+    """``MixMIM, MAE, SimMIM, BEiT on MixMIM-B and ViT-B, equal schedule``: every registered method by label."""
+    return f"{', '.join(card.label for card in CARDS.values())} on MixMIM-B and ViT-B, equal schedule"
+
+
 def fixed_encoder(variant: str = "full", protocol: str = "shared") -> Experiment:
     """Every method on the same backbones with the same schedule (300 pre-training epochs), fine-tuned by one
     ``protocol`` (:data:`FINETUNE_PROTOCOLS`).
@@ -83,7 +89,7 @@ def fixed_encoder(variant: str = "full", protocol: str = "shared") -> Experiment
         raise KeyError(f"unknown fine-tuning protocol '{protocol}'; choose one of {', '.join(FINETUNE_PROTOCOLS)}")
     runs = []
     for backbone in ("mixmim_base", "mixmim_vit_base_patch16"):
-        for method in ("mixmim", "mae", "simmim", "beit"):
+        for method in CARDS:  # every registered method, in card order
             overrides, bb = scaled({**IMAGENET_PRETRAIN, **IMAGENET_FINETUNE, **IMAGENET_LINPROBE,
                                     "pretrain.epochs": 300}, variant, backbone)
             replaces = replaced(variant)
@@ -95,7 +101,7 @@ def fixed_encoder(variant: str = "full", protocol: str = "shared") -> Experiment
                               overrides=overrides, replaces=replaces)
             runs.append(shared if protocol == "shared" else _own_run(shared, overrides, replaces, variant))
     sets = dict.fromkeys(key for cfg in runs for key in _declared(cfg, protocol, variant))
-    description = "MixMIM, MAE, SimMIM, BEiT on MixMIM-B and ViT-B, equal schedule"  # the catalog's (shared)
+    description = fixed_encoder_description()  # the catalog's (shared)
     if protocol != "shared":
         description += f"; {PROTOCOL_TITLES[protocol]}"
     return Experiment("fixed-encoder", description, runs,

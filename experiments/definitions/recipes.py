@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from baselines.registry import method_labels
 from reports.spec import TableSpec
 
 # Pre-training: 128/GPU x 16 GPUs = 2048, AMP (fp16 autocast + GradScaler, as torch.cuda.amp in the official
@@ -63,7 +64,7 @@ DEBUG_BACKBONE = {"mixmim_base": "mixmim_tiny_32", "mixmim_large": "mixmim_tiny_
 BACKBONE_LABELS = {"mixmim_base": "MixMIM-B", "mixmim_large": "MixMIM-L", "mixmim_huge": "MixMIM-H",
                    "mixmim_tiny_32": "MixMIM-tiny (debug)", "mixmim_vit_base_patch16": "ViT-B/16",
                    "mixmim_vit_tiny_patch4_32": "ViT-tiny (debug)"}
-METHOD_LABELS = {"mixmim": "MixMIM", "mae": "MAE", "simmim": "SimMIM", "beit": "BEiT", "random": "Random init"}
+METHOD_LABELS = method_labels()  # every method's card in order, then the random-init control
 
 
 def scaled(overrides: dict[str, Any], variant: str, backbone: str) -> tuple[dict[str, Any], str]:

@@ -6,11 +6,12 @@ Sized to run in a few minutes on 2 CPU cores; the ``debug`` variant in well unde
 
 from __future__ import annotations
 
+from experiments.definitions.recipes import METHOD_LABELS
 from experiments.spec import Experiment, make_run
 from reports.spec import Column, TableSpec
 
-METHODS = ("mixmim", "mae", "simmim", "beit", "random")
-LABELS = {"mixmim": "MixMIM", "mae": "MAE", "simmim": "SimMIM", "beit": "BEiT", "random": "Random init"}
+LABELS = METHOD_LABELS  # every method (its card, in card order) and the random-init control, one run each
+METHODS = tuple(LABELS)
 
 # Small, CPU-friendly recipe. The per-method recipe (mask ratio, betas, lr base) comes from each method's
 # defaults; these override sizes and schedules only. Absolute lr is set directly: blr * batch / 256 at

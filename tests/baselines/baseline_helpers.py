@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines import METHODS, build_method, method_defaults
+from baselines import CARDS, METHODS, build_method, method_defaults
 from baselines.tokenizers import KMeansTokenizer
 from mixmim.config import MethodConfig, RunConfig, apply_overrides
 from mixmim.pretrain.method import PretrainMethod
@@ -18,12 +18,9 @@ BACKBONES = ("mixmim_tiny_32", "mixmim_vit_tiny_patch4_32")
 METHOD_NAMES = tuple(METHODS)
 SMALL_VOCAB = 16
 
-# Small decoders, a 16-token vocabulary, 8-px SimMIM mask units at 32 px, no drop path (deterministic passes).
-SMALL_DECODER = {"method.decoder_dim": 32, "method.decoder_depth": 1, "method.decoder_heads": 2}
-SMALL_OVERRIDES: dict[str, dict[str, Any]] = {
-    "mixmim": SMALL_DECODER, "mae": SMALL_DECODER, "simmim": {"method.mask_unit": 8},
-    "beit": {"method.vocab_size": SMALL_VOCAB},
-}
+# Each card's test sizes (small decoders, a 16-token vocabulary, 8-px SimMIM mask units at 32 px); no drop path
+# (deterministic passes).
+SMALL_OVERRIDES: dict[str, dict[str, Any]] = {name: dict(card.test_settings) for name, card in CARDS.items()}
 
 
 def fixed_images(n: int = 8, seed: int = 0, size: int = 32) -> torch.Tensor:
@@ -39,6 +36,11 @@ def fit_codebook(backbone: str, path: Path) -> Path:
     grid = (8, 8) if backbone.startswith("mixmim_vit_") else (4, 4)
     KMeansTokenizer.fit(fixed_images(32, seed=1), grid, SMALL_VOCAB, seed=0).save(path)
     return path
+
+
+def codebook_for(name: str, backbone: str, codebooks: dict[str, Path]) -> Path | None:
+    """The test codebook of ``backbone`` for a method that predicts visual tokens (its card's ``uses_tokenizer``)."""
+    return codebooks[backbone] if CARDS[name].uses_tokenizer else None
 
 
 def small_config(name: str, backbone: str, codebook: Path | None = None, **method: Any) -> RunConfig:

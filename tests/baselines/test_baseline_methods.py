@@ -10,6 +10,7 @@ from baseline_helpers import (
     BACKBONES,
     METHOD_NAMES,
     InterfaceOnly,
+    codebook_for,
     fixed_images,
     method_on_interface,
     small_config,
@@ -25,13 +26,9 @@ GRID = [(m, b) for m in METHOD_NAMES for b in BACKBONES]
 MASKED_ONLY = [(m, b) for m in ("mae", "simmim", "beit") for b in BACKBONES]  # MixMIM predicts every patch
 
 
-def _codebook(name, backbone, codebooks):
-    return codebooks[backbone] if name == "beit" else None
-
-
 @pytest.mark.parametrize(("name", "backbone"), GRID)
 def test_forward_backward_reaches_every_parameter(name, backbone, codebooks):
-    method = small_method(name, backbone, _codebook(name, backbone, codebooks))
+    method = small_method(name, backbone, codebook_for(name, backbone, codebooks))
     out = method(fixed_images(4))
     assert out["loss"].ndim == 0 and math.isfinite(out["loss"].item())
     assert {"pred", "mask"} <= set(out)
@@ -52,7 +49,7 @@ def _visible_pixels(method, mask: torch.Tensor, size: int) -> torch.Tensor:
 @pytest.mark.parametrize(("name", "backbone"), MASKED_ONLY)
 def test_loss_ignores_targets_of_visible_cells(name, backbone, codebooks):
     """Perturbing the *target* pixels of visible cells leaves the loss unchanged; of masked cells, changes it."""
-    method = small_method(name, backbone, _codebook(name, backbone, codebooks)).eval()
+    method = small_method(name, backbone, codebook_for(name, backbone, codebooks)).eval()
     images = fixed_images(4)
     mask = method.draw_mask(images.shape[0])  # [B, h, w]
     out = method(images, mask)
@@ -94,7 +91,7 @@ def test_mae_hierarchical_uses_group_exclusion_and_vit_uses_token_drop():
 @pytest.mark.slow
 @pytest.mark.parametrize(("name", "backbone"), GRID)
 def test_loss_decreases_on_fixed_data(name, backbone, codebooks):
-    method = small_method(name, backbone, _codebook(name, backbone, codebooks))
+    method = small_method(name, backbone, codebook_for(name, backbone, codebooks))
     losses = train_losses(method, fixed_images(8), steps=20, lr=2e-3)
     assert all(math.isfinite(v) for v in losses)
     first, last = sum(losses[:4]) / 4, sum(losses[-4:]) / 4
@@ -103,7 +100,7 @@ def test_loss_decreases_on_fixed_data(name, backbone, codebooks):
 
 @pytest.mark.parametrize(("name", "backbone"), GRID)
 def test_methods_use_only_the_backbone_interface(name, backbone, codebooks):
-    cfg = small_config(name, backbone, _codebook(name, backbone, codebooks))
+    cfg = small_config(name, backbone, codebook_for(name, backbone, codebooks))
     method = method_on_interface(name, cfg)
     assert isinstance(method.encoder, InterfaceOnly)
     out = method(fixed_images(2))

@@ -16,8 +16,8 @@ from experiments.recipe_table import FIELD_KEYS, declared_fields, resolved_recip
 from experiments.registry import get_experiment
 from experiments.seeds import replicate
 from experiments.spec import finetune_defaults
-from mixmim.weights.init_source import InitWeightsError, resolve_init
 from mixmim.runs.rundir import sibling_encoder
+from mixmim.weights.init_source import InitWeightsError, resolve_init
 from reports.references import load_references
 
 OWN_REFS = {(r.method, r.stage): r for r in load_references().recipes.values() if r.method}

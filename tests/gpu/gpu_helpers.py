@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from baselines import METHODS, build_method, method_defaults
+from baselines import CARDS, METHODS, build_method, method_defaults
 from baselines.tokenizers import KMeansTokenizer
 from mixmim.config import RunConfig, apply_overrides
 from mixmim.data import build_dataset, pretrain_transform
@@ -33,10 +33,7 @@ def device_cases(cpu: tuple[str, ...], cuda: tuple[str, ...]) -> list:
 BACKBONES = ("mixmim_tiny_32", "mixmim_vit_tiny_patch4_32")  # the hierarchical backbone and the plain ViT
 METHOD_NAMES = tuple(METHODS)
 IMG, VOCAB = 32, 16
-SMALL = {"method.decoder_dim": 32, "method.decoder_depth": 1, "method.decoder_heads": 2}
-SMALL_OVERRIDES: dict[str, dict[str, Any]] = {
-    "mixmim": SMALL, "mae": SMALL, "simmim": {"method.mask_unit": 8}, "beit": {"method.vocab_size": VOCAB},
-}  # fmt: skip
+SMALL_OVERRIDES: dict[str, dict[str, Any]] = {name: dict(card.test_settings) for name, card in CARDS.items()}
 
 
 def fit_codebook(backbone: str, path: Path) -> Path:
@@ -46,6 +43,11 @@ def fit_codebook(backbone: str, path: Path) -> Path:
     images = F.interpolate(coarse, size=(IMG, IMG), mode="bicubic", align_corners=False)
     KMeansTokenizer.fit(images, grid, VOCAB, seed=0).save(path)
     return path
+
+
+def codebook_for(name: str, backbone: str, codebooks: dict[str, Path]) -> Path | None:
+    """The test codebook of ``backbone`` for a method that predicts visual tokens (its card's ``uses_tokenizer``)."""
+    return codebooks[backbone] if CARDS[name].uses_tokenizer else None
 
 
 def small_config(name: str, backbone: str, codebook: Path | None, **overrides: Any) -> RunConfig:
@@ -62,7 +64,7 @@ def small_trainer(
     name: str, backbone: str, codebooks: dict[str, Path], device: str, precision: str, run_dir: Path
 ) -> Trainer:
     """The real pre-training Trainer (``PretrainTask``) of a small ``name`` at ``precision`` on ``device``."""
-    cfg = small_config(name, backbone, codebooks[backbone] if name == "beit" else None,
+    cfg = small_config(name, backbone, codebook_for(name, backbone, codebooks),
                        **{"pretrain.precision": precision})  # fmt: skip
     dataset = build_dataset(cfg.data, "train", pretrain_transform(IMG, cfg.data.crop_min_scale))
     env = init_distributed()
@@ -72,6 +74,6 @@ def small_trainer(
 
 def small_method(name: str, backbone: str, codebooks: dict[str, Path], **method: Any):
     """A small method built through the registry (``method``: ``method.<key>`` overrides)."""
-    cfg = small_config(name, backbone, codebooks[backbone] if name == "beit" else None,
+    cfg = small_config(name, backbone, codebook_for(name, backbone, codebooks),
                        **{f"method.{k}": v for k, v in method.items()})  # fmt: skip
     return build_method(cfg)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from gpu_helpers import BACKBONES, IMG, METHOD_NAMES, device_cases, small_config
+from gpu_helpers import BACKBONES, IMG, METHOD_NAMES, codebook_for, device_cases, small_config
 from torch._dynamo.utils import counters
 
 from baselines import build_method
@@ -39,7 +39,7 @@ def _fresh_dynamo():
 
 
 def _trainer(name: str, backbone: str, codebooks, run_dir, device: str = "cpu", **overrides) -> Trainer:
-    cfg = small_config(name, backbone, codebooks[backbone] if name == "beit" else None, **overrides)
+    cfg = small_config(name, backbone, codebook_for(name, backbone, codebooks), **overrides)
     dataset = build_dataset(cfg.data, "train", pretrain_transform(IMG, cfg.data.crop_min_scale))
     env = init_distributed()
     torch.manual_seed(0)  # the same initial weights for every mode

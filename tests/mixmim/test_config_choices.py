@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from baselines.registry import CARDS  # declares method.name's closed set (the method cards)
 from mixmim.backbone_names import DEPRECATED_BACKBONE_NAMES
 from mixmim.config import (
     CHOICES,
@@ -17,6 +18,7 @@ from mixmim.config import (
     apply_overrides,
     check_registry,
     config_problems,
+    register_choices,
 )
 
 # Free text, deliberately not a closed set (names, paths, cluster accounts, a timm RandAugment string, a network
@@ -46,11 +48,24 @@ def test_every_text_and_number_field_is_declared():
 
 
 def test_a_registry_that_differs_from_its_closed_set_is_one_error():
-    """Methods, backbones and stages are registries above the torch-free config: each checks at import that it
-    registers exactly the allowed names (a name added on one side only fails at once)."""
+    """Backbones and stages are registries above the torch-free config: each checks at import that it registers
+    exactly the allowed names (a name added on one side only fails at once)."""
     check_registry("stages", ["tokenizer", "pretrain", "finetune", "linprobe", "knn", "coco"])
-    with pytest.raises(ConfigError, match=r"registry of 'method.name' .* add or remove \['ijepa'\]"):
-        check_registry("method.name", ["mixmim", "mae", "simmim", "beit", "ijepa"], extra=("random",))
+    with pytest.raises(ConfigError, match=r"registry of 'stages' .* add or remove \['ijepa'\]"):
+        check_registry("stages", ["tokenizer", "pretrain", "finetune", "linprobe", "knn", "coco", "ijepa"])
+
+
+def test_method_names_are_declared_by_the_method_registry(monkeypatch):
+    """``method.name`` is the method cards' names and the random control, declared by the registry at its import
+    (mixmim/ imports nothing above it); before that the set is empty and unchecked, after it a typo is refused."""
+    assert CHOICES["method.name"] == (*CARDS, "random")
+    monkeypatch.setitem(CHOICES, "method.name", ())  # as in a process that never imported the registry
+    assert apply_overrides(RunConfig(), {"method.name": "anything"}).method.name == "anything"
+    register_choices("method.name", ("mixmim", "random"))
+    with pytest.raises(ConfigError, match="'anything' for key 'method.name': allowed values are mixmim, random"):
+        apply_overrides(RunConfig(), {"method.name": "anything"})
+    with pytest.raises(ConfigError, match="'method.nam' is not a closed set"):
+        register_choices("method.nam", ("mixmim",))
 
 
 def test_implementations_read_the_sets_of_the_config():

@@ -19,7 +19,9 @@ import pytest
 from cdp_browser import chromium, find_chromium
 from synthetic_runs import stage_result, synthetic_experiment, write_run
 
+from baselines.registry import pretrain_losses
 from experiments.definitions.smoke import smoke_table
+from reports.page import PageContext
 from reports.report import report_experiment
 from reports.spec import Column, TableSpec
 
@@ -72,7 +74,8 @@ MANY_SPECS = (
 def _pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, int]]:
     """name -> (page, number of result tables it must show)."""
     root = tmp_path_factory.mktemp("pages")
-    smoke = report_experiment(_smoke_like(root / "smoke"), [smoke_table()], root / "out-smoke", command="test")
+    smoke = report_experiment(_smoke_like(root / "smoke"), [smoke_table()], root / "out-smoke", command="test",
+                              context=PageContext(pretrain_losses=pretrain_losses()))  # the cards' loss kinds
     many_dir = root / "many"
     synthetic_experiment(many_dir, 120)
     many = report_experiment(many_dir, MANY_SPECS, root / "out-many", command="test")

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from baselines.registry import pretrain_losses
+from reports.page import PageContext
 from reports.references import References
 from reports.report import ReportError, ReportResult, report_experiment
 from reports.spec import Column, TableSpec
@@ -21,7 +23,8 @@ def first_report(
     tiny_exp: Path, tmp_path_factory: pytest.TempPathFactory, specs: tuple[TableSpec, ...], test_refs: References
 ) -> ReportResult:
     out = tmp_path_factory.mktemp("report")
-    return report_experiment(tiny_exp, specs, out, references=test_refs, command=COMMAND)
+    context = PageContext(pretrain_losses=pretrain_losses())  # as the CLI passes them: the method cards' loss kinds
+    return report_experiment(tiny_exp, specs, out, references=test_refs, command=COMMAND, context=context)
 
 
 def test_result_holds_tables_and_paths(first_report: ReportResult) -> None:
