@@ -10,6 +10,7 @@ import math
 import pandas as pd
 import pytest
 
+from baselines.registry import CARDS
 from experiments.cli import main
 from experiments.definitions.imagenet import OWN_SETS
 from experiments.recipe_table import FIELD_KEYS, declared_fields, resolved_recipe
@@ -35,7 +36,7 @@ def test_own_runs_fine_tune_the_shared_runs_encoders_with_their_methods_recipe(v
     initialised from that sibling's encoder, with the method's own fine-tuning recipe: every recipe field equals
     the method's fine-tuning reference (recipes.yaml) except the budget the experiment declares."""
     shared, own = get_experiment("fixed-encoder", variant), get_experiment("fixed-encoder", variant, "own")
-    assert len(own.runs) == len(shared.runs) == 8
+    assert len(own.runs) == len(shared.runs) == len(CARDS) * 2  # every method on MixMIM-B and ViT-B
     declared = declared_fields(own.sets, "finetune")
     assert declared <= {"epochs", "effective_batch", "lr", "precision", "warmup_epochs"}  # debug: no warm-up
     for sibling, cfg in zip(shared.runs, own.runs, strict=True):

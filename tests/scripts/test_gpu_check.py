@@ -91,6 +91,15 @@ def test_the_plan_fits_the_budget_and_the_cli_accepts_its_runs(tmp_path, capsys)
         assert value in decode.argv, value
 
 
+def test_bench_compile_benchmarks_every_method_card(tmp_path, monkeypatch):
+    """A fifth card joins bench-compile (after the shipped four, in their order) with its share of the limit."""
+    monkeypatch.setattr(gpu_check, "CARDS", {**gpu_check.CARDS, "toy": object()})
+    step = gpu_check.plan(gpu_check.parse_args([str(tmp_path / "out"), "--only", "bench"]), tmp_path / "w")[0]
+    assert step.name == "bench-compile"
+    assert step.argv[step.argv.index("--methods") + 1] == "mixmim,simmim,mae,beit,toy"
+    assert step.limit_s == 5 * gpu_check.BENCH_COMPILE_S_PER_METHOD
+
+
 def test_the_data_step_reads_synthetic_jpegs_on_both_decode_paths(tmp_path):
     gpu_check.write_jpegs(tmp_path / "jpegs", 3)
     files = sorted((tmp_path / "jpegs" / "train" / "synthetic").glob("*.jpg"))
