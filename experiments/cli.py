@@ -198,7 +198,7 @@ def cmd_run(args) -> int:
     budget = _budget(args)
     executors = sorted({args.executor or cfg.launch.executor for cfg in exp.runs})
     if args.dry_run:
-        lines = dry_run_plan(exp, Path(args.output), budget, args.force_config)
+        lines = dry_run_plan(exp, Path(args.output), budget, args.force_config, args.executor)
         print("\n".join(lines))
         print(f"{len(lines)} runs would launch with executor '{', '.join(executors)}'\n")
         print(_cost_table(args, exp.runs))

@@ -99,6 +99,28 @@ def check_coco_engine(cfg: RunConfig, run_dir: Path) -> None:
         raise RunSetupError(f"run '{cfg.name}' (coco.engine=detectron2): " + "\n".join(problems))
 
 
+# The stages whose training loader decodes ``data.decode=gpu`` batches in the step (``loader_collate``).
+DECODING_STAGES = ("pretrain", "linprobe")  # a finetune stage refuses data.decode=gpu (config)
+
+
+def check_decode_here(cfg: RunConfig, run_dir: Path, executor: str) -> None:
+    """``data.decode=gpu`` with a stage still to run in this process's machine (``local``/``debug`` executor)
+    needs CUDA here: :func:`mixmim.data.gpu_decode.check_decode_device` (which ``MIXMIM_DECODE_ON_CPU=1``
+    overrides); a Slurm run is checked on its node, where the stage runs."""
+    if cfg.data.decode != "gpu" or executor == "slurm":
+        return
+    if not set(cfg.stages) & set(DECODING_STAGES) - set(done_stages(run_dir)):
+        return
+    import torch
+
+    from mixmim.data.gpu_decode import DecodeDeviceError, check_decode_device
+
+    try:
+        check_decode_device("cuda" if torch.cuda.is_available() else "cpu")
+    except DecodeDeviceError as err:
+        raise RunSetupError(f"run '{cfg.name}' ({executor} executor, no CUDA here): {err}") from None
+
+
 def _stage_uses_cuda(cfg: RunConfig) -> bool:
     if cfg.launch.gpus_per_node > 0:
         return True
@@ -208,19 +230,23 @@ def prepare_run_dir(cfg: RunConfig, run_dir: Path, variant: str, budget: dict[st
 
 
 def run_specs(exp: Experiment, output: Path, budget: Budget | None = None, write: bool = True,
-              force_config: bool = False) -> list[RunSpec]:  # fmt: skip
+              force_config: bool = False, executor: str | None = None) -> list[RunSpec]:  # fmt: skip
     """Validated stage chains of every run, each with its config check (``RunSpec.prepare`` writes the run
     directory under the run's lock when ``write``; without it, nothing is written).
 
+    ``executor`` (``run --executor``) replaces each run's ``launch.executor`` for :func:`check_decode_here`.
+
     Raises:
-        RunSetupError: a run cannot start (bad stages, data root or init), or its folder holds results made
-            with a different config: checked for every run before anything launches (``--dry-run`` too).
+        RunSetupError: a run cannot start (bad stages, data root or init, GPU decoding without CUDA), or its
+            folder holds results made with a different config: checked for every run before anything launches
+            (``--dry-run`` too).
     """
     records = apply_budget(exp.runs, budget, Path(output))
     specs = []
     for cfg in exp.runs:
         run_dir = experiment_dir(output, exp) / cfg.name
         validate_run(cfg, run_dir)
+        check_decode_here(cfg, run_dir, executor or cfg.launch.executor)
         check_config(cfg, run_dir, force_config)  # fail before anything launches; checked again under the lock
         prepare = None
         if write:
@@ -230,13 +256,14 @@ def run_specs(exp: Experiment, output: Path, budget: Budget | None = None, write
     return specs
 
 
-def dry_run_plan(exp: Experiment, output: Path, budget: Budget | None = None, force_config: bool = False) -> list[str]:
+def dry_run_plan(exp: Experiment, output: Path, budget: Budget | None = None, force_config: bool = False,
+                 executor: str | None = None) -> list[str]:  # fmt: skip
     """One line per run, ``run: stages (folder)`` plus what would happen to its config; writes nothing.
 
     Raises:
         RunSetupError: as ``run`` would (the same validation and config checks).
     """
-    specs = run_specs(exp, output, budget, write=False, force_config=force_config)
+    specs = run_specs(exp, output, budget, write=False, force_config=force_config, executor=executor)
     lines = []
     for cfg, spec in zip(exp.runs, specs):
         note = check_config(cfg, spec.run_dir, force_config).note()
@@ -255,7 +282,7 @@ def launch_experiment(exp: Experiment, output: Path, executor: str | None = None
     ``config.yaml`` (where a run executes is not part of what it is). Runs with equal launch sections are
     launched together (one Slurm submission, job arrays).
     """
-    specs = run_specs(exp, output, budget, force_config=force_config)
+    specs = run_specs(exp, output, budget, force_config=force_config, executor=executor)
     log_dir = experiment_dir(output, exp) / "_logs"
     groups: dict[str, tuple[LaunchConfig, list[RunSpec]]] = {}
     for cfg, spec in zip(exp.runs, specs):

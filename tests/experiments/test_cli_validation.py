@@ -43,3 +43,28 @@ def test_dry_run_checks_the_dataset_root(tmp_path, capsys):
             "--set", "data.dataset=folder", "--set", f"data.root={tmp_path / 'nowhere'}"]
     assert main(argv) == 2
     assert "is not a directory" in capsys.readouterr().err
+
+
+def test_gpu_decode_without_cuda_is_refused_at_launch_unless_slurm_or_overridden(tmp_path, capsys, monkeypatch):
+    """``data.decode=gpu`` on a local run without CUDA: one error line naming the fix, no run folder; a Slurm
+    launch leaves the check to the node; ``MIXMIM_DECODE_ON_CPU=1`` lets it run on the CPU."""
+    import torch
+
+    from mixmim.data.gpu_decode import CPU_OVERRIDE_ENV
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv(CPU_OVERRIDE_ENV, raising=False)
+    (tmp_path / "jpegs").mkdir()
+    out = tmp_path / "out"
+    argv = ["run", "smoke", "--variant", "debug", "--only", "mixmim-*", "--output", str(out), "--set",
+            "data.dataset=folder", "--set", f"data.root={tmp_path / 'jpegs'}", "--set", "data.decode=gpu",
+            "--set", "stages=[pretrain,linprobe,knn]"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("mixmim-bench: error: run 'mixmim-") and "(local executor" in err
+    assert "--set data.decode=cpu" in err and CPU_OVERRIDE_ENV in err
+    assert not out.exists()
+    assert main([*argv, "--dry-run", "--executor", "slurm"]) == 0
+    monkeypatch.setenv(CPU_OVERRIDE_ENV, "1")
+    assert main([*argv, "--dry-run"]) == 0
+    assert not out.exists()
