@@ -55,7 +55,8 @@ class Recipe:
 
 
 def make_recipe(
-    stage_cfg: Any, world_size: int, device: torch.device, num_images: int, lr_scale_base: int | None = None
+    stage_cfg: Any, world_size: int, device: torch.device, num_images: int, lr_scale_base: int | None = None,
+    stage: str = "STAGE",
 ) -> Recipe:
     """Resolve ``stage_cfg`` for ``world_size`` processes on ``device`` over ``num_images`` training images.
 
@@ -65,6 +66,8 @@ def make_recipe(
 
     Args:
         lr_scale_base: overrides ``stage_cfg.lr_scale_base`` (a method that scales by another base).
+        stage: ``stage_cfg``'s section of the run config (``pretrain``, ``linprobe``, ``finetune``), which the
+            too-small-dataset error names in the ``--set`` that fixes it.
 
     Raises:
         ValueError: the dataset is too small for one optimizer step per epoch.
@@ -74,9 +77,11 @@ def make_recipe(
     eff = effective_batch_size(stage_cfg.batch_size, world_size, accum)
     iters = num_images // (stage_cfg.batch_size * world_size) // accum * accum
     if iters == 0:
+        fits = num_images // (world_size * accum)  # the largest per-process batch that gives one step
+        fix = f"--set {stage}.batch_size={fits} (or lower)" if fits else f"more than {world_size * accum} images"
         raise ValueError(
-            f"{num_images} training images give no full step of batch {stage_cfg.batch_size} x accum {accum} "
-            f"per process ({world_size} processes): lower the batch size"
+            f"{stage}: {num_images} training images give no full step of batch {stage_cfg.batch_size} x accum "
+            f"{accum} per process ({world_size} processes): pass {fix}, or give the stage more training images"
         )
     total, warmup = schedule_steps(stage_cfg.epochs, stage_cfg.warmup_epochs, iters // accum)
     # SimMIM scales its warm-up start and floor with the batch as the peak (scale_floor_lrs); others: absolute

@@ -69,7 +69,7 @@ def _train(ctx: StageContext, log_every: int) -> StageResult | None:
     num_classes = len(train_set.classes)
     backbone.reset_classifier(num_classes)  # trunc-normal std 2e-5, zero bias
     backbone.to(device)
-    recipe = make_recipe(ft, env.world_size, device, len(train_set))
+    recipe = make_recipe(ft, env.world_size, device, len(train_set), stage="finetune")
     mixup = build_mixup(ft, num_classes)
     if mixup is not None and recipe.batch_size % 2:
         raise ValueError(f"finetune.batch_size={recipe.batch_size}: Mixup/CutMix pair images, use an even batch")

@@ -143,7 +143,7 @@ def _train(ctx: StageContext, log_every: int) -> StageResult | None:
     val_set = build_dataset(cfg.data, "val", eval_transform(size))
     num_classes = len(train_set.classes)
     model = ProbeModel(encoder, num_classes).to(device)
-    recipe = make_recipe(lp, env.world_size, device, len(train_set))
+    recipe = make_recipe(lp, env.world_size, device, len(train_set), stage="linprobe")
     spec = TrainSpec(
         stage=STAGE,
         model=model,

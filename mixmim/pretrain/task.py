@@ -97,7 +97,7 @@ def pretrain_recipe(cfg: RunConfig, method: nn.Module, world_size: int, device: 
     if base != cfg.pretrain.lr_scale_base:
         logger.warning("%s scales the lr by batch/%d (config: %d)", type(method).__name__, base,
                        cfg.pretrain.lr_scale_base)  # fmt: skip
-    return make_recipe(cfg.pretrain, world_size, device, n, lr_scale_base=base)
+    return make_recipe(cfg.pretrain, world_size, device, n, lr_scale_base=base, stage="pretrain")
 
 
 class PretrainTask(TrainTask):

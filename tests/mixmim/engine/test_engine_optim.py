@@ -102,8 +102,10 @@ def test_recipe_counts_steps_per_process():
     assert recipe.effective_batch == 64 and recipe.lr == pytest.approx(1e-3 * 64 / 256)
     assert recipe.precision == "fp32"
     assert make_recipe(cfg, 1, torch.device("cpu"), 1000, lr_scale_base=512).lr == pytest.approx(1e-3 * 16 / 512)
-    with pytest.raises(ValueError, match="batch"):
-        make_recipe(cfg, 1, torch.device("cpu"), 10)
+    with pytest.raises(ValueError, match=r"^pretrain: 10 training images .* pass --set pretrain.batch_size=5 "):
+        make_recipe(cfg, 1, torch.device("cpu"), 10, stage="pretrain")  # batch 8 x accum 2 > 10 images
+    with pytest.raises(ValueError, match="more than 8 images"):  # fewer images than processes x accum
+        make_recipe(PretrainConfig(batch_size=8, accum_iter=2), 4, torch.device("cpu"), 7, stage="pretrain")
 
 
 def test_pretrain_groups_official_quirk_decays_mask_token_and_tables():

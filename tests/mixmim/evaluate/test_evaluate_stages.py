@@ -284,6 +284,16 @@ def test_finetune_from_an_official_checkpoint_path_stops_at_max_steps(official_c
 
 
 # -- bad input ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("stage", ["pretrain", "linprobe", "finetune"])
+def test_too_few_images_for_the_batch_names_the_stages_key(tmp_path, stage):
+    """The training set gives no full step of the stage's batch: the error names the stage's own ``--set``."""
+    from experiments.stages import STAGES
+
+    cfg = tiny_config({f"{stage}.batch_size": 100_000}, init="random" if stage != "pretrain" else "pretrain")
+    with pytest.raises(ValueError, match=rf"^{stage}: \d+ training images .* pass --set {stage}.batch_size=\d+"):
+        STAGES[stage](cfg, tmp_path / "run")
+
+
 @pytest.mark.parametrize("stage", ["finetune", "linprobe", "knn"])
 def test_a_bad_init_path_fails_before_any_work(tmp_path, stage):
     with pytest.raises(InitWeightsError, match="no such checkpoint file"):
