@@ -254,3 +254,18 @@ def test_bench_compile_puts_compiled_rows_beside_eager_ones_with_equal_losses(tm
         assert eager["default_path"] and not compiled["default_path"] and eager["x_eager"] is None
     assert rows[3]["cost_vs_ref"] == 1.0 and rows[1]["cost_vs_ref"] == pytest.approx(
         rows[1]["ms_per_step"] / rows[3]["ms_per_step"])  # compiled against compiled
+
+
+
+@pytest.mark.parametrize("flag", ["--steps", "--warmup", "--repeats", "--data-batches", "--data-batch-size"])
+def test_counts_below_one_are_refused_by_argparse(flag, capsys):
+    """``bench --warmup 0`` (and the other counts): argparse's usage error naming the minimum, no traceback;
+    ``--help`` gives the minimum."""
+    with pytest.raises(SystemExit) as stop:
+        main(["bench", flag, "0"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and f"argument {flag}: 0 is below the minimum, 1" in err and "Traceback" not in err
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    entry = capsys.readouterr().out.split(f"\n  {flag} ")[1].split("\n  --")[0]  # the option's own help
+    assert "at least 1" in " ".join(entry.split()), entry
