@@ -14,7 +14,7 @@ from reports.bundle import build_bundle
 from reports.page import PAGE_NAME, PageContext
 from reports.references import References, load_references
 from reports.render import FORMATS, build_tables, format_tables
-from reports.results import read_results
+from reports.results import read_results, recorded_datasets
 from reports.spec import TableSpec
 from reports.speed import format_speed
 
@@ -135,6 +135,7 @@ def report_experiment(
         results = read_results(exp_dir, dict.fromkeys(stage for spec in specs for stage in spec.stages), manifests)
         if runs is not None:
             results = results[results["run"].isin(list(runs))].reset_index(drop=True)
+        specs = [spec.for_data(recorded_datasets(exp_dir, results["run"].unique())) for spec in specs]
         tables = build_tables(results, specs, refs)
         texts = {fmt: format_tables(tables, fmt) for fmt in dict.fromkeys([*formats, "markdown"])}
         bundle = build_bundle(exp_dir, specs, refs, out_dir, command=command, results=results, tables=tables,

@@ -240,6 +240,21 @@ def read_run(run_dir: str | Path, expected_stages: Iterable[str] = (),
     return rows or [{**base, "stage": None, "status": "missing", "reason": "no stages found"}]
 
 
+def recorded_datasets(exp_dir: str | Path, runs: Iterable[str]) -> set[str]:
+    """The ``data.dataset`` values that ``runs`` (folder names in ``exp_dir``) recorded in their ``config.yaml``;
+    a run without a readable config adds nothing."""
+    found = set()
+    for run in runs:
+        try:
+            with open(os.path.join(exp_dir, run, CONFIG_FILE), encoding="utf-8") as f:
+                dataset = ((yaml.load(f, Loader=_YAML_LOADER) or {}).get("data") or {}).get("dataset")
+        except (OSError, yaml.YAMLError, AttributeError):
+            continue
+        if dataset:
+            found.add(str(dataset))
+    return found
+
+
 def read_results(exp_dir: str | Path, expected_stages: Iterable[str] = (),
                  manifests: dict[str, dict[str, Any]] | None = None) -> pd.DataFrame:
     """Scan ``<exp_dir>/<run>/`` into a DataFrame with :data:`RESULT_COLUMNS` plus ``setting.*`` columns.

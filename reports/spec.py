@@ -22,6 +22,7 @@ and an ablation, one row per ablated value with a per-row reference (template fi
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -101,6 +102,9 @@ class TableSpec:
             a row's baseline is the row with the same other key values. The baseline rows themselves are not shown.
         findings: the paper's claims about the rows (:class:`reports.verdicts.Finding`); the report prints a
             verdict for each under the table.
+        data_texts: ``data.dataset`` -> (title, caption) for a table whose title and caption name its data: the
+            report uses the pair of the one dataset its runs recorded (``--set data.dataset=...``), see
+            :meth:`for_data`.
     """
 
     name: str
@@ -118,6 +122,14 @@ class TableSpec:
     kind: str = "values"
     baseline: Mapping[str, Any] = field(default_factory=dict)
     findings: tuple[Finding, ...] = ()
+    data_texts: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+
+    def for_data(self, datasets: set[str]) -> TableSpec:
+        """This spec with the title and caption of ``data_texts`` for the one dataset in ``datasets`` (the runs'
+        recorded ``data.dataset``); unchanged when it has none for it, or the runs read several."""
+        if len(datasets) != 1 or (text := self.data_texts.get(next(iter(datasets)))) is None:
+            return self
+        return dataclasses.replace(self, title=text[0], caption=text[1])
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.name):

@@ -62,16 +62,20 @@ DEBUG = {
 STAGES = ("pretrain", "linprobe", "knn", "finetune")
 
 
+_PIPELINE_CHECK = ("a pipeline check, not a paper number. [+x]: margin over the Random init row in the same column; "
+                   "n/a: random init has no pre-training.")
+
+
 def smoke_table(name: str = "smoke", title: str = "Built-in digits, mixmim_tiny_32") -> TableSpec:
     return TableSpec(
         name=name, title=title, rows=("method",), labels=LABELS, row_order=tuple(LABELS.values()),
         columns=(Column("linprobe", "top1", "Linear probe top-1"), Column("knn", "top1", "kNN top-1"),
                  Column("finetune", "top1", "Fine-tune top-1"),
                  Column("pretrain", "loss", "Final pre-train loss", digits=3)),
-        caption="Short CPU runs on the built-in dataset (sklearn digits, 32 px): a pipeline check, "
-                "not a paper number. [+x]: margin over the Random init row in the same column; "
-                "n/a: random init has no pre-training.",
+        caption=f"Short CPU runs on the built-in dataset (sklearn digits, 32 px): {_PIPELINE_CHECK}",
         control="Random init",
+        data_texts={"folder": ("JPEG folder (data.root), mixmim_tiny_32",
+                               f"Short CPU runs on an ImageFolder of JPEGs (data.root, 32 px): {_PIPELINE_CHECK}")},
     )
 
 
