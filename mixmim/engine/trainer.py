@@ -238,6 +238,8 @@ class Trainer:
             except RollbackRequested as request:
                 logger.warning("%s", request)
                 self.rollback()
+        if self.position.global_step < self.log_every:  # a stage shorter than one window: its one loss record
+            self.log_window()
         self.task.before_finish(self)
         self.totals.sync()
         self.totals.final_loss()  # closes the corrupt-image count of a partial epoch before it is saved
@@ -373,7 +375,8 @@ class Trainer:
         """The logging record: the mean loss of the micro-batches since the previous record, the lr of the last
         optimizer step and the throughput, to ``metrics.jsonl``, TensorBoard and the progress bar. The guard reads
         first, so a bad step is never logged; nothing is logged when no micro-batch ran since the previous record.
-        Every ``log_every`` optimizer steps; a task may add one at its end (:meth:`TrainTask.before_finish`)."""
+        Every ``log_every`` optimizer steps, and at the end of a stage of fewer steps (so that it has a loss
+        curve); a task may add one at its end (:meth:`TrainTask.before_finish`)."""
         self.check_nonfinite()
         self.totals.sync()
         if not self.totals.values["window_count"]:

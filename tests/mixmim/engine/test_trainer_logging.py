@@ -1,6 +1,6 @@
-"""The Trainer's one logging record (:meth:`Trainer.log_window`): every ``log_every`` optimizer steps, and once
-more at the end for a task that asks (the COCO detection task does: a run that ``max_steps`` ends between two
-records still logs its last steps)."""
+"""The Trainer's one logging record (:meth:`Trainer.log_window`): every ``log_every`` optimizer steps, once at the
+end of a stage shorter than one window (its only loss record), and once more at the end for a task that asks (the
+COCO detection task does: a run that ``max_steps`` ends between two records still logs its last steps)."""
 
 from __future__ import annotations
 
@@ -54,3 +54,12 @@ def test_records_every_log_every_steps_and_the_tail_when_asked(tmp_path, tail):
         assert record["loss"] == pytest.approx(sum(losses) / len(losses))
         assert record["lr"] == trainer.learning_rate(step - 1) and record["images_per_s"] > 0
         assert record["epoch"] == pytest.approx(step / STEPS if step < STEPS else 1.0)
+
+
+def test_a_stage_shorter_than_one_window_logs_its_loss_at_the_end(tmp_path):
+    """5 steps at ``log_every`` 10: no periodic record, so the Trainer logs the whole stage's window at its end."""
+    task = Regression(tail=False)
+    Trainer(task, 0, tmp_path / "fit", "r", DistEnv(), torch.device("cpu"), log_every=10).run()
+    records = [r for r in read_jsonl(tmp_path / "fit" / "metrics.jsonl") if "loss" in r]
+    assert [r["step"] for r in records] == [STEPS]
+    assert records[0]["loss"] == pytest.approx(sum(task.losses) / STEPS)
