@@ -37,7 +37,7 @@ FIELD_KEYS: dict[str, tuple[str, ...]] = {
 
 
 def world_size(cfg: RunConfig) -> int:
-    """Processes (ranks) a run launches with: ``launch.nodes x`` :func:`mixmim.config.tasks_per_node`."""
+    """Processes (ranks) a run launches with: ``launch.nodes x`` :func:`mixmim.runs.rendezvous.tasks_per_node`."""
     return launch_world_size(cfg.launch)
 
 
