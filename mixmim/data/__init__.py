@@ -2,7 +2,7 @@
 
 from mixmim.data.build import DATASETS, build_dataset, dataset_root
 from mixmim.data.digits import DigitsDataset
-from mixmim.data.fingerprint import dataset_fingerprint
+from mixmim.data.fingerprint import dataset_counts, dataset_fingerprint
 from mixmim.data.folder import CorruptImageError, DatasetLayoutError, ImageFolderDataset
 from mixmim.data.loader import build_loader, unpack_batch
 from mixmim.data.mixup import build_mixup, finetune_criterion
@@ -19,6 +19,7 @@ __all__ = [
     "build_dataset",
     "build_loader",
     "build_mixup",
+    "dataset_counts",
     "dataset_fingerprint",
     "dataset_root",
     "eval_sampler",
