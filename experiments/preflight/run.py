@@ -99,8 +99,10 @@ def run_chain(chain: Chain, run_dir: Path, data: PreflightData, folder: Path, op
         atomic_write_text(specs_dir / f"{name}.yaml", to_yaml(setup.cfg))
         row_path = specs_dir / f"{name}.row.json"
         row_path.unlink(missing_ok=True)
+        generated = data.imagenet is not None and setup.cfg.data.root == str(data.imagenet)
         specs.append({"stage": shape.stage, "config": str(specs_dir / f"{name}.yaml"), "run_dir": str(run_dir),
-                      "row": str(row_path), "standin": str(setup.standin) if setup.standin else None})  # fmt: skip
+                      "row": str(row_path), "standin": str(setup.standin) if setup.standin else None,
+                      "generated_data": generated})  # fmt: skip
         setups.append(setup)
     atomic_write_json(specs_dir / f"{chain.name}.json", {"stages": specs})
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))}

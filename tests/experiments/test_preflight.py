@@ -98,7 +98,8 @@ def test_show_cost_names_a_matching_preflight_row_else_the_estimate(tmp_path, ca
     # 1,281,167 images x 300 epochs / 2000 img/s/GPU / 3600 = 53.4 GPU-hours, from the preflight row
     assert "preflight: NVIDIA H100" in line and "| 53.4 " in line
     finetune = next(x for x in out.splitlines() if cfg.name in x and "| finetune" in x)
-    assert "estimate:" in finetune and "preflight rows on cpu" in finetune
+    assert "estimate:" in finetune and "preflight on cpu beside it: batch 2" in finetune
+    assert "CPU-hours of 1 process, not GPU-hours; not H100 at the run's batch" in finetune and ROWS in finetune
     slower = apply_overrides(cfg, {"pretrain.batch_size": 64})  # another configuration: not matched
     assert find_preflight_row(preflight_rows(tmp_path), slower, "pretrain", "H100") is None
 
@@ -162,6 +163,9 @@ def test_preflight_fixed_encoder_every_method_on_both_backbones(tmp_path):
     _passed_at_real_shapes(rows, {"tokenizer", "pretrain", "finetune", "linprobe"})
     assert {(r["method"], r["backbone"]) for r in rows if r["stage"] == "pretrain"} == {
         (m, b) for m in ("mixmim", "mae", "simmim", "beit") for b in ("mixmim_base", "mixmim_vit_base_patch16")}
+    fits = [n for r in rows if r["stage"] == "tokenizer" for n in r["notes"] if n.startswith("tokenizer fitted on")]
+    assert sorted(fits) == [f"tokenizer fitted on {n} generated images (8232 cells for 8192 codes), the fewest that "
+                            "give a cell per code" for n in (168, 42)], fits  # Swin-B 7x7 cells, ViT-B 14x14
     _only_preflight(tmp_path / "fixed-encoder")
 
 
