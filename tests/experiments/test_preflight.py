@@ -7,6 +7,9 @@ The ``slow`` tests run the real shapes on the CPU with batch 2 and K=1 (docs/pre
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -115,6 +118,28 @@ def test_budget_gpu_hours_converts_with_a_gpu_preflight_row(tmp_path):
     assert rate == 2000.0 and source.startswith("preflight ")
 
 
+def _cost_line(out: str, run: str, stage: str) -> str:
+    return next(x for x in out.splitlines() if run in x and f"| {stage} " in x)
+
+
+def test_show_cost_after_a_cpu_preflight_names_its_row_beside_never_as_gpu_hours(tmp_path, capsys):
+    """End to end on this CPU: a real preflight (debug shapes), then ``show --cost`` names its row, device, batch and
+    precision and gives its hours as CPU-hours of 1 process."""
+    show = ["show", "imagenet-main", "--variant", "debug", "--cost", "--output", str(tmp_path)]
+    assert main(show) == 0 and "preflight on" not in capsys.readouterr().out  # no row yet: nothing named
+    assert main(["preflight", "imagenet-main", "--variant", "debug", "--only", "*sizeMixMIM-B*", "--output",
+                 str(tmp_path), "--steps", "2"]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(show) == 0
+    out = capsys.readouterr().out
+    rows = str(tmp_path / "imagenet-main-debug" / "_preflight" / ROWS)
+    for run in ("mixmim-mixmim_tiny_32-pretrain_epochs300-sizeMixMIM-B-s0", "mixmim-mixmim_tiny_32-pretrain_epochs600"):
+        for stage in ("pretrain", "finetune"):
+            line = _cost_line(out, run, stage)
+            assert "| 0 " in line and "no GPU-hours | preflight on cpu beside it: batch 2 fp32, " in line, line
+            assert "CPU-hours of 1 process, not GPU-hours (" in line and rows in line, line
+
+
 def test_broken_stages_are_reported_not_raised(tmp_path, capsys):
     """A resolution the backbone cannot take and a missing tokenizer: one line each, exit 1, later stages
     blocked, no run folder."""
@@ -131,6 +156,19 @@ def test_broken_stages_are_reported_not_raised(tmp_path, capsys):
     _only_preflight(tmp_path / "fixed-encoder-debug")
 
 
+@pytest.fixture
+def scratch(tmp_path):
+    """The chains' scratch folder of the real-shape tests: on the RAM filesystem /dev/shm where there is one (the
+    checkpoints, 1-1.4 GB per stage, cost the disk 10 s each here), else under tmp_path; empty again afterwards."""
+    shm = Path("/dev/shm")
+    folder = Path(tempfile.mkdtemp(dir=shm)) if shm.is_dir() and os.access(shm, os.W_OK) else tmp_path / "scratch"
+    folder.mkdir(exist_ok=True)
+    yield folder
+    left = list(folder.iterdir())
+    shutil.rmtree(folder, ignore_errors=True)
+    assert left == []  # every chain's scratch run folder was removed
+
+
 def _passed_at_real_shapes(rows: list[dict], stages: set[str], batch: int = 2) -> None:
     assert {r["stage"] for r in rows} == stages
     for r in rows:
@@ -142,10 +180,10 @@ def _passed_at_real_shapes(rows: list[dict], stages: set[str], batch: int = 2) -
 
 
 @pytest.mark.slow
-def test_preflight_imagenet_main_base_at_real_shapes(tmp_path):
+def test_preflight_imagenet_main_base_at_real_shapes(tmp_path, scratch, capsys):
     """MixMIM-B pre-training and fine-tuning at 224 px on 500x375 JPEGs, fp16 mapped to fp32 (L/H: docs)."""
     assert main(["preflight", "imagenet-main", "--only", "mixmim-mixmim_base-*", "--output", str(tmp_path),
-                 "--steps", "1", "--batch-size", "2"]) == 0  # fmt: skip
+                 "--steps", "1", "--batch-size", "2", "--scratch", str(scratch)]) == 0  # fmt: skip
     rows = _rows(tmp_path / "imagenet-main")
     _passed_at_real_shapes(rows, {"pretrain", "finetune"})
     pretrain = rows[0]
@@ -153,12 +191,18 @@ def test_preflight_imagenet_main_base_at_real_shapes(tmp_path):
     assert any("fp16 mapped to fp32" in n for n in pretrain["notes"])
     assert (tmp_path / "imagenet-main" / "_preflight" / "preflight.md").read_text().startswith("# Preflight")
     _only_preflight(tmp_path / "imagenet-main")
+    assert main(["show", "imagenet-main", "--cost", "--gpu", "A100", "--output", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    line = _cost_line(out, "mixmim-mixmim_base-pretrain_epochs300", "pretrain")  # the A100 estimate, the row beside
+    assert "estimate:" in line and "| preflight on cpu beside it: batch 2 fp32" in line, line
+    assert "CPU-hours of 1 process, not GPU-hours; not A100 at the run's batch 128 fp16" in line, line
 
 
 @pytest.mark.slow
 @pytest.mark.preflight_full
-def test_preflight_fixed_encoder_every_method_on_both_backbones(tmp_path):
-    assert main(["preflight", "fixed-encoder", "--output", str(tmp_path), "--steps", "1", "--batch-size", "2"]) == 0
+def test_preflight_fixed_encoder_every_method_on_both_backbones(tmp_path, scratch):
+    assert main(["preflight", "fixed-encoder", "--output", str(tmp_path), "--steps", "1", "--batch-size", "2",
+                 "--scratch", str(scratch)]) == 0  # fmt: skip
     rows = _rows(tmp_path / "fixed-encoder")
     _passed_at_real_shapes(rows, {"tokenizer", "pretrain", "finetune", "linprobe"})
     assert {(r["method"], r["backbone"]) for r in rows if r["stage"] == "pretrain"} == {
@@ -170,10 +214,10 @@ def test_preflight_fixed_encoder_every_method_on_both_backbones(tmp_path):
 
 
 @pytest.mark.slow
-def test_preflight_coco_builtin_engine_at_1024(tmp_path):
+def test_preflight_coco_builtin_engine_at_1024(tmp_path, scratch):
     """Batch 1: at batch 2 the CPU process of Mask R-CNN at 1024 px on MixMIM-B reached 7.5 GB (docs/preflight.md)."""
     assert main(["preflight", "coco", "--only", "mixmim-mixmim_base-*", "--output", str(tmp_path), "--steps", "1",
-                 "--batch-size", "1", "--set", "coco.engine=torchvision"]) == 0  # fmt: skip
+                 "--batch-size", "1", "--set", "coco.engine=torchvision", "--scratch", str(scratch)]) == 0  # fmt: skip
     rows = _rows(tmp_path / "coco")
     _passed_at_real_shapes(rows, {"pretrain", "coco"}, batch=1)
     assert rows[1]["coco_img_size"] == 1024
