@@ -199,7 +199,6 @@ def test_preflight_imagenet_main_base_at_real_shapes(tmp_path, scratch, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.preflight_full
 def test_preflight_fixed_encoder_every_method_on_both_backbones(tmp_path, scratch):
     assert main(["preflight", "fixed-encoder", "--output", str(tmp_path), "--steps", "1", "--batch-size", "2",
                  "--scratch", str(scratch)]) == 0  # fmt: skip
