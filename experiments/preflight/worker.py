@@ -7,7 +7,8 @@ The stage function is the run's own (:data:`experiments.stages.STAGES`), called 
 - ``step_times_s``: wall time of every ``Trainer.train_batch`` (CUDA: synchronised);
 - ``peak_bytes``: CUDA ``max_memory_allocated``, or on CPU the peak of glibc's bytes in use
   (:class:`mixmim.engine.host_memory.HostMemorySampler`, the allocator's peak), with ``start_bytes`` before the
-  stage and ``state_bytes`` (weights, gradients and optimizer state of the trained task, counted on its tensors);
+  stage and ``state_bytes`` (weights, gradients and optimizer state of the trained task, counted on its tensors;
+  ``optimizer_bytes`` the optimizer state alone);
 - ``loader_images_per_s``: the stage's training dataset (its transform) read in this process, i.e. per worker;
 - ``checkpoint_bytes`` / ``encoder_bytes``: the files the stage wrote.
 
@@ -70,15 +71,16 @@ def save_standin(cfg: Any, path: Path) -> None:
     atomic_torch_save({"model": model.state_dict(), "meta": {"standin": True}}, path)
 
 
-def state_bytes(task: Any) -> int:
-    """Bytes of the task's weights (all of ``module``), gradients and optimizer state (of ``trainable``)."""
+def state_bytes(task: Any) -> tuple[int, int]:
+    """Bytes of the task's weights (all of ``module``), gradients and optimizer state (of ``trainable``), and of the
+    optimizer state alone."""
     import torch
 
     weights = sum(p.numel() * p.element_size() for p in task.module.parameters())
     grads = sum(p.numel() * p.element_size() for p in task.trainable.parameters() if p.requires_grad)
     state = sum(v.numel() * v.element_size() for s in task.optimizer.state.values() for v in s.values()
                 if isinstance(v, torch.Tensor))  # fmt: skip
-    return int(weights + grads + state)
+    return int(weights + grads + state), int(state)
 
 
 def loader_rate(dataset: Any) -> float:
@@ -123,8 +125,9 @@ def measure_stage(stage: str, cfg: Any, run_dir: Path) -> dict[str, Any]:
     row["step_times_s"] = observer.step_times
     if observer.tasks:
         task = observer.tasks[-1]
-        row.update(batch_size=task.recipe.batch_size, precision=task.recipe.precision, state_bytes=state_bytes(task),
-                   params=sum(p.numel() for p in task.module.parameters()),
+        state, optimizer = state_bytes(task)
+        row.update(batch_size=task.recipe.batch_size, precision=task.recipe.precision, state_bytes=state,
+                   optimizer_bytes=optimizer, params=sum(p.numel() for p in task.module.parameters()),
                    loader_images_per_s=loader_rate(task.train_set))  # fmt: skip
     elif stage == "knn":
         row.update(batch_size=cfg.knn.batch_size, precision="fp32", loader_images_per_s=loader_rate(knn_dataset(cfg)),

@@ -74,6 +74,12 @@ def test_projection_median_and_memory_extrapolation():
            "precision": "fp32"}
     need, basis = memory_at_recipe(row, 128)  # state + (1300 - 100 - 1000) / 2 per image x 128
     assert need == 1000 + 100 * 128 and basis.startswith("extrapolated from cpu batch 2")
+    # one step: the optimizer state (600 of the 1000) was made after the activations were freed, so the peak held
+    # weights, gradients and activations only: (1300 - 100 - 400) / 2 per image
+    one = {**row, "step_times_s": [4.0], "optimizer_bytes": 600}
+    need, basis = memory_at_recipe(one, 128)
+    assert need == 1000 + 400 * 128 and basis.endswith("1 step: optimizer state not yet resident (upper bound)")
+    assert memory_at_recipe({**one, "step_times_s": [4.0, 3.0]}, 128)[0] == 1000 + 100 * 128
     cuda = {**row, "device": "NVIDIA H100 80GB HBM3", "batch_size": 128}
     assert memory_at_recipe(cuda, 128) == (1300.0, "measured (CUDA max allocated)")
 
