@@ -84,6 +84,17 @@ def test_projection_median_and_memory_extrapolation():
     assert memory_at_recipe(cuda, 128) == (1300.0, "measured (CUDA max allocated)")
 
 
+def test_an_upper_bound_above_the_gpu_is_no_verdict(tmp_path):
+    from experiments.preflight.projection import project
+
+    cfg = get_experiment("imagenet-main", "full").runs[0]
+    row = {"device": "cpu", "batch_size": 2, "start_bytes": 0, "state_bytes": 1e9, "optimizer_bytes": 5e8,
+           "precision": "fp32", "peak_bytes": 3e9, "step_times_s": [4.0]}  # fmt: skip
+    assert project(row, cfg, [cfg], "pretrain", "A100", tmp_path)["fits"] is None  # 1 step: 160 GB at most
+    assert project({**row, "step_times_s": [4.0, 3.0]}, cfg, [cfg], "pretrain", "A100", tmp_path)["fits"] is False
+    assert project({**row, "peak_bytes": 1.2e9}, cfg, [cfg], "pretrain", "A100", tmp_path)["fits"] is True
+
+
 def _cuda_row(cfg, stage: str, **extra) -> dict:
     from experiments.preflight.rows import recipe_batch, run_precision
 
