@@ -124,6 +124,18 @@ def test_show_cost_names_a_matching_preflight_row_else_the_estimate(tmp_path, ca
     assert find_preflight_row(preflight_rows(tmp_path), slower, "pretrain", "H100") is None
 
 
+def test_rows_beside_are_the_newest_per_device_the_run_s_own_experiment_first():
+    from experiments.preflight.rows import rows_per_device
+
+    cfg = get_experiment("imagenet-main", "full").runs[0]
+    mine = {**_cuda_row(cfg, "pretrain"), "device": "cpu", "experiment": cfg.experiment, "time": "1"}
+    newer = {**mine, "experiment": "coco", "time": "2"}  # the same shape, measured by the coco preflight later
+    gpu = {**mine, "device": "NVIDIA H100 80GB HBM3", "experiment": "coco"}
+    rows = [(newer, "coco"), (gpu, "coco"), (mine, "mine")]  # newest first, as preflight_rows gives them
+    assert rows_per_device(rows, cfg, "pretrain") == [(gpu, "coco"), (mine, "mine")]
+    assert rows_per_device(rows, cfg, "finetune") == []
+
+
 def test_budget_gpu_hours_converts_with_a_gpu_preflight_row(tmp_path):
     from experiments.budget import measured_images_per_s
 
