@@ -112,6 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     preflight.add_argument("--batch-size", type=int, default=None,
                            help="per-rank batch of every stage (default: the recipe's on CUDA, 2 on CPU)")
     preflight.add_argument("--keep-scratch", action="store_true", help="keep the scratch run folders of _preflight/")
+    preflight.add_argument("--scratch", default=None, metavar="DIR",
+                           help="where the chains' scratch run folders go (default <output>/<exp>/_preflight/scratch; "
+                                "e.g. a RAM filesystem such as /dev/shm: the checkpoints are written there, then "
+                                "removed)")
     _add_cost_args(preflight)
     speed = sub.add_parser("speed", help="the speed table of every benchmark row in <output>/bench")
     speed.add_argument("--format", dest="formats", action="append", choices=("markdown", "latex", "csv", "html"),
@@ -345,7 +349,7 @@ def cmd_preflight(args) -> int:
         return 2
     batch = args.batch_size or (None if torch.cuda.is_available() else 2)
     opts = PreflightOptions(steps=args.steps, batch_size=batch, gpu=args.gpu or default_gpu(),
-                            keep_scratch=args.keep_scratch)
+                            keep_scratch=args.keep_scratch, scratch=Path(args.scratch) if args.scratch else None)
     result = run_preflight(exp.runs, experiment_dir(Path(args.output), exp), Path(args.output), opts,
                            f"Preflight of {exp.name} ({exp.variant})", progress=lambda m: print(m, file=sys.stderr))
     print(result.markdown)

@@ -7,7 +7,8 @@ Rules that keep the report honest:
 - a row that averages runs differing in method, backbone or setting says so;
 - numbers from different detection engines never share a column;
 - a reference that is unknown or still to transcribe shows as missing, never as zero;
-- a run whose recipe differs from the reference's recipe gets a protocol-drift note.
+- a run whose recipe differs from the reference's recipe gets a protocol-drift note, and a run whose data differs
+  from the reference's dataset (classes, training images, fingerprint) a dataset-drift note; both mark the cell †.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import numpy as np
 import pandas as pd
 
 from reports.cells import Cell, NoteBook, TableColumn, TableData, TableRow
-from reports.drift import RunDrift, run_drift, summarize_drift
-from reports.references import RECIPE_FIELDS, Recipe, References
+from reports.drift import DATA_FIELDS, RunDrift, run_dataset_drift, run_drift, summarize_dataset_drift, summarize_drift
+from reports.references import RECIPE_FIELDS, DatasetRef, Recipe, References
 from reports.results import NOT_PLANNED_REASON
 from reports.spec import Column, TableSpec
 from reports.stats import LEVEL, Interval, mean_interval
@@ -48,6 +49,7 @@ _USED_COLUMNS = (
     "epochs_planned",
     "truncated",
     *RECIPE_FIELDS,
+    *DATA_FIELDS,
 )
 
 
@@ -165,12 +167,22 @@ class _Context:
     def stage_recipe(self, run: str, stage: str) -> dict[str, Any]:
         if self._recipes is None:
             first = self.sub.drop_duplicates(["run", "stage"]).dropna(subset=["stage"])
-            self._recipes = first.set_index(["run", "stage"])[list(RECIPE_FIELDS)].to_dict("index")
+            columns = [c for c in (*RECIPE_FIELDS, *DATA_FIELDS) if c in first.columns]
+            self._recipes = first.set_index(["run", "stage"])[columns].to_dict("index")
         return self._recipes.get((run, stage), {})
 
     def recipes_of(self, ref_key: str) -> dict[str, Recipe]:
         """stage -> Recipe that a reference names."""
         return {stage: self.refs.recipes[key] for stage, key in self.refs.values[ref_key].recipe.items()}
+
+    def datasets_of(self, ref_key: str) -> dict[str, DatasetRef]:
+        """stage -> DatasetRef that a reference names."""
+        return {stage: self.refs.datasets[key] for stage, key in self.refs.values[ref_key].dataset.items()}
+
+    def dataset_drift(self, run: str, ref_key: str) -> RunDrift:
+        """The differences of one run's data from one reference's datasets."""
+        datasets = self.datasets_of(ref_key)
+        return run_dataset_drift({stage: self.stage_recipe(run, stage) for stage in datasets}, datasets)
 
     def drift(self, run: str, ref_key: str) -> RunDrift:
         """The differences of one run from one reference's recipes (cached)."""
@@ -242,6 +254,12 @@ def _add_drift(cell: Cell, runs_counted: pd.DataFrame, engine: str | None, ctx: 
     for text in cell.drift:
         if text != truncated:
             cell.notes.append(ctx.notes.add(f"protocol drift from the reference recipe: {text}"))
+    if ref.dataset and len(runs_counted):
+        runs = runs_counted["run"]
+        text = summarize_dataset_drift([ctx.dataset_drift(run, ref.key) for run in runs], ctx.datasets_of(ref.key))
+        if text:
+            cell.drift.append(f"dataset not the reference's: {text}")
+            cell.notes.append(ctx.notes.add(cell.drift[-1]))
 
 
 def _metric_cell(

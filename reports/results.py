@@ -42,6 +42,9 @@ RECIPE_COLUMNS = [
     "engine",
     "epochs_planned",
     "truncated",
+    "data_classes",
+    "data_images",
+    "data_fingerprint",
 ]
 NUMERIC_COLUMNS = [
     "value",
@@ -55,6 +58,8 @@ NUMERIC_COLUMNS = [
     "wall_time_s",
     "gflops",
     "epochs_planned",
+    "data_classes",
+    "data_images",
 ]
 NOT_PLANNED = "not_planned"  # status of a stage a table reads but the run never has (not in stages_planned)
 NOT_PLANNED_REASON = "not a stage of this run"
