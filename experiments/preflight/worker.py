@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 import traceback
@@ -40,6 +41,17 @@ def map_precision(cfg: Any, stage: str, cuda: bool) -> str | None:
         return None
     section.precision = "fp32"
     return f"{stage}.precision={precision} mapped to fp32 on CPU"
+
+
+def map_decode(cfg: Any, cuda: bool) -> str | None:
+    """On CPU, ``data.decode=gpu`` (decode on the CUDA device in the step) becomes ``cpu``, unless
+    ``MIXMIM_DECODE_ON_CPU=1`` asks for the GPU path on the CPU; returns the note, or None when nothing changed."""
+    from mixmim.data.gpu_decode import CPU_OVERRIDE_ENV
+
+    if cuda or cfg.data.decode != "gpu" or os.environ.get(CPU_OVERRIDE_ENV) == "1":
+        return None
+    cfg.data.decode = "cpu"
+    return "data.decode=gpu mapped to cpu on CPU (the GPU path's decode in the step is not measured here)"
 
 
 def cap_tokenizer_images(cfg: Any) -> str | None:
@@ -149,8 +161,9 @@ def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
         import torch
 
         cfg = load_yaml(spec["config"])
-        note = map_precision(cfg, spec["stage"], torch.cuda.is_available())
-        row["notes"] += [note] if note else []
+        cuda = torch.cuda.is_available()
+        for note in (map_precision(cfg, spec["stage"], cuda), map_decode(cfg, cuda)):
+            row["notes"] += [note] if note else []
         if spec.get("generated_data") and spec["stage"] == "tokenizer":
             note = cap_tokenizer_images(cfg)
             row["notes"] += [note] if note else []

@@ -59,6 +59,22 @@ def test_stage_setup_changes_only_steps_batch_data_and_says_so(tmp_path):
     assert any("does not exist" in w for w in setup.warnings) and any("init=" in w for w in setup.warnings)
 
 
+def test_cpu_maps_the_gpu_decode_path_to_cpu_and_says_so(monkeypatch):
+    from experiments.preflight.worker import map_decode
+    from mixmim.config import RunConfig
+    from mixmim.data.gpu_decode import CPU_OVERRIDE_ENV
+
+    monkeypatch.delenv(CPU_OVERRIDE_ENV, raising=False)
+    cfg = RunConfig()
+    cfg.data.decode = "gpu"
+    assert map_decode(cfg, cuda=True) is None and cfg.data.decode == "gpu"  # a GPU runs the recipe as it is
+    assert "mapped to cpu" in map_decode(cfg, cuda=False) and cfg.data.decode == "cpu"
+    assert map_decode(cfg, cuda=False) is None  # nothing left to map
+    cfg.data.decode = "gpu"
+    monkeypatch.setenv(CPU_OVERRIDE_ENV, "1")  # the documented override runs the GPU path on the CPU
+    assert map_decode(cfg, cuda=False) is None and cfg.data.decode == "gpu"
+
+
 def test_config_key_names_what_to_change():
     assert config_key("pretrain", "ValueError: mask_unit 8 px must ... divide img_size (33 px)") == "model.img_size"
     assert config_key("coco", "ValueError: img_size 1000 is not divisible by 32") == "coco.img_size"
