@@ -192,20 +192,26 @@ def stage_cost(cfg: RunConfig, stage: str, gpu: str, rows: list, mfu: float,
         if stage == "pretrain"
         else None
     )
+    # the stage's own rate: a training rate (3 passes per image) scaled to the stage's passes (the probe: 1)
     if found:
         row, path = found
-        per_s = float(row["images_per_s"])
-        source = f"bench: {row.get('device_name')}, {per_s:.0f} img/s/GPU ({Path(path).name})"
+        per_s = float(row["images_per_s"]) * TRAIN_PASSES / passes
+        source = f"bench: {row.get('device_name')}, {per_s:.0f} img/s/GPU{_passes_note(passes)} ({Path(path).name})"
     else:
         gflops, counted = forward_gflops(cfg, stage)
-        per_s = mfu * peak_tflops(gpu, precision) * 1e12 / (2 * TRAIN_PASSES * gflops * 1e9)
+        per_s = mfu * peak_tflops(gpu, precision) * 1e12 / (2 * passes * gflops * 1e9)
         source = (
             f"estimate: {gflops:.1f} GFLOPs/img ({counted}), MFU {mfu:.2f} assumed of {gpu} {precision} "
-            f"peak, {per_s:.0f} img/s/GPU"
+            f"peak, {per_s:.0f} img/s/GPU{_passes_note(passes)}"
         )
-    gpu_hours = images * passes / TRAIN_PASSES / per_s / 3600  # per_s is a training rate (3 passes)
+    gpu_hours = images / per_s / 3600
     elsewhere = _preflight_elsewhere(cfg, stage, gpu, preflight or [], images)
     return StageCost(cfg.name, stage, gpus, images, gpu_hours, gpu_hours / gpus, source + assumed + elsewhere)
+
+
+def _passes_note(passes: int) -> str:
+    """`` (forward only)`` for a stage of frozen features, whose images cost one pass instead of three."""
+    return " (forward only)" if passes == 1 else ""
 
 
 def _preflight_cost(cfg: RunConfig, stage: str, gpu: str, preflight: list, images: float,
