@@ -179,16 +179,18 @@ def mae_pretrain(out: Path, env: DistEnv, max_steps: int) -> dict[str, torch.Ten
 
 
 def resume_checks(out: str, steps: int) -> dict[str, Any]:
-    """Every rank's body: ``steps`` steps of :func:`mae_pretrain` in one go, and the same stopped after
-    ``steps - 1`` steps then resumed by a new trainer (and so a new DDP wrapper) in the same folder; rank 0
-    returns both states and the step the resumed run started from (the others: {})."""
+    """Every rank's body: ``steps`` steps of :func:`mae_pretrain` in one go (twice: the collectives are
+    deterministic), and the same stopped after ``steps - 1`` steps then resumed by a new trainer (and so a new
+    DDP wrapper) in the same folder; rank 0 returns the states and the step the resumed run started from (the
+    others: {})."""
     torch.set_num_threads(1)
     env = init_distributed()
     uninterrupted = mae_pretrain(Path(out) / "uninterrupted", env, steps)
+    again = mae_pretrain(Path(out) / "again", env, steps)
     mae_pretrain(Path(out) / "resumed", env, steps - 1)
     ckpt, _ = load_latest_checkpoint(Path(out) / "resumed" / "pretrain")
     resumed = mae_pretrain(Path(out) / "resumed", env, steps)
-    figures = {"world_size": env.world_size, "uninterrupted": uninterrupted, "resumed": resumed,
+    figures = {"world_size": env.world_size, "uninterrupted": uninterrupted, "again": again, "resumed": resumed,
                "resumed_from": ckpt["position"]["global_step"]}  # fmt: skip
     return figures if env.is_main else {}
 

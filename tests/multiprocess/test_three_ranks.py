@@ -22,10 +22,12 @@ STEPS = 3  # stopped after 2: DDP has regrouped its buckets after step 1 of the 
 
 
 @pytest.mark.usefixtures("one_thread")
-def test_three_ranks_resume_bitwise_equal_to_uninterrupted_run(tmp_path: Path):
+def test_three_ranks_resumed_pretraining_is_bitwise_the_uninterrupted_one(tmp_path: Path):
     figures = launch_local_ranks(resume_checks, (str(tmp_path), STEPS), 3, "three-rank-resume")[0]
     assert figures["world_size"] == 3 and figures["resumed_from"] == STEPS - 1
-    uninterrupted, resumed = figures["uninterrupted"], figures["resumed"]
-    assert uninterrupted.keys() == resumed.keys()
-    differ = [key for key, value in uninterrupted.items() if not torch.equal(value, resumed[key])]
-    assert not differ, f"{len(differ)} of {len(uninterrupted)} tensors differ after the resume, e.g. {differ[:3]}"
+    uninterrupted = figures["uninterrupted"]
+    for name in ("again", "resumed"):  # the collectives are deterministic; the resume does not change the sums
+        other = figures[name]
+        assert uninterrupted.keys() == other.keys()
+        differ = [key for key, value in uninterrupted.items() if not torch.equal(value, other[key])]
+        assert not differ, f"{name}: {len(differ)} of {len(uninterrupted)} tensors differ, e.g. {differ[:3]}"
