@@ -74,8 +74,9 @@ def wrap_ddp(module: nn.Module, device: torch.device) -> nn.parallel.Distributed
     """``module`` in DDP with gradient buckets that stay as built, so that a resumed run sums like an uninterrupted one.
 
     DDP all-reduces each bucket's flat gradient buffer, and with 3 or more ranks the collective's sum of one
-    element depends on the element's place in the buffer (gloo's ring, and NCCL's, add the ranks' values in an
-    order set by the chunk the element falls in; a sum of 2 values is the same in either order). Without
+    element depends on the element's place in the buffer (gloo's ring adds the ranks' values in an order set by
+    the chunk the element falls in, and NCCL's ring likely does too; a sum of 2 values is the same in either
+    order). Without
     ``find_unused_parameters`` DDP runs its first step with all gradients in one bucket and then regroups them
     in the order they became ready, so a process that resumes at step ``k`` sums step ``k + 1`` in other
     groups than the uninterrupted run did: its weights leave it by a few roundings
