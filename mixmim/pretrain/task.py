@@ -120,7 +120,6 @@ class PretrainTask(TrainTask):
                                      betas=tuple(pt.betas), implementation=adamw)  # fmt: skip
         self.clip_grad, self.nonfinite, self.compile = pt.clip_grad, pt.nonfinite, pt.compile
         self.checkpoint_every, self.checkpoint_every_steps = pt.checkpoint_every, pt.checkpoint_every_steps
-        self.find_unused_parameters = bool(getattr(method, "find_unused_parameters", False))
         self.fingerprint = dataset_fingerprint(dataset) if env.is_main else None
         self.data_counts = dataset_counts(dataset)  # (classes, images)
         self.data_root = str(getattr(dataset, "data_root", getattr(dataset, "root", "")))
