@@ -278,7 +278,7 @@ def _page_context(exp, exp_dir: Path, command: str, args):
     from reports.references import load_references
 
     recipes = load_references().recipes
-    deviations = deviation_rows(exp, recipes)
+    planned = deviation_rows(exp, recipes)
     gpu = args.gpu or default_gpu()
     costs = project_costs(exp.runs, Path(args.output), gpu, args.mfu or DEFAULT_MFU)
 
@@ -290,8 +290,14 @@ def _page_context(exp, exp_dir: Path, command: str, args):
         cost=cost, cost_note=f"projected on {gpu} GPUs (GPU-hours: all GPUs of a run together; wall: perfect "
         "scaling over the run's GPUs); source per line: a `mixmim-bench bench` row or an estimate from FLOPs",
         recipes=recipe_rows(exp), recipe_note=RECIPE_NOTE,
-        deviations=deviations, deviation_note=NOTE + "\n" + deviation_sources(deviations, recipes),
+        deviations=lambda results: deviation_rows(exp, recipes, _finished_runs(results)),
+        deviation_note=NOTE + "\n" + deviation_sources(planned, recipes),
         pretrain_losses=pretrain_losses())
+
+
+def _finished_runs(results) -> set[str]:
+    """The runs with at least one finished stage in ``results`` (``reports.results`` rows)."""
+    return set(results.loc[results["status"] == "done", "run"]) if len(results) and "status" in results else set()
 
 
 def _measured_gpu_hours(results) -> dict[tuple[str, str], float]:

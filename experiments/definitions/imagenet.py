@@ -12,6 +12,8 @@ from experiments.definitions.recipes import (
     IMAGENET_LINPROBE,
     IMAGENET_PRETRAIN,
     METHOD_LABELS,
+    MIXMIM_FINETUNE_KEYS,
+    SHARED_FINETUNE_REASON,
     replaced,
     scaled,
     variant_tables,
@@ -102,10 +104,14 @@ def fixed_encoder(variant: str = "full", protocol: str = "shared") -> Experiment
             runs.append(shared if protocol == "shared" else _own_run(shared, overrides, replaces, variant))
     sets = dict.fromkeys(key for cfg in runs for key in _declared(cfg, protocol, variant))
     description = fixed_encoder_description()  # the catalog's (shared)
-    if protocol != "shared":
+    reasons = {}
+    if protocol == "shared":
+        reasons = dict.fromkeys((k for k in sets if k.startswith(("finetune.", "model.", "linprobe."))),
+                                f"{SHARED_FINETUNE_REASON} (--finetune-protocol own: each method's official recipe)")
+    else:
         description += f"; {PROTOCOL_TITLES[protocol]}"
-    return Experiment("fixed-encoder", description, runs,
-                      variant_tables(_fixed_encoder_tables(protocol), variant), variant, sets=tuple(sets))
+    return Experiment("fixed-encoder", description, runs, variant_tables(_fixed_encoder_tables(protocol), variant),
+                      variant, sets=tuple(sets), reasons=reasons)
 
 
 def _own_run(shared: RunConfig, overrides: dict[str, Any], replaces: tuple[str, ...], variant: str) -> RunConfig:
@@ -127,7 +133,7 @@ def _declared(cfg: RunConfig, protocol: str, variant: str) -> tuple[str, ...]:
     overrides, _ = scaled({**IMAGENET_PRETRAIN, **IMAGENET_FINETUNE, **IMAGENET_LINPROBE, "pretrain.epochs": 300},
                           variant, cfg.model.backbone)
     if protocol == "shared":
-        return tuple(overrides)
+        return (*overrides, *MIXMIM_FINETUNE_KEYS)
     debug = set(DEBUG) if variant == "debug" else set()
     return tuple(k for k in overrides if not k.startswith("finetune.") or k in OWN_SETS or k in debug)
 
