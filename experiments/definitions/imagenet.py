@@ -110,8 +110,9 @@ def fixed_encoder(variant: str = "full", protocol: str = "shared") -> Experiment
                                 f"{SHARED_FINETUNE_REASON} (--finetune-protocol own: each method's official recipe)")
     else:
         description += f"; {PROTOCOL_TITLES[protocol]}"
-    return Experiment("fixed-encoder", description, runs, variant_tables(_fixed_encoder_tables(protocol), variant),
-                      variant, sets=tuple(sets), reasons=reasons)
+    epochs = sorted({cfg.pretrain.epochs for cfg in runs})
+    tables = variant_tables(_fixed_encoder_tables(protocol, epochs, variant), variant)
+    return Experiment("fixed-encoder", description, runs, tables, variant, sets=tuple(sets), reasons=reasons)
 
 
 def _own_run(shared: RunConfig, overrides: dict[str, Any], replaces: tuple[str, ...], variant: str) -> RunConfig:
@@ -138,17 +139,21 @@ def _declared(cfg: RunConfig, protocol: str, variant: str) -> tuple[str, ...]:
     return tuple(k for k in overrides if not k.startswith("finetune.") or k in OWN_SETS or k in debug)
 
 
-def _fixed_encoder_tables(protocol: str) -> list[TableSpec]:
-    """The table and its paired differences to MAE, named and titled by the fine-tuning protocol they used."""
+def _fixed_encoder_tables(protocol: str, epochs: list[int], variant: str) -> list[TableSpec]:
+    """The table and its paired differences to MAE, named and titled by the fine-tuning protocol they used.
+
+    The title states no number of pre-training epochs (``--budget`` sets them after the definition); the caption
+    gives the ``epochs`` the ``variant`` plans."""
     suffix = "" if protocol == "shared" else f"_{protocol}"
     columns = (Column("linprobe", "top1", "Linear probe"), Column("finetune", "top1", "Fine-tune"))
-    title = f"Every method on the same encoder (300 ep pre-training; {PROTOCOL_TITLES[protocol]})"
+    title = f"Every method on the same encoder (same pre-training budget; {PROTOCOL_TITLES[protocol]})"
+    planned = (f" Pre-training epochs planned by the {variant} variant: {' / '.join(map(str, epochs))}; --budget "
+               "replaces them (each run's config.yaml holds its own).")
     # both protocols' runs share the experiment folder: each table reads its own (the shared runs set no key)
     filters = {"setting.finetune": None if protocol == "shared" else protocol}
     table = TableSpec(name=f"fixed_encoder{suffix}", title=title, rows=("setting.encoder", "method"),
                       labels=METHOD_LABELS, budget=protocol == "shared", columns=columns,  # own: no pre-training
-                      caption=PROTOCOL_CAPTIONS[protocol],
-                      filters=filters)
+                      caption=PROTOCOL_CAPTIONS[protocol] + planned, filters=filters)
     findings = tuple(Finding.ordering(f"on {encoder}: " + " > ".join(PAPER_ORDER), PAPER_ORDER_SOURCE,
                                       [f"{encoder} / {method}" for method in PAPER_ORDER])
                      for encoder in ("MixMIM-B", "ViT-B/16"))

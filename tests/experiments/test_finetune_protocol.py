@@ -144,3 +144,10 @@ def test_own_protocol_end_to_end(tmp_path, capsys):
         configs = (bundle / "runs" / "configs.yaml").read_text()  # the bundle holds this protocol's runs only
         assert f"name: {name}" in configs and f"name: {other}" not in configs
         assert (bundle / "report.html").is_file()
+
+
+@pytest.mark.parametrize(("variant", "epochs"), [("debug", "1"), ("full", "300")])
+def test_fixed_encoder_tables_state_the_planned_pretraining_not_a_fixed_one(variant, epochs):
+    for protocol in ("shared", "own"):
+        table = get_experiment("fixed-encoder", variant, protocol).tables[0]
+        assert "300" not in table.title and f"planned by the {variant} variant: {epochs};" in table.caption
