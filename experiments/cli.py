@@ -156,9 +156,23 @@ def _costs(args, runs):
 
 
 def _budget(args):
-    from experiments.budget import Budget
+    """The ``--budget`` of ``args``, or None.
 
-    return Budget.parse(args.budget) if getattr(args, "budget", None) else None
+    Raises:
+        BudgetError: a budget with ``--finetune-protocol own``: own runs fine-tune the shared runs' encoders by run
+            name, and budgeted shared runs keep the unbudgeted names, so the budget could not say which pre-training
+            an own run inherits.
+    """
+    from experiments.budget import Budget, BudgetError
+
+    if not getattr(args, "budget", None):
+        return None
+    if getattr(args, "finetune_protocol", "shared") == "own":
+        raise BudgetError(f"--budget {args.budget} does not go with --finetune-protocol own: own runs fine-tune the "
+                          "shared runs' encoders (same names with or without a budget), whose pre-training the budget "
+                          "sets. Run the shared protocol with --budget, then the own protocol without it, each with "
+                          "its own --output if the budgeted and unbudgeted pre-trainings must both exist")
+    return Budget.parse(args.budget)
 
 
 def cmd_show(args) -> int:

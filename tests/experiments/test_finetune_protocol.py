@@ -151,3 +151,14 @@ def test_fixed_encoder_tables_state_the_planned_pretraining_not_a_fixed_one(vari
     for protocol in ("shared", "own"):
         table = get_experiment("fixed-encoder", variant, protocol).tables[0]
         assert "300" not in table.title and f"planned by the {variant} variant: {epochs};" in table.caption
+
+
+@pytest.mark.parametrize("command", ["show", "run"])
+def test_a_budget_with_the_own_protocol_is_refused(command, tmp_path, capsys):
+    """Own runs inherit the shared runs' pre-training by name, which a budget does not change: refused."""
+    argv = [command, "fixed-encoder", "--variant", "debug", "--finetune-protocol", "own", "--budget", "gpu-hours=500",
+            "--output", str(tmp_path)]
+    assert main(argv + (["--dry-run"] if command == "run" else [])) == 2
+    err = capsys.readouterr().err
+    assert "--budget gpu-hours=500 does not go with --finetune-protocol own" in err and "then the own protocol" in err
+    assert not any(tmp_path.iterdir())
