@@ -111,7 +111,7 @@ def test_own_protocol_end_to_end(tmp_path, capsys):
     common = ["fixed-encoder", "--variant", "debug", "--output", str(tmp_path), "--only", "mae-mixmim_vit*"]
     own = [*common, "--finetune-protocol", "own"]
     assert main(["run", *own]) == 2
-    assert "fine-tunes another run's encoder" in capsys.readouterr().err
+    assert "have not pre-trained the encoder that the own protocol fine-tunes" in capsys.readouterr().err
     assert main(["run", *common]) == 0 and main(["run", *own]) == 0
     capsys.readouterr()
     folder = tmp_path / "fixed-encoder-debug"
@@ -162,3 +162,15 @@ def test_a_budget_with_the_own_protocol_is_refused(command, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--budget gpu-hours=500 does not go with --finetune-protocol own" in err and "then the own protocol" in err
     assert not any(tmp_path.iterdir())
+
+
+def test_the_own_protocol_before_the_shared_one_names_every_missing_sibling_and_the_command(tmp_path, capsys):
+    argv = ["run", "fixed-encoder", "--variant", "debug", "--output", str(tmp_path), "--only", "mae-*", "--seeds", "2",
+            "--finetune-protocol", "own", "--dry-run"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    bases = ("mixmim_tiny_32-encoderMixMIM-B", "mixmim_vit_tiny_patch4_32-encoderViT-B_16")
+    siblings = [f"mae-{base}-s{seed}" for base in bases for seed in (0, 1)]
+    assert all(err.count(f"  {name} (") == 1 for name in siblings), err
+    assert err.count("first") == 1 and "4 run(s)" in err
+    assert f"`mixmim-bench run fixed-encoder --variant debug --output {tmp_path} --only 'mae-*' --seeds 2`" in err
