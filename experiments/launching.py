@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from experiments.budget import Budget, apply_budget
 from experiments.spec import Experiment, normalize_stages
 from experiments.stages import RANK_PRELOAD, STAGES
@@ -120,17 +122,19 @@ class ConfigCheck:
             (differs, stages have results, ``--force-config``).
         diff: the unified diff, existing -> requested (empty unless the configs differ).
         done: stages with a result.
+        added: for ``upgrade``, the dotted keys the folder's config lacks (each at its default).
     """
 
     action: str
     diff: str = ""
     done: list[str] = field(default_factory=list)
+    added: list[str] = field(default_factory=list)
 
     def note(self) -> str:
         """A phrase for the plan, empty when there is nothing to say."""
         if self.action == "upgrade":
-            return (f"config.yaml predates keys that take their defaults, rewritten with them (old one kept as "
-                    f"{PREVIOUS_CONFIG_FILE})")  # fmt: skip
+            return (f"config.yaml predates keys that take their defaults ({', '.join(self.added)}), rewritten with "
+                    f"them (old one kept as {PREVIOUS_CONFIG_FILE})")  # fmt: skip
         if self.action == "replace":
             return ("config changed, no stage result yet: the new config replaces it (old one kept as "
                     f"{PREVIOUS_CONFIG_FILE})")  # fmt: skip
@@ -146,6 +150,16 @@ def _with_new_defaults(path: Path) -> str | None:
         return to_yaml(load_yaml(path))
     except Exception:  # a removed key or a value this version refuses: the text comparison stands
         return None
+
+
+def _dotted_keys(text: str) -> set[str]:
+    """The dotted leaf keys of a config.yaml text (``data.decode``)."""
+    def walk(node: Any, prefix: str) -> list[str]:
+        if not isinstance(node, dict):
+            return [prefix]
+        return [k for key, value in node.items() for k in walk(value, f"{prefix}{key}.")] if node else [prefix]
+
+    return {k.rstrip(".") for k in walk(yaml.safe_load(text) or {}, "")}
 
 
 def check_config(cfg: RunConfig, run_dir: Path, force_config: bool = False) -> ConfigCheck:
@@ -165,7 +179,7 @@ def check_config(cfg: RunConfig, run_dir: Path, force_config: bool = False) -> C
     diff = "".join(lines[2:14])
     done = done_stages(run_dir)
     if _with_new_defaults(path) == text:
-        return ConfigCheck("upgrade", diff, done)
+        return ConfigCheck("upgrade", diff, done, sorted(_dotted_keys(text) - _dotted_keys(existing)))
     if not done:
         return ConfigCheck("replace", diff)
     if force_config:
