@@ -58,8 +58,9 @@ PAPER_ORDER_SOURCE = ("MixMIM paper (arXiv 2205.13137) ImageNet-1K comparison: M
 
 # The fine-tuning protocols of fixed-encoder (``--finetune-protocol``): ``shared`` fine-tunes every method with
 # MixMIM's recipe (IMAGENET_FINETUNE); ``own`` fine-tunes each with its official recipe
-# (baselines.method_finetune_defaults), keeping only the budget shared (OWN_SETS), from the encoder the shared
-# protocol's run of the same method, encoder and seed pre-trained (init=run:<that run>): one pre-training serves both.
+# (baselines.method_finetune_defaults: the card's finetune over registry._FINETUNE_COMMON), keeping only the budget
+# shared (OWN_SETS), from the encoder the shared protocol's run of the same method, encoder and seed pre-trained
+# (init=run:<that run>): one pre-training serves both.
 FINETUNE_PROTOCOLS = ("shared", "own")
 OWN_SETS = ("finetune.epochs", "finetune.batch_size", "finetune.precision")
 FIXED_ENCODER_STAGES = ("pretrain", "linprobe", "finetune")
@@ -70,8 +71,9 @@ PROTOCOL_CAPTIONS = {
     "shared": "Same backbone classes, epochs, batch and fine-tuning recipe (MixMIM's); each method's own pre-training "
               "recipe (blr and its base, betas, warm-up, weight decay, mask).",
     "own": "The shared protocol's pre-training (init=run:<its run>), then each method's official fine-tuning recipe "
-           "(baselines/registry.py method_finetune_defaults: lr rule, warm-up, schedule, layer decay, clipping, "
-           "head; MAE: trained pos_embed and its cls-token probe with its crop); epochs, batch and precision shared.",
+           "(its card's finetune in baselines/cards/, over baselines/registry.py _FINETUNE_COMMON: lr rule, warm-up, "
+           "schedule, layer decay, clipping, head; MAE: trained pos_embed and its cls-token probe with its crop); "
+           "epochs, batch and precision shared.",
 }
 
 
