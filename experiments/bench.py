@@ -76,21 +76,6 @@ def _csv(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
-def int_at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse ``type``: an integer >= ``minimum``, else argparse's one-line usage error naming the minimum."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{value} is below the minimum, {minimum}")
-        return value
-
-    return parse
-
-
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``bench`` sub-command's options."""
     parser.add_argument(
@@ -100,7 +85,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         help="comma-separated methods (default: every registered method, else mixmim)",
     )
     parser.add_argument("--backbone", default=DEFAULT_BACKBONE, help=f"backbone name (default {DEFAULT_BACKBONE})")
-    parser.add_argument("--img-size", type=int_at_least(0), default=0, help="px (default 0: the backbone's)")
+    parser.add_argument("--img-size", type=int, default=0, help="px (default: the backbone's)")
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -109,21 +94,18 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="config override for every method after its source recipe, e.g. method.mask_unit=8",
     )
-    parser.add_argument("--batch-size", type=int_at_least(0), default=0,
-                        help="per device (default 0: 128 on cuda, 8 on cpu)")
+    parser.add_argument("--batch-size", type=int, default=0, help="per device (default: 128 on cuda, 8 on cpu)")
     parser.add_argument(
         "--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto", help="auto: bf16 on cuda, fp32 on cpu"
     )
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available")
-    parser.add_argument("--steps", type=int_at_least(1), default=10,
-                        help="timed steps, at least 1; the median is reported (default 10)")
-    parser.add_argument("--warmup", type=int_at_least(1), default=3, help="untimed steps first, at least 1 (default 3)")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps, the median is reported (default 10)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
     parser.add_argument(
         "--repeats",
-        type=int_at_least(1),
+        type=int,
         default=1,
-        help="rounds of all variants, at least 1 (steps interleaved within a round); the median round is kept "
-        "(default 1)",
+        help="rounds of all variants (steps interleaved within a round); the median round is kept (default 1)",
     )
     parser.add_argument(
         "--compile",
@@ -162,7 +144,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="the device's dense peak for MFU (default: a table of NVIDIA GPUs)",
     )
-    parser.add_argument("--threads", type=int_at_least(0), default=0, help="CPU intra-op threads (0: torch's default)")
+    parser.add_argument("--threads", type=int, default=0, help="CPU intra-op threads (0: torch's default)")
     parser.add_argument(
         "--keep-heap",
         action=argparse.BooleanOptionalAction,
@@ -171,12 +153,9 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         "stages do; for all rows (default: on)",
     )
     parser.add_argument("--data", default=None, help="ImageFolder root: also time decode + augmentation")
-    parser.add_argument("--workers", type=int_at_least(0), default=min(8, os.cpu_count() or 1),
-                        help="data loader workers (0: in the main process)")
-    parser.add_argument("--data-batches", type=int_at_least(1), default=20,
-                        help="timed batches of the data benchmark, at least 1 (default 20)")
-    parser.add_argument("--data-batch-size", type=int_at_least(1), default=64,
-                        help="images per batch of the data benchmark, at least 1 (default 64)")
+    parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="data loader workers")
+    parser.add_argument("--data-batches", type=int, default=20, help="timed batches of the data benchmark")
+    parser.add_argument("--data-batch-size", type=int, default=64, help="images per batch of the data benchmark")
     parser.add_argument("--output", default="outputs", help="outputs root; rows go to <output>/bench/")
 
 

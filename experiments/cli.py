@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -205,7 +206,27 @@ def cmd_show(args) -> int:
     return 0
 
 
+def _shared_first(args) -> str:
+    """The command that runs the shared protocol's runs that ``args`` (an own-protocol ``run``) fine-tunes."""
+    words = ["mixmim-bench", "run", args.experiment, "--variant", args.variant, "--output", args.output]
+    for pattern in args.only:
+        words += ["--only", pattern]
+    words += ["--seeds", args.seeds] if args.seeds else []
+    for override in args.overrides:
+        words += ["--set", override]
+    return "`" + " ".join(shlex.quote(w) for w in words) + "`"
+
+
 def cmd_run(args) -> int:
+    from experiments.launching import MissingSiblingsError, RunSetupError
+
+    try:
+        return _run(args)
+    except MissingSiblingsError as err:
+        raise RunSetupError(err.message(_shared_first(args))) from None
+
+
+def _run(args) -> int:
     from experiments.launching import dry_run_plan, experiment_dir, launch_experiment
 
     exp = _experiment(args)
