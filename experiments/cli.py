@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -160,9 +161,23 @@ def _costs(args, runs):
 
 
 def _budget(args):
-    from experiments.budget import Budget
+    """The ``--budget`` of ``args``, or None.
 
-    return Budget.parse(args.budget) if getattr(args, "budget", None) else None
+    Raises:
+        BudgetError: a budget with ``--finetune-protocol own``: own runs fine-tune the shared runs' encoders by run
+            name, and budgeted shared runs keep the unbudgeted names, so the budget could not say which pre-training
+            an own run inherits.
+    """
+    from experiments.budget import Budget, BudgetError
+
+    if not getattr(args, "budget", None):
+        return None
+    if getattr(args, "finetune_protocol", "shared") == "own":
+        raise BudgetError(f"--budget {args.budget} does not go with --finetune-protocol own: own runs fine-tune the "
+                          "shared runs' encoders (same names with or without a budget), whose pre-training the budget "
+                          "sets. Run the shared protocol with --budget, then the own protocol without it, each with "
+                          "its own --output if the budgeted and unbudgeted pre-trainings must both exist")
+    return Budget.parse(args.budget)
 
 
 def cmd_show(args) -> int:
@@ -195,7 +210,27 @@ def cmd_show(args) -> int:
     return 0
 
 
+def _shared_first(args) -> str:
+    """The command that runs the shared protocol's runs that ``args`` (an own-protocol ``run``) fine-tunes."""
+    words = ["mixmim-bench", "run", args.experiment, "--variant", args.variant, "--output", args.output]
+    for pattern in args.only:
+        words += ["--only", pattern]
+    words += ["--seeds", args.seeds] if args.seeds else []
+    for override in args.overrides:
+        words += ["--set", override]
+    return "`" + " ".join(shlex.quote(w) for w in words) + "`"
+
+
 def cmd_run(args) -> int:
+    from experiments.launching import MissingSiblingsError, RunSetupError
+
+    try:
+        return _run(args)
+    except MissingSiblingsError as err:
+        raise RunSetupError(err.message(_shared_first(args))) from None
+
+
+def _run(args) -> int:
     from experiments.launching import dry_run_plan, experiment_dir, launch_experiment
 
     exp = _experiment(args)
@@ -282,7 +317,7 @@ def _page_context(exp, exp_dir: Path, command: str, args):
     from reports.references import load_references
 
     recipes = load_references().recipes
-    deviations = deviation_rows(exp, recipes)
+    planned = deviation_rows(exp, recipes)
     gpu = args.gpu or default_gpu()
     costs = project_costs(exp.runs, Path(args.output), gpu, args.mfu or DEFAULT_MFU)
 
@@ -294,8 +329,14 @@ def _page_context(exp, exp_dir: Path, command: str, args):
         cost=cost, cost_note=f"projected on {gpu} GPUs (GPU-hours: all GPUs of a run together; wall: perfect "
         "scaling over the run's GPUs); source per line: a `mixmim-bench bench` row or an estimate from FLOPs",
         recipes=recipe_rows(exp), recipe_note=RECIPE_NOTE,
-        deviations=deviations, deviation_note=NOTE + "\n" + deviation_sources(deviations, recipes),
+        deviations=lambda results: deviation_rows(exp, recipes, _finished_runs(results)),
+        deviation_note=NOTE + "\n" + deviation_sources(planned, recipes),
         pretrain_losses=pretrain_losses())
+
+
+def _finished_runs(results) -> set[str]:
+    """The runs with at least one finished stage in ``results`` (``reports.results`` rows)."""
+    return set(results.loc[results["status"] == "done", "run"]) if len(results) and "status" in results else set()
 
 
 def _measured_gpu_hours(results) -> dict[tuple[str, str], float]:

@@ -48,6 +48,7 @@ _USED_COLUMNS = (
     "images_per_s",
     "epochs_planned",
     "truncated",
+    "init",  # run:<base>: the pre-training a run inherits (inherited_pretrain)
     *RECIPE_FIELDS,
     *DATA_FIELDS,
 )
@@ -153,8 +154,9 @@ def _exclusion_note(excluded: pd.DataFrame) -> str:
 class _Context:
     """What cell building shares: the spec, references, notes, sources and per-run recipes."""
 
-    def __init__(self, sub: pd.DataFrame, spec: TableSpec, refs: References) -> None:
+    def __init__(self, sub: pd.DataFrame, spec: TableSpec, refs: References, rows: pd.DataFrame | None = None) -> None:
         self.sub, self.spec, self.refs = sub, spec, refs
+        self.rows = sub if rows is None else rows  # every row read, for stages of other runs a run builds on
         self.notes = NoteBook()
         self.sources: list[str] = []
         self._recipes: dict[tuple[str, str], dict[str, Any]] | None = None
@@ -234,10 +236,24 @@ def truncation_text(stage_rows: pd.DataFrame, runs: int) -> str:
     return "schedule cut short (max_steps or a budget): " + "; ".join(parts) if parts else ""
 
 
+def inherited_pretrain(rows: pd.DataFrame, stages: pd.DataFrame) -> pd.DataFrame:
+    """The pre-training rows of the runs whose encoders the runs of ``stages`` fine-tune (``init=run:<base>``: run
+    ``<base>-s<seed>``, fixed-encoder's own protocol), one per run, with the stage named ``pretrain inherited from
+    <the runs>``; empty when no run inherits one. ``rows``: every row read (``reports.results``)."""
+    if "init" not in stages or "init" not in rows:
+        return stages.iloc[0:0]
+    own = stages.dropna(subset=["init"]).drop_duplicates("run")
+    siblings = {f"{init.removeprefix('run:')}-s{seed}" for init, seed in zip(own["init"], own["seed"])
+                if isinstance(init, str) and init.startswith("run:")}
+    found = rows[rows["run"].isin(siblings) & rows["stage"].eq("pretrain")].drop_duplicates("run")
+    return found.assign(stage=f"pretrain inherited from {', '.join(sorted(found['run']))}")
+
+
 def _add_drift(cell: Cell, runs_counted: pd.DataFrame, engine: str | None, ctx: _Context) -> None:
     """Protocol-drift notes for the runs counted in a cell, one note per distinct difference; a run cut short of its
     schedule is marked whether or not the cell has a reference."""
     stages = ctx.sub[ctx.sub["run"].isin(runs_counted["run"])].drop_duplicates(["run", "stage"])
+    stages = pd.concat([stages, inherited_pretrain(ctx.rows, stages)], ignore_index=True)
     truncated = truncation_text(stages, runs_counted["run"].nunique())
     if truncated:
         cell.drift.append(truncated)
@@ -355,10 +371,11 @@ def _budget_columns(spec: TableSpec) -> list[TableColumn]:
     ]
 
 
-def build_table(df: pd.DataFrame, spec: TableSpec, refs: References) -> TableData:
-    """Aggregate the results for one table spec (see the module docstring for the rules)."""
+def build_table(df: pd.DataFrame, spec: TableSpec, refs: References, every: pd.DataFrame | None = None) -> TableData:
+    """Aggregate the results for one table spec (see the module docstring for the rules). ``every``: the rows of
+    every run read, where ``df`` holds only some (``--only``): the pre-training a run inherits is looked up there."""
     sub = _select(df, spec)
-    ctx = _Context(sub, spec, refs)
+    ctx = _Context(sub, spec, refs, df if every is None else every)
     runs = _run_index(sub, spec)
     columns, per_run = _metric_columns(spec, sub, runs)
     budget = _by_label(_budget_per_run(runs, sub, spec)) if spec.budget else {}

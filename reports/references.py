@@ -6,7 +6,9 @@ three sections::
     references:    {key: {value, source, std?, n?, unit?, what?, recipe?, dataset?, noise_floor?, engine?, note?,
                           status?}}
     recipes:       {key: {stage, epochs, effective_batch, lr, blr?, lr_scale_base?, precision, source,
-                          warmup_epochs?, method?, betas?, weight_decay?}}
+                          warmup_epochs?, method?, betas?, weight_decay?, schedule?, min_lr?, warmup_lr?,
+                          layer_decay?, clip_grad?, fc_norm?, train_pos_embed?, probe_features?, probe_crop?,
+                          hierarchical?: {field: value}}}
     noise_floors:  {key: {value, unit?, what?, source}}
     datasets:      {key: {classes?, train_images?, fingerprint?, what?, source}}
 
@@ -72,6 +74,16 @@ class Recipe:
     betas: tuple[float, float] | None = None
     weight_decay: float | None = None
     schedule: str | None = None  # mixmim.engine.schedule.SCHEDULES: the official scheduler's formula
+    # Fine-tuning beyond the budget (a method's own recipe, baselines/cards/*.py ``finetune``); probe: its linear probe
+    min_lr: float | None = None
+    warmup_lr: float | None = None
+    layer_decay: float | None = None
+    clip_grad: float | None = None
+    fc_norm: bool | None = None
+    train_pos_embed: bool | None = None
+    probe_features: str | None = None
+    probe_crop: str | None = None
+    hierarchical: Mapping[str, Any] = field(default_factory=dict)  # the fields that differ on the hierarchical backbone
 
 
 @dataclass(frozen=True)
