@@ -61,7 +61,9 @@ def pretrain_losses() -> dict[str, str]:
 # pre-training it loads. Each method's own values are its card's ``finetune`` and ``finetune_family``; these are the
 # values every official script shares. Equality with the official engines: tests/baselines/test_official_recipes.py.
 _FINETUNE_COMMON: dict[str, Any] = {
-    "finetune.lr_scale_base": 256,  # MixMIM/MAE main_finetune.py: lr = blr * eff_batch / 256 (BEiT: see below)
+    # MixMIM/MAE main_finetune.py: lr = blr * eff_batch / 256; BEiT's absolute lr as a blr at 256 and SimMIM's / 512:
+    # their cards (baselines/cards/beit.py, simmim.py)
+    "finetune.lr_scale_base": 256,
     "finetune.weight_decay": 0.05,  # every script: --weight_decay 0.05 / TRAIN.WEIGHT_DECAY 0.05
     "finetune.drop_path": 0.1,  # every script: --drop_path 0.1 / MODEL.DROP_PATH_RATE 0.1 (B size)
     "finetune.smoothing": 0.1,  # --smoothing 0.1 (MAE, BEiT, MixMIM) / MODEL.LABEL_SMOOTHING 0.1 (SimMIM)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -112,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     preflight.add_argument("--batch-size", type=int, default=None,
                            help="per-rank batch of every stage (default: the recipe's on CUDA, 2 on CPU)")
     preflight.add_argument("--keep-scratch", action="store_true", help="keep the scratch run folders of _preflight/")
+    preflight.add_argument("--scratch", default=None, metavar="DIR",
+                           help="where the chains' scratch run folders go (default <output>/<exp>/_preflight/scratch; "
+                                "e.g. a RAM filesystem such as /dev/shm: the checkpoints are written there, then "
+                                "removed)")
     _add_cost_args(preflight)
     speed = sub.add_parser("speed", help="the speed table of every benchmark row in <output>/bench")
     speed.add_argument("--format", dest="formats", action="append", choices=("markdown", "latex", "csv", "html"),
@@ -156,9 +161,23 @@ def _costs(args, runs):
 
 
 def _budget(args):
-    from experiments.budget import Budget
+    """The ``--budget`` of ``args``, or None.
 
-    return Budget.parse(args.budget) if getattr(args, "budget", None) else None
+    Raises:
+        BudgetError: a budget with ``--finetune-protocol own``: own runs fine-tune the shared runs' encoders by run
+            name, and budgeted shared runs keep the unbudgeted names, so the budget could not say which pre-training
+            an own run inherits.
+    """
+    from experiments.budget import Budget, BudgetError
+
+    if not getattr(args, "budget", None):
+        return None
+    if getattr(args, "finetune_protocol", "shared") == "own":
+        raise BudgetError(f"--budget {args.budget} does not go with --finetune-protocol own: own runs fine-tune the "
+                          "shared runs' encoders (same names with or without a budget), whose pre-training the budget "
+                          "sets. Run the shared protocol with --budget, then the own protocol without it, each with "
+                          "its own --output if the budgeted and unbudgeted pre-trainings must both exist")
+    return Budget.parse(args.budget)
 
 
 def cmd_show(args) -> int:
@@ -191,7 +210,27 @@ def cmd_show(args) -> int:
     return 0
 
 
+def _shared_first(args) -> str:
+    """The command that runs the shared protocol's runs that ``args`` (an own-protocol ``run``) fine-tunes."""
+    words = ["mixmim-bench", "run", args.experiment, "--variant", args.variant, "--output", args.output]
+    for pattern in args.only:
+        words += ["--only", pattern]
+    words += ["--seeds", args.seeds] if args.seeds else []
+    for override in args.overrides:
+        words += ["--set", override]
+    return "`" + " ".join(shlex.quote(w) for w in words) + "`"
+
+
 def cmd_run(args) -> int:
+    from experiments.launching import MissingSiblingsError, RunSetupError
+
+    try:
+        return _run(args)
+    except MissingSiblingsError as err:
+        raise RunSetupError(err.message(_shared_first(args))) from None
+
+
+def _run(args) -> int:
     from experiments.launching import dry_run_plan, experiment_dir, launch_experiment
 
     exp = _experiment(args)
@@ -278,7 +317,7 @@ def _page_context(exp, exp_dir: Path, command: str, args):
     from reports.references import load_references
 
     recipes = load_references().recipes
-    deviations = deviation_rows(exp, recipes)
+    planned = deviation_rows(exp, recipes)
     gpu = args.gpu or default_gpu()
     costs = project_costs(exp.runs, Path(args.output), gpu, args.mfu or DEFAULT_MFU)
 
@@ -290,8 +329,14 @@ def _page_context(exp, exp_dir: Path, command: str, args):
         cost=cost, cost_note=f"projected on {gpu} GPUs (GPU-hours: all GPUs of a run together; wall: perfect "
         "scaling over the run's GPUs); source per line: a `mixmim-bench bench` row or an estimate from FLOPs",
         recipes=recipe_rows(exp), recipe_note=RECIPE_NOTE,
-        deviations=deviations, deviation_note=NOTE + "\n" + deviation_sources(deviations, recipes),
+        deviations=lambda results: deviation_rows(exp, recipes, _finished_runs(results)),
+        deviation_note=NOTE + "\n" + deviation_sources(planned, recipes),
         pretrain_losses=pretrain_losses())
+
+
+def _finished_runs(results) -> set[str]:
+    """The runs with at least one finished stage in ``results`` (``reports.results`` rows)."""
+    return set(results.loc[results["status"] == "done", "run"]) if len(results) and "status" in results else set()
 
 
 def _measured_gpu_hours(results) -> dict[tuple[str, str], float]:
@@ -345,7 +390,7 @@ def cmd_preflight(args) -> int:
         return 2
     batch = args.batch_size or (None if torch.cuda.is_available() else 2)
     opts = PreflightOptions(steps=args.steps, batch_size=batch, gpu=args.gpu or default_gpu(),
-                            keep_scratch=args.keep_scratch)
+                            keep_scratch=args.keep_scratch, scratch=Path(args.scratch) if args.scratch else None)
     result = run_preflight(exp.runs, experiment_dir(Path(args.output), exp), Path(args.output), opts,
                            f"Preflight of {exp.name} ({exp.variant})", progress=lambda m: print(m, file=sys.stderr))
     print(result.markdown)

@@ -178,7 +178,9 @@ def stage_cost(cfg: RunConfig, stage: str, gpu: str, rows: list, mfu: float,
     images, passes = stage_images(cfg, stage)
     assumed = " (ImageNet-1k size assumed)" if dataset_images(cfg)[2].endswith("assumed") else ""
     if gpus == 0:
-        return StageCost(cfg.name, stage, 0, images, 0.0, None, "CPU run (launch.gpus_per_node=0): no GPU-hours")
+        measured = _preflight_elsewhere(cfg, stage, None, preflight or [], images)
+        source = "CPU run (launch.gpus_per_node=0): no GPU-hours" + measured
+        return StageCost(cfg.name, stage, 0, images, 0.0, None, source)
     precision = _precision(cfg, stage)
     measured = _preflight_cost(cfg, stage, gpu, preflight or [], images, passes)
     if measured is not None:
@@ -190,20 +192,26 @@ def stage_cost(cfg: RunConfig, stage: str, gpu: str, rows: list, mfu: float,
         if stage == "pretrain"
         else None
     )
+    # the stage's own rate: a training rate (3 passes per image) scaled to the stage's passes (the probe: 1)
     if found:
         row, path = found
-        per_s = float(row["images_per_s"])
-        source = f"bench: {row.get('device_name')}, {per_s:.0f} img/s/GPU ({Path(path).name})"
+        per_s = float(row["images_per_s"]) * TRAIN_PASSES / passes
+        source = f"bench: {row.get('device_name')}, {per_s:.0f} img/s/GPU{_passes_note(passes)} ({Path(path).name})"
     else:
         gflops, counted = forward_gflops(cfg, stage)
-        per_s = mfu * peak_tflops(gpu, precision) * 1e12 / (2 * TRAIN_PASSES * gflops * 1e9)
+        per_s = mfu * peak_tflops(gpu, precision) * 1e12 / (2 * passes * gflops * 1e9)
         source = (
             f"estimate: {gflops:.1f} GFLOPs/img ({counted}), MFU {mfu:.2f} assumed of {gpu} {precision} "
-            f"peak, {per_s:.0f} img/s/GPU"
+            f"peak, {per_s:.0f} img/s/GPU{_passes_note(passes)}"
         )
-    gpu_hours = images * passes / TRAIN_PASSES / per_s / 3600  # per_s is a training rate (3 passes)
-    elsewhere = _preflight_elsewhere(cfg, stage, gpu, preflight or [])
+    gpu_hours = images / per_s / 3600
+    elsewhere = _preflight_elsewhere(cfg, stage, gpu, preflight or [], images)
     return StageCost(cfg.name, stage, gpus, images, gpu_hours, gpu_hours / gpus, source + assumed + elsewhere)
+
+
+def _passes_note(passes: int) -> str:
+    """`` (forward only)`` for a stage of frozen features, whose images cost one pass instead of three."""
+    return " (forward only)" if passes == 1 else ""
 
 
 def _preflight_cost(cfg: RunConfig, stage: str, gpu: str, preflight: list, images: float,
@@ -222,12 +230,24 @@ def _preflight_cost(cfg: RunConfig, stage: str, gpu: str, preflight: list, image
     return StageCost(cfg.name, stage, gpus, images, gpu_hours, gpu_hours / gpus, source)
 
 
-def _preflight_elsewhere(cfg: RunConfig, stage: str, gpu: str, preflight: list) -> str:
-    """A note when preflight rows of this stage shape exist but none for ``gpu`` at the run's configuration."""
-    from experiments.preflight.rows import other_device_rows
+def _preflight_elsewhere(cfg: RunConfig, stage: str, gpu: str | None, preflight: list, images: float) -> str:
+    """What the preflight measured for this stage shape when no row matches ``gpu`` at the run's configuration: per
+    device its newest row, named, and the hours of the run's images at that row's measured step, in that device's
+    unit (a CPU row: hours of one CPU process, never GPU-hours), beside the figure of the line (``gpu`` None: a CPU
+    run, which no GPU row could match)."""
+    from experiments.preflight.rows import recipe_batch, rows_per_device
 
-    devices = other_device_rows(preflight, cfg, stage)
-    return f" (preflight rows on {', '.join(devices)}: not {gpu} at this batch/precision)" if devices else ""
+    notes = []
+    for row, path in rows_per_device(preflight, cfg, stage):
+        device, per_s = str(row.get("device")), row.get("images_per_s_step")
+        if not per_s or math.isnan(images):
+            continue
+        unit = "CPU-hours of 1 process, not GPU-hours" if device == "cpu" else f"GPU-hours on {device}"
+        unlike = f"; not {gpu} at the run's batch {recipe_batch(cfg, stage)} {_precision(cfg, stage)}" if gpu else ""
+        notes.append(f"preflight on {device} beside it: batch {row.get('batch_size')} {row.get('precision')}, "
+                     f"{float(per_s):.3g} img/s ({row.get('step_basis', 'measured step')}) -> "
+                     f"{_hours(images / float(per_s) / 3600)} {unit}{unlike} ({path}, {row.get('time')})")
+    return "".join(f" | {note}" for note in notes)
 
 
 def project_costs(

@@ -10,15 +10,19 @@ described per method in docs/methods.md.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Collection
 from typing import Any
 
+from baselines.registry import backbone_family
 from experiments.recipe_table import FIELD_KEYS, RECIPE_STAGES, declared_fields, resolved_recipe
 from experiments.spec import Experiment
 
 NOTE = ("Each row: a recipe field of a method and stage where the runs differ from the method's official recipe "
         "(reports/references/recipes.yaml, with its source). Declared in the experiment definition "
         "(Experiment.sets; the reason from Experiment.reasons where given); differences of implementation are "
-        "listed per method in docs/methods.md.")
+        "listed per method in docs/methods.md. planned runs: the experiment's runs with that value; with results: "
+        "those of them that have finished a stage in this report (the others are pending).")
 
 
 def _text(value: Any) -> str:
@@ -42,11 +46,18 @@ def _reason(exp: Experiment, stage: str, field: str) -> str:
     return "; ".join(dict.fromkeys(exp.reasons[k] for k in keys if k in exp.reasons))
 
 
-def deviation_rows(exp: Experiment, recipes: dict) -> list[dict[str, Any]]:
+def official_recipe(ref: Any, backbone: str) -> Any:
+    """``ref`` (a ``reports.references.Recipe``) on ``backbone``: its ``hierarchical`` values on that family."""
+    family = ref.hierarchical if backbone_family(backbone) == "hierarchical" else {}
+    return dataclasses.replace(ref, **family) if family else ref
+
+
+def deviation_rows(exp: Experiment, recipes: dict, finished: Collection[str] | None = None) -> list[dict[str, Any]]:
     """One row per method, stage, field and value where the runs differ from the official recipe.
 
     Args:
         recipes: ``reports.references.load_references().recipes`` (the official recipes, keyed by name).
+        finished: the names of the runs that have a result; given, a ``with results`` column counts them.
     """
     official = {(r.method, r.stage): r for r in recipes.values() if r.method}
     rows: dict[tuple, dict[str, Any]] = {}
@@ -55,19 +66,23 @@ def deviation_rows(exp: Experiment, recipes: dict) -> list[dict[str, Any]]:
             ref = official.get((cfg.method.name, stage))
             if stage not in cfg.stages or ref is None:
                 continue
+            ref = official_recipe(ref, cfg.model.backbone)
             ours, declared = resolved_recipe(cfg, stage), declared_fields(exp.sets, stage)
             for field in FIELD_KEYS:
                 value = getattr(ref, field, None)
-                if value is None or not _differs(ours[field], value):
+                if value is None or ours[field] is None or not _differs(ours[field], value):
                     continue
                 key = (cfg.method.name, stage, field, _text(ours[field]))
                 row = rows.setdefault(key, {
                     "method": cfg.method.name, "stage": stage, "field": field, "ours": _text(ours[field]),
-                    "official": _text(value), "runs": 0,
+                    "official": _text(value), "planned runs": 0,
+                    **({"with results": 0} if finished is not None else {}),
                     "declared": "by the experiment, for every method" if field in declared else "NOT declared",
                     "why": _reason(exp, stage, field), "official recipe": ref.key,
                 })
-                row["runs"] += 1
+                row["planned runs"] += 1
+                if finished is not None:
+                    row["with results"] += cfg.name in finished
     return list(rows.values())
 
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from experiments.budget import Budget, apply_budget
 from experiments.spec import Experiment, normalize_stages
 from experiments.stages import RANK_PRELOAD, STAGES
@@ -22,6 +24,7 @@ from mixmim.runs.rundir import (
     append_to_manifest,
     atomic_write_text,
     done_stages,
+    sibling_encoder,
     update_manifest,
 )
 from mixmim.weights.init_source import InitWeightsError, resolve_init
@@ -33,6 +36,25 @@ log = logging.getLogger(__name__)
 
 class RunSetupError(ValueError):
     """A run cannot start as configured; the message names the run, the problem and the fix."""
+
+
+class MissingSiblingsError(RunSetupError):
+    """Runs of the own fine-tuning protocol whose shared-protocol sibling has not pre-trained its encoder yet.
+
+    Attributes:
+        missing: the sibling run's name -> the encoder file it has not written yet.
+    """
+
+    def __init__(self, experiment: str, missing: dict[str, Path]) -> None:
+        self.experiment, self.missing = experiment, missing
+        super().__init__(self.message(f"`mixmim-bench run {experiment}` (the shared protocol) with the same "
+                                      "--variant, --seeds, --only and --output"))
+
+    def message(self, first: str) -> str:
+        """The error naming each missing encoder once, then ``first``: what to run before."""
+        runs = "\n".join(f"  {name} ({path})" for name, path in self.missing.items())
+        return (f"{len(self.missing)} run(s) of the shared fine-tuning protocol have not pre-trained the encoder "
+                f"that the own protocol fine-tunes:\n{runs}\nrun them first: {first}")
 
 
 def experiment_dir(output: Path, exp: Experiment) -> Path:
@@ -77,9 +99,11 @@ def validate_run(cfg: RunConfig, run_dir: Path) -> None:
         if sibling and set(evaluates) <= set(done_stages(run_dir)):
             pass  # finished already: relaunching it is a no-op, whatever became of the sibling's encoder
         elif sibling:  # the own fine-tuning protocol: the shared protocol's run pre-trains this encoder
-            raise RunSetupError(f"run '{cfg.name}' fine-tunes another run's encoder: {err}: run that run first: "
-                                f"`mixmim-bench run {cfg.experiment}` (the shared protocol) with the same --variant, "
-                                "--seeds and --output") from None
+            try:
+                path = sibling_encoder(cfg.init, run_dir, cfg.seed)
+            except ValueError:  # a malformed run:<base>
+                raise RunSetupError(f"run '{cfg.name}': {err}") from None
+            raise MissingSiblingsError(cfg.experiment, {path.parent.parent.name: path}) from None
         else:
             raise RunSetupError(f"run '{cfg.name}' evaluates an encoder ({', '.join(evaluates)}): {err} "
                                 "(--set init=VALUE)") from None
@@ -142,17 +166,19 @@ class ConfigCheck:
             (differs, stages have results, ``--force-config``).
         diff: the unified diff, existing -> requested (empty unless the configs differ).
         done: stages with a result.
+        added: for ``upgrade``, the dotted keys the folder's config lacks (each at its default).
     """
 
     action: str
     diff: str = ""
     done: list[str] = field(default_factory=list)
+    added: list[str] = field(default_factory=list)
 
     def note(self) -> str:
         """A phrase for the plan, empty when there is nothing to say."""
         if self.action == "upgrade":
-            return (f"config.yaml predates keys that take their defaults, rewritten with them (old one kept as "
-                    f"{PREVIOUS_CONFIG_FILE})")  # fmt: skip
+            return (f"config.yaml predates keys that take their defaults ({', '.join(self.added)}), rewritten with "
+                    f"them (old one kept as {PREVIOUS_CONFIG_FILE})")  # fmt: skip
         if self.action == "replace":
             return ("config changed, no stage result yet: the new config replaces it (old one kept as "
                     f"{PREVIOUS_CONFIG_FILE})")  # fmt: skip
@@ -168,6 +194,16 @@ def _with_new_defaults(path: Path) -> str | None:
         return to_yaml(load_yaml(path))
     except Exception:  # a removed key or a value this version refuses: the text comparison stands
         return None
+
+
+def _dotted_keys(text: str) -> set[str]:
+    """The dotted leaf keys of a config.yaml text (``data.decode``)."""
+    def walk(node: Any, prefix: str) -> list[str]:
+        if not isinstance(node, dict):
+            return [prefix]
+        return [k for key, value in node.items() for k in walk(value, f"{prefix}{key}.")] if node else [prefix]
+
+    return {k.rstrip(".") for k in walk(yaml.safe_load(text) or {}, "")}
 
 
 def check_config(cfg: RunConfig, run_dir: Path, force_config: bool = False) -> ConfigCheck:
@@ -187,7 +223,7 @@ def check_config(cfg: RunConfig, run_dir: Path, force_config: bool = False) -> C
     diff = "".join(lines[2:14])
     done = done_stages(run_dir)
     if _with_new_defaults(path) == text:
-        return ConfigCheck("upgrade", diff, done)
+        return ConfigCheck("upgrade", diff, done, sorted(_dotted_keys(text) - _dotted_keys(existing)))
     if not done:
         return ConfigCheck("replace", diff)
     if force_config:
@@ -242,10 +278,14 @@ def run_specs(exp: Experiment, output: Path, budget: Budget | None = None, write
             (``--dry-run`` too).
     """
     records = apply_budget(exp.runs, budget, Path(output))
-    specs = []
+    specs, missing = [], {}
     for cfg in exp.runs:
         run_dir = experiment_dir(output, exp) / cfg.name
-        validate_run(cfg, run_dir)
+        try:
+            validate_run(cfg, run_dir)
+        except MissingSiblingsError as err:  # every run's, in one message
+            missing.update(err.missing)
+            continue
         check_decode_here(cfg, run_dir, executor or cfg.launch.executor)
         check_config(cfg, run_dir, force_config)  # fail before anything launches; checked again under the lock
         prepare = None
@@ -253,6 +293,8 @@ def run_specs(exp: Experiment, output: Path, budget: Budget | None = None, write
             prepare = functools.partial(prepare_run_dir, cfg, run_dir, exp.variant, records.get(cfg.name), force_config)
         stages = [StageSpec(name=s, fn=STAGES[s], cfg=cfg, preload=RANK_PRELOAD) for s in cfg.stages]
         specs.append(RunSpec(run_dir=run_dir, name=cfg.name, prepare=prepare, stages=stages))
+    if missing:
+        raise MissingSiblingsError(exp.name, missing)
     return specs
 
 

@@ -33,21 +33,33 @@ FIELD_KEYS: dict[str, tuple[str, ...]] = {
     "betas": ("{s}.betas",),
     "weight_decay": ("{s}.weight_decay",),
     "precision": ("{s}.precision",),
+    # fine-tuning beyond the budget (and its linear probe): each method's own recipe in the ``own`` protocol
+    "min_lr": ("{s}.min_lr",),
+    "warmup_lr": ("{s}.warmup_lr",),
+    "layer_decay": ("{s}.layer_decay",),
+    "clip_grad": ("{s}.clip_grad",),
+    "fc_norm": ("model.fc_norm",),
+    "train_pos_embed": ("model.train_pos_embed",),
+    "probe_features": ("linprobe.features",),
+    "probe_crop": ("linprobe.crop",),
 }
+FINETUNE_FIELDS = ("layer_decay", "fc_norm", "train_pos_embed", "probe_features", "probe_crop")  # fine-tuning's only
 
 
 def world_size(cfg: RunConfig) -> int:
-    """Processes (ranks) a run launches with: ``launch.nodes x`` :func:`mixmim.config.tasks_per_node`."""
+    """Processes (ranks) a run launches with: ``launch.nodes x`` :func:`mixmim.runs.rendezvous.tasks_per_node`."""
     return launch_world_size(cfg.launch)
 
 
 def resolved_recipe(cfg: RunConfig, stage: str) -> dict[str, Any]:
     """The recipe fields of ``stage`` as the run will train them (the recipes.yaml field names).
 
-    ``precision`` stays as configured (``auto`` resolves per device only when the stage starts).
+    ``precision`` stays as configured (``auto`` resolves per device only when the stage starts). The fields of
+    :data:`FINETUNE_FIELDS` are None outside fine-tuning, the probe's also when the run has no linear probe.
     """
     section = getattr(cfg, stage)
     batch = section.batch_size * getattr(section, "accum_iter", 1) * world_size(cfg)
+    finetune, probe = stage == "finetune", stage == "finetune" and "linprobe" in cfg.stages  # FINETUNE_FIELDS
     return {
         "epochs": section.epochs,
         "warmup_epochs": section.warmup_epochs,
@@ -59,13 +71,22 @@ def resolved_recipe(cfg: RunConfig, stage: str) -> dict[str, Any]:
         "betas": tuple(section.betas) if hasattr(section, "betas") else None,
         "weight_decay": section.weight_decay,
         "precision": section.precision,
+        "min_lr": section.min_lr,
+        "warmup_lr": getattr(section, "warmup_lr", None),
+        "layer_decay": section.layer_decay if finetune else None,
+        "clip_grad": section.clip_grad,
+        "fc_norm": cfg.model.fc_norm if finetune else None,
+        "train_pos_embed": cfg.model.train_pos_embed if finetune else None,
+        "probe_features": cfg.linprobe.features if probe else None,
+        "probe_crop": cfg.linprobe.crop if probe else None,
     }
 
 
 def declared_fields(sets: tuple[str, ...] | list[str], stage: str) -> set[str]:
     """The recipe fields of ``stage`` that config keys ``sets`` (an experiment's declaration) decide."""
     keys = set(sets)
-    return {name for name, templates in FIELD_KEYS.items() if any(t.format(s=stage) in keys for t in templates)}
+    return {name for name, templates in FIELD_KEYS.items() if any(t.format(s=stage) in keys for t in templates)
+            and (stage == "finetune" or name not in FINETUNE_FIELDS)}
 
 
 def _lr(value: float) -> str:

@@ -7,7 +7,8 @@ Rules that keep the report honest:
 - a row that averages runs differing in method, backbone or setting says so;
 - numbers from different detection engines never share a column;
 - a reference that is unknown or still to transcribe shows as missing, never as zero;
-- a run whose recipe differs from the reference's recipe gets a protocol-drift note.
+- a run whose recipe differs from the reference's recipe gets a protocol-drift note, and a run whose data differs
+  from the reference's dataset (classes, training images, fingerprint) a dataset-drift note; both mark the cell †.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import numpy as np
 import pandas as pd
 
 from reports.cells import Cell, NoteBook, TableColumn, TableData, TableRow
-from reports.drift import RunDrift, run_drift, summarize_drift
-from reports.references import RECIPE_FIELDS, Recipe, References
+from reports.drift import DATA_FIELDS, RunDrift, run_dataset_drift, run_drift, summarize_dataset_drift, summarize_drift
+from reports.references import RECIPE_FIELDS, DatasetRef, Recipe, References
 from reports.results import NOT_PLANNED_REASON
 from reports.spec import Column, TableSpec
 from reports.stats import LEVEL, Interval, mean_interval
@@ -47,7 +48,9 @@ _USED_COLUMNS = (
     "images_per_s",
     "epochs_planned",
     "truncated",
+    "init",  # run:<base>: the pre-training a run inherits (inherited_pretrain)
     *RECIPE_FIELDS,
+    *DATA_FIELDS,
 )
 
 
@@ -151,8 +154,9 @@ def _exclusion_note(excluded: pd.DataFrame) -> str:
 class _Context:
     """What cell building shares: the spec, references, notes, sources and per-run recipes."""
 
-    def __init__(self, sub: pd.DataFrame, spec: TableSpec, refs: References) -> None:
+    def __init__(self, sub: pd.DataFrame, spec: TableSpec, refs: References, rows: pd.DataFrame | None = None) -> None:
         self.sub, self.spec, self.refs = sub, spec, refs
+        self.rows = sub if rows is None else rows  # every row read, for stages of other runs a run builds on
         self.notes = NoteBook()
         self.sources: list[str] = []
         self._recipes: dict[tuple[str, str], dict[str, Any]] | None = None
@@ -165,12 +169,22 @@ class _Context:
     def stage_recipe(self, run: str, stage: str) -> dict[str, Any]:
         if self._recipes is None:
             first = self.sub.drop_duplicates(["run", "stage"]).dropna(subset=["stage"])
-            self._recipes = first.set_index(["run", "stage"])[list(RECIPE_FIELDS)].to_dict("index")
+            columns = [c for c in (*RECIPE_FIELDS, *DATA_FIELDS) if c in first.columns]
+            self._recipes = first.set_index(["run", "stage"])[columns].to_dict("index")
         return self._recipes.get((run, stage), {})
 
     def recipes_of(self, ref_key: str) -> dict[str, Recipe]:
         """stage -> Recipe that a reference names."""
         return {stage: self.refs.recipes[key] for stage, key in self.refs.values[ref_key].recipe.items()}
+
+    def datasets_of(self, ref_key: str) -> dict[str, DatasetRef]:
+        """stage -> DatasetRef that a reference names."""
+        return {stage: self.refs.datasets[key] for stage, key in self.refs.values[ref_key].dataset.items()}
+
+    def dataset_drift(self, run: str, ref_key: str) -> RunDrift:
+        """The differences of one run's data from one reference's datasets."""
+        datasets = self.datasets_of(ref_key)
+        return run_dataset_drift({stage: self.stage_recipe(run, stage) for stage in datasets}, datasets)
 
     def drift(self, run: str, ref_key: str) -> RunDrift:
         """The differences of one run from one reference's recipes (cached)."""
@@ -222,10 +236,24 @@ def truncation_text(stage_rows: pd.DataFrame, runs: int) -> str:
     return "schedule cut short (max_steps or a budget): " + "; ".join(parts) if parts else ""
 
 
+def inherited_pretrain(rows: pd.DataFrame, stages: pd.DataFrame) -> pd.DataFrame:
+    """The pre-training rows of the runs whose encoders the runs of ``stages`` fine-tune (``init=run:<base>``: run
+    ``<base>-s<seed>``, fixed-encoder's own protocol), one per run, with the stage named ``pretrain inherited from
+    <the runs>``; empty when no run inherits one. ``rows``: every row read (``reports.results``)."""
+    if "init" not in stages or "init" not in rows:
+        return stages.iloc[0:0]
+    own = stages.dropna(subset=["init"]).drop_duplicates("run")
+    siblings = {f"{init.removeprefix('run:')}-s{seed}" for init, seed in zip(own["init"], own["seed"])
+                if isinstance(init, str) and init.startswith("run:")}
+    found = rows[rows["run"].isin(siblings) & rows["stage"].eq("pretrain")].drop_duplicates("run")
+    return found.assign(stage=f"pretrain inherited from {', '.join(sorted(found['run']))}")
+
+
 def _add_drift(cell: Cell, runs_counted: pd.DataFrame, engine: str | None, ctx: _Context) -> None:
     """Protocol-drift notes for the runs counted in a cell, one note per distinct difference; a run cut short of its
     schedule is marked whether or not the cell has a reference."""
     stages = ctx.sub[ctx.sub["run"].isin(runs_counted["run"])].drop_duplicates(["run", "stage"])
+    stages = pd.concat([stages, inherited_pretrain(ctx.rows, stages)], ignore_index=True)
     truncated = truncation_text(stages, runs_counted["run"].nunique())
     if truncated:
         cell.drift.append(truncated)
@@ -242,6 +270,12 @@ def _add_drift(cell: Cell, runs_counted: pd.DataFrame, engine: str | None, ctx: 
     for text in cell.drift:
         if text != truncated:
             cell.notes.append(ctx.notes.add(f"protocol drift from the reference recipe: {text}"))
+    if ref.dataset and len(runs_counted):
+        runs = runs_counted["run"]
+        text = summarize_dataset_drift([ctx.dataset_drift(run, ref.key) for run in runs], ctx.datasets_of(ref.key))
+        if text:
+            cell.drift.append(f"dataset not the reference's: {text}")
+            cell.notes.append(ctx.notes.add(cell.drift[-1]))
 
 
 def _metric_cell(
@@ -337,10 +371,11 @@ def _budget_columns(spec: TableSpec) -> list[TableColumn]:
     ]
 
 
-def build_table(df: pd.DataFrame, spec: TableSpec, refs: References) -> TableData:
-    """Aggregate the results for one table spec (see the module docstring for the rules)."""
+def build_table(df: pd.DataFrame, spec: TableSpec, refs: References, every: pd.DataFrame | None = None) -> TableData:
+    """Aggregate the results for one table spec (see the module docstring for the rules). ``every``: the rows of
+    every run read, where ``df`` holds only some (``--only``): the pre-training a run inherits is looked up there."""
     sub = _select(df, spec)
-    ctx = _Context(sub, spec, refs)
+    ctx = _Context(sub, spec, refs, df if every is None else every)
     runs = _run_index(sub, spec)
     columns, per_run = _metric_columns(spec, sub, runs)
     budget = _by_label(_budget_per_run(runs, sub, spec)) if spec.budget else {}

@@ -4,6 +4,12 @@ A reproduced number is only comparable with the paper's when it was trained the 
 compared are the ones that change results most and that every stage records: epochs, effective batch,
 absolute lr and precision (``reports.references.RECIPE_FIELDS``). A field the reference leaves null is not
 compared; a field the run did not record is reported ("not recorded"), because it cannot be checked.
+
+A number is also only comparable when it was trained on the reference's data: each stage's class count, training
+images and data fingerprint (:data:`DATA_FIELDS`, recorded by every stage since they were added) are compared with
+the reference's dataset (``reports.references.DatasetRef``); a field the reference leaves null (the fingerprint,
+unless a reference's copy was fingerprinted) is not compared, and neither is one a run did not record (runs written
+before the counts were recorded: their data cannot be told apart, so they are not flagged).
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from reports.references import RECIPE_FIELDS, Recipe
+from reports.references import RECIPE_FIELDS, DatasetRef, Recipe
 
 _PRECISION_ALIASES = {
     "amp": "fp16",
@@ -31,6 +37,13 @@ _PRECISION_ALIASES = {
     "full": "fp32",
 }
 _FIELD_NAMES = {"epochs": "epochs", "effective_batch": "effective batch", "lr": "lr", "precision": "precision"}
+# run column (result.json / manifest) -> (DatasetRef field, name shown)
+DATA_FIELDS = {
+    "data_classes": ("classes", "classes"),
+    "data_images": ("train_images", "training images"),
+    "data_fingerprint": ("fingerprint", "data fingerprint"),
+}
+FINGERPRINT_SHOWN = 12  # hex digits of a fingerprint shown in a note
 LR_RTOL = 1e-6
 
 
@@ -53,6 +66,8 @@ def _format(value: Any) -> str:
 
 
 def _differs(field: str, run_value: Any, ref_value: Any) -> bool:
+    if field == "data_fingerprint":
+        return str(run_value) != str(ref_value)
     if field == "precision":
         return normalize_precision(run_value) != normalize_precision(ref_value)
     if field == "schedule":
@@ -81,6 +96,24 @@ def recipe_drift(run_recipe: Mapping[str, Any], recipe: Recipe) -> list[tuple[st
     return diffs
 
 
+def dataset_drift(run_data: Mapping[str, Any], dataset: DatasetRef) -> list[tuple[str, str, str]]:
+    """Differences of one run stage's data from a reference's dataset as (field, run value, reference value);
+    fields the reference or the run leaves empty are skipped (module docstring).
+
+    Example: ``[('data_classes', '10', '1000'), ('data_images', '160', '1281167')]``.
+    """
+    diffs = []
+    for column, (attr, _) in DATA_FIELDS.items():
+        ref_value, run_value = getattr(dataset, attr), run_data.get(column)
+        if ref_value is None or _missing(run_value) or not _differs(column, run_value, ref_value):
+            continue
+        if column == "data_fingerprint":
+            diffs.append((column, str(run_value)[:FINGERPRINT_SHOWN], str(ref_value)[:FINGERPRINT_SHOWN]))
+        else:
+            diffs.append((column, _format(run_value), _format(ref_value)))
+    return diffs
+
+
 RunDrift = tuple[tuple[str, str, str, str], ...]  # (stage, field, run value, reference value) per difference
 
 
@@ -96,12 +129,35 @@ def run_drift(stage_recipes: Mapping[str, Mapping[str, Any]], recipes: Mapping[s
     )
 
 
+def run_dataset_drift(stage_data: Mapping[str, Mapping[str, Any]], datasets: Mapping[str, DatasetRef]) -> RunDrift:
+    """Every difference of one run's data from a reference's datasets (stage -> DatasetRef); empty when none."""
+    return tuple(
+        (stage, *diff)
+        for stage, dataset in datasets.items()
+        for diff in dataset_drift(stage_data.get(stage, {}), dataset)
+    )
+
+
 def summarize_drift(per_run: Sequence[RunDrift], recipes: Mapping[str, Recipe]) -> str:
     """One line for the runs of a cell, e.g.
     ``pretrain (mixmim_b_pretrain): epochs 100 [1 of 3 runs], 300 [2 of 3 runs] vs 600, precision bf16 vs fp16``.
 
     A run value is followed by its share of runs when not every run has it; '' when no run drifts.
     """
+    keys = {stage: recipe.key for stage, recipe in recipes.items()}
+    return _summarize(per_run, keys, {field: _FIELD_NAMES[field] for field in RECIPE_FIELDS})
+
+
+def summarize_dataset_drift(per_run: Sequence[RunDrift], datasets: Mapping[str, DatasetRef]) -> str:
+    """One line for the data of a cell's runs, e.g. ``finetune (imagenet1k): classes 10 vs 1000, training images
+    160 vs 1281167``; '' when every run's data matches."""
+    keys = {stage: dataset.key for stage, dataset in datasets.items()}
+    return _summarize(per_run, keys, {column: shown for column, (_, shown) in DATA_FIELDS.items()})
+
+
+def _summarize(per_run: Sequence[RunDrift], keys: Mapping[str, str], names: Mapping[str, str]) -> str:
+    """``stage (key): <name> <run values> vs <reference value>, ...; ...`` over stages (``keys``' order) and fields
+    (``names``' order)."""
     n = len(per_run)
     counts: dict[tuple[str, str], Counter[str]] = {}
     ref_values: dict[tuple[str, str], str] = {}
@@ -110,15 +166,15 @@ def summarize_drift(per_run: Sequence[RunDrift], recipes: Mapping[str, Recipe]) 
             counts.setdefault((stage, field), Counter())[run_value] += 1
             ref_values[(stage, field)] = ref_value
     parts = []
-    for stage, recipe in recipes.items():
+    for stage, key in keys.items():
         fields = []
-        for field in RECIPE_FIELDS:
+        for field, name in names.items():
             if (stage, field) not in counts:
                 continue
             values = ", ".join(
                 v if c == n else f"{v} [{c} of {n} runs]" for v, c in sorted(counts[(stage, field)].items())
             )
-            fields.append(f"{_FIELD_NAMES[field]} {values} vs {ref_values[(stage, field)]}")
+            fields.append(f"{name} {values} vs {ref_values[(stage, field)]}")
         if fields:
-            parts.append(f"{stage} ({recipe.key}): " + ", ".join(fields))
+            parts.append(f"{stage} ({key}): " + ", ".join(fields))
     return "; ".join(parts)

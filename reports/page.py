@@ -47,8 +47,9 @@ class PageContext:
             ``cost_note`` says what the projection assumes.
         recipes: the resolved recipe per run and stage (``experiments.recipe_table.recipe_rows``);
             ``recipe_note`` explains its marks.
-        deviations: documented deviations from the official recipes that the runs use, one dict each
-            (``experiments.deviations.deviation_rows``); ``deviation_note`` says where they are declared.
+        deviations: results -> the documented deviations from the official recipes that the runs use, one dict
+            each, counting the planned runs and those with results (``experiments.deviations.deviation_rows``);
+            ``deviation_note`` says where they are declared.
         pretrain_losses: method -> what its pre-training loss is (``baselines.pretrain_losses``: the method
             cards); the curves of one loss kind share an axis (``reports.curves.loss_kind``).
     """
@@ -60,7 +61,7 @@ class PageContext:
     cost_note: str = ""
     recipes: list[dict[str, Any]] = field(default_factory=list)
     recipe_note: str = ""
-    deviations: list[dict[str, Any]] = field(default_factory=list)
+    deviations: Callable[[pd.DataFrame], list[dict[str, Any]]] | None = None
     deviation_note: str = ""
     pretrain_losses: Mapping[str, str] = field(default_factory=dict)
 
@@ -192,11 +193,12 @@ def cost_section(ctx: PageContext, results: pd.DataFrame, speed: pd.DataFrame | 
     return "".join(parts)
 
 
-def deviations_section(ctx: PageContext) -> str:
+def deviations_section(ctx: PageContext, results: pd.DataFrame) -> str:
     note = f"<p class='note'>{esc(ctx.deviation_note)}</p>" if ctx.deviation_note else ""
-    if not ctx.deviations:
+    rows = ctx.deviations(results) if ctx.deviations is not None else []
+    if not rows:
         return "<p>No deviation from an official recipe is recorded for these runs.</p>" + note
-    return table(ctx.deviations) + note
+    return table(rows, numeric=("planned runs", "with results")) + note
 
 
 def files_section(bundle: Path, files: Sequence[Path]) -> str:
@@ -223,7 +225,7 @@ def write_page(bundle: Path, exp_dir: Path, ctx: PageContext, results: pd.DataFr
         "curves": curves_section(panels, bundle / "plots"),
         "plots": plots_section(plot_files),
         "cost": cost_section(ctx, results, speed, len(states)),
-        "deviations": deviations_section(ctx),
+        "deviations": deviations_section(ctx, results),
         "runs": runs_section(exp_dir, states, run_files, ctx.recipes, ctx.recipe_note) if states
         else "<p>No run directories.</p>",
         "files": files_section(bundle, bundle_files),

@@ -3,10 +3,17 @@
 The data lives in ``reports/references/*.yaml`` (one file per family of sources), each file with up to
 three sections::
 
-    references:    {key: {value, source, std?, n?, unit?, what?, recipe?, noise_floor?, engine?, note?, status?}}
+    references:    {key: {value, source, std?, n?, unit?, what?, recipe?, dataset?, noise_floor?, engine?, note?,
+                          status?}}
     recipes:       {key: {stage, epochs, effective_batch, lr, blr?, lr_scale_base?, precision, source,
-                          warmup_epochs?, method?, betas?, weight_decay?}}
+                          warmup_epochs?, method?, betas?, weight_decay?, schedule?, min_lr?, warmup_lr?,
+                          layer_decay?, clip_grad?, fc_norm?, train_pos_embed?, probe_features?, probe_crop?,
+                          hierarchical?: {field: value}}}
     noise_floors:  {key: {value, unit?, what?, source}}
+    datasets:      {key: {classes?, train_images?, fingerprint?, what?, source}}
+
+A reference's ``recipe`` and ``dataset`` map a stage to the recipe / dataset it was trained with
+(``dataset: {pretrain: imagenet1k, finetune: imagenet1k}``); a run that differs is flagged (``reports.drift``).
 
 Every entry needs a non-empty ``source``: a number without a source is not a reference. ``value: null``
 marks a number that exists in a paper but is not transcribed yet; the report shows it as missing.
@@ -27,7 +34,7 @@ _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when ava
 
 
 class ReferenceDataError(ValueError):
-    """A reference file is malformed (no source, duplicate key, unknown recipe or noise floor)."""
+    """A reference file is malformed (no source, duplicate key, unknown recipe, dataset or noise floor)."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,7 @@ class Reference:
     unit: str = ""
     what: str = ""
     recipe: Mapping[str, str] = field(default_factory=dict)  # stage -> recipe key
+    dataset: Mapping[str, str] = field(default_factory=dict)  # stage -> dataset key
     noise_floor: str | None = None
     engine: str | None = None
     note: str = ""
@@ -66,6 +74,30 @@ class Recipe:
     betas: tuple[float, float] | None = None
     weight_decay: float | None = None
     schedule: str | None = None  # mixmim.engine.schedule.SCHEDULES: the official scheduler's formula
+    # Fine-tuning beyond the budget (a method's own recipe, baselines/cards/*.py ``finetune``); probe: its linear probe
+    min_lr: float | None = None
+    warmup_lr: float | None = None
+    layer_decay: float | None = None
+    clip_grad: float | None = None
+    fc_norm: bool | None = None
+    train_pos_embed: bool | None = None
+    probe_features: str | None = None
+    probe_crop: str | None = None
+    hierarchical: Mapping[str, Any] = field(default_factory=dict)  # the fields that differ on the hierarchical backbone
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """The training split behind a reference: what a run's data must match to be comparable. A field left None
+    is not compared (a fingerprint only where the reference's copy was fingerprinted,
+    ``mixmim.data.fingerprint``)."""
+
+    key: str
+    source: str
+    classes: int | None = None
+    train_images: int | None = None
+    fingerprint: str | None = None
+    what: str = ""
 
 
 @dataclass(frozen=True)
@@ -86,6 +118,7 @@ class References:
     values: Mapping[str, Reference] = field(default_factory=dict)
     recipes: Mapping[str, Recipe] = field(default_factory=dict)
     noise_floors: Mapping[str, NoiseFloor] = field(default_factory=dict)
+    datasets: Mapping[str, DatasetRef] = field(default_factory=dict)
     files: tuple[Path, ...] = ()
 
     def get(self, key: str | None) -> Reference | None:
@@ -122,6 +155,7 @@ def _parse_reference(key: str, entry: dict[str, Any], path: Path) -> Reference:
         unit=str(entry.get("unit", "")),
         what=str(entry.get("what", "")),
         recipe=dict(entry.get("recipe") or {}),
+        dataset=dict(entry.get("dataset") or {}),
         noise_floor=entry.get("noise_floor"),
         engine=entry.get("engine"),
         note=str(entry.get("note", "")),
@@ -154,6 +188,7 @@ def load_references(paths: Iterable[str | Path] | None = None) -> References:
     values: dict[str, Reference] = {}
     recipes: dict[str, Recipe] = {}
     floors: dict[str, NoiseFloor] = {}
+    datasets: dict[str, DatasetRef] = {}
     for path in files:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER) or {}
         for key, entry in (data.get("references") or {}).items():
@@ -177,19 +212,28 @@ def load_references(paths: Iterable[str | Path] | None = None) -> References:
                 str(entry.get("what", "")),
             )
             _merge(floors, str(key), floor, path, "noise_floors")
-    _check_links(values, recipes, floors)
-    return References(values=values, recipes=recipes, noise_floors=floors, files=files)
+        for key, entry in (data.get("datasets") or {}).items():
+            entry = _require_source("datasets", key, entry, path)
+            known = {f for f in DatasetRef.__dataclass_fields__ if f != "key"}
+            _merge(datasets, str(key), DatasetRef(key=str(key), **{k: v for k, v in entry.items() if k in known}),
+                   path, "datasets")  # fmt: skip
+    _check_links(values, recipes, floors, datasets)
+    return References(values=values, recipes=recipes, noise_floors=floors, datasets=datasets, files=files)
 
 
-def _check_links(
-    values: Mapping[str, Reference], recipes: Mapping[str, Recipe], floors: Mapping[str, NoiseFloor]
-) -> None:
-    """Every recipe and noise floor a reference names must exist."""
+def _check_links(values: Mapping[str, Reference], recipes: Mapping[str, Recipe], floors: Mapping[str, NoiseFloor],
+                 datasets: Mapping[str, DatasetRef]) -> None:  # fmt: skip
+    """Every recipe, dataset and noise floor a reference names must exist."""
     for ref in values.values():
         for stage, recipe_key in ref.recipe.items():
             if recipe_key not in recipes:
                 raise ReferenceDataError(
                     f"reference '{ref.key}' names unknown recipe '{recipe_key}' for stage '{stage}'"
+                )
+        for stage, dataset_key in ref.dataset.items():
+            if dataset_key not in datasets:
+                raise ReferenceDataError(
+                    f"reference '{ref.key}' names unknown dataset '{dataset_key}' for stage '{stage}'"
                 )
         if ref.noise_floor and ref.noise_floor not in floors:
             raise ReferenceDataError(f"reference '{ref.key}' names unknown noise floor '{ref.noise_floor}'")

@@ -25,9 +25,12 @@ EXTENSIONS = {"markdown": "md", "latex": "tex", "csv": "csv", "html": "html"}
 _TABULATE_FORMATS = {"markdown": "github", "latex": "latex_raw", "html": "unsafehtml"}
 
 
-def build_tables(df: pd.DataFrame, specs: Sequence[TableSpec], references: References) -> list[TableData]:
-    """Aggregate every spec (format-free): a values table, or a differences table (``spec.kind``)."""
-    return [(build_differences if spec.kind == "differences" else build_table)(df, spec, references) for spec in specs]
+def build_tables(df: pd.DataFrame, specs: Sequence[TableSpec], references: References,
+                 every: pd.DataFrame | None = None) -> list[TableData]:
+    """Aggregate every spec (format-free): a values table, or a differences table (``spec.kind``). ``every``: the
+    rows of every run read when ``df`` holds some (a values table's drift notes follow inherited pre-training)."""
+    return [build_differences(df, spec, references) if spec.kind == "differences"
+            else build_table(df, spec, references, every) for spec in specs]
 
 
 def verdict_lines(table: TableData) -> list[str]:

@@ -133,10 +133,11 @@ def report_experiment(
         # every stage a table reads: a run's planned-but-unstarted stage is then 'missing', an unplanned one n/a
         manifests: dict[str, dict] = {}
         results = read_results(exp_dir, dict.fromkeys(stage for spec in specs for stage in spec.stages), manifests)
+        every = results
         if runs is not None:
             results = results[results["run"].isin(list(runs))].reset_index(drop=True)
         specs = [spec.for_data(recorded_datasets(exp_dir, results["run"].unique())) for spec in specs]
-        tables = build_tables(results, specs, refs)
+        tables = build_tables(results, specs, refs, every)
         texts = {fmt: format_tables(tables, fmt) for fmt in dict.fromkeys([*formats, "markdown"])}
         bundle = build_bundle(exp_dir, specs, refs, out_dir, command=command, results=results, tables=tables,
                               speed=speed, runs=runs, context=context, keep=keep, full=full, manifests=manifests)

@@ -42,6 +42,9 @@ RECIPE_COLUMNS = [
     "engine",
     "epochs_planned",
     "truncated",
+    "data_classes",
+    "data_images",
+    "data_fingerprint",
 ]
 NUMERIC_COLUMNS = [
     "value",
@@ -55,10 +58,13 @@ NUMERIC_COLUMNS = [
     "wall_time_s",
     "gflops",
     "epochs_planned",
+    "data_classes",
+    "data_images",
 ]
 NOT_PLANNED = "not_planned"  # status of a stage a table reads but the run never has (not in stages_planned)
 NOT_PLANNED_REASON = "not a stage of this run"
-RESULT_COLUMNS = [*IDENTITY_COLUMNS, "stage", "metric", "value", *RECIPE_COLUMNS, "status", "reason"]
+# init: the run's ``init`` as its manifest records it (``run:<base>``: the encoder of run <base>-s<seed>)
+RESULT_COLUMNS = [*IDENTITY_COLUMNS, "stage", "metric", "value", *RECIPE_COLUMNS, "status", "reason", "init"]
 STAGE_NAMES = ("tokenizer", "pretrain", "finetune", "linprobe", "knn", "coco")
 SETTING_PREFIX = "setting."
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -108,6 +114,7 @@ def _read_identity(run_dir: str) -> tuple[dict[str, Any], dict[str, Any], str]:
             "seed": cfg.get("seed"),
         }
         manifest.setdefault("config_stages", cfg.get("stages") or [])
+        manifest.setdefault("init", cfg.get("init"))
         return identity, manifest, ""
     except FileNotFoundError:
         problem += f"; no {CONFIG_FILE}"
@@ -227,7 +234,7 @@ def read_run(run_dir: str | Path, expected_stages: Iterable[str] = (),
     if not identity:
         return [{"run": name, "stage": None, "status": "failed", "reason": problem}]
     identity["run"] = name  # the folder name: unique, and where the run's files are (a copied manifest may lie)
-    base = {**identity, "setting": setting_label(identity.get("setting"))}
+    base = {**identity, "setting": setting_label(identity.get("setting")), "init": manifest.get("init")}
     base.update({f"{SETTING_PREFIX}{k}": v for k, v in (identity.get("setting") or {}).items()})
     rows = []
     planned = manifest.get("stages_planned")

@@ -12,6 +12,8 @@ from experiments.definitions.recipes import (
     IMAGENET_LINPROBE,
     IMAGENET_PRETRAIN,
     METHOD_LABELS,
+    MIXMIM_FINETUNE_KEYS,
+    SHARED_FINETUNE_REASON,
     replaced,
     scaled,
     variant_tables,
@@ -56,8 +58,9 @@ PAPER_ORDER_SOURCE = ("MixMIM paper (arXiv 2205.13137) ImageNet-1K comparison: M
 
 # The fine-tuning protocols of fixed-encoder (``--finetune-protocol``): ``shared`` fine-tunes every method with
 # MixMIM's recipe (IMAGENET_FINETUNE); ``own`` fine-tunes each with its official recipe
-# (baselines.method_finetune_defaults), keeping only the budget shared (OWN_SETS), from the encoder the shared
-# protocol's run of the same method, encoder and seed pre-trained (init=run:<that run>): one pre-training serves both.
+# (baselines.method_finetune_defaults: the card's finetune over registry._FINETUNE_COMMON), keeping only the budget
+# shared (OWN_SETS), from the encoder the shared protocol's run of the same method, encoder and seed pre-trained
+# (init=run:<that run>): one pre-training serves both.
 FINETUNE_PROTOCOLS = ("shared", "own")
 OWN_SETS = ("finetune.epochs", "finetune.batch_size", "finetune.precision")
 FIXED_ENCODER_STAGES = ("pretrain", "linprobe", "finetune")
@@ -68,8 +71,9 @@ PROTOCOL_CAPTIONS = {
     "shared": "Same backbone classes, epochs, batch and fine-tuning recipe (MixMIM's); each method's own pre-training "
               "recipe (blr and its base, betas, warm-up, weight decay, mask).",
     "own": "The shared protocol's pre-training (init=run:<its run>), then each method's official fine-tuning recipe "
-           "(baselines/registry.py method_finetune_defaults: lr rule, warm-up, schedule, layer decay, clipping, "
-           "head; MAE: trained pos_embed and its cls-token probe with its crop); epochs, batch and precision shared.",
+           "(its card's finetune in baselines/cards/, over baselines/registry.py _FINETUNE_COMMON: lr rule, warm-up, "
+           "schedule, layer decay, clipping, head; MAE: trained pos_embed and its cls-token probe with its crop); "
+           "epochs, batch and precision shared.",
 }
 
 
@@ -102,10 +106,15 @@ def fixed_encoder(variant: str = "full", protocol: str = "shared") -> Experiment
             runs.append(shared if protocol == "shared" else _own_run(shared, overrides, replaces, variant))
     sets = dict.fromkeys(key for cfg in runs for key in _declared(cfg, protocol, variant))
     description = fixed_encoder_description()  # the catalog's (shared)
-    if protocol != "shared":
+    reasons = {}
+    if protocol == "shared":
+        reasons = dict.fromkeys((k for k in sets if k.startswith(("finetune.", "model.", "linprobe."))),
+                                f"{SHARED_FINETUNE_REASON} (--finetune-protocol own: each method's official recipe)")
+    else:
         description += f"; {PROTOCOL_TITLES[protocol]}"
-    return Experiment("fixed-encoder", description, runs,
-                      variant_tables(_fixed_encoder_tables(protocol), variant), variant, sets=tuple(sets))
+    epochs = sorted({cfg.pretrain.epochs for cfg in runs})
+    tables = variant_tables(_fixed_encoder_tables(protocol, epochs, variant), variant)
+    return Experiment("fixed-encoder", description, runs, tables, variant, sets=tuple(sets), reasons=reasons)
 
 
 def _own_run(shared: RunConfig, overrides: dict[str, Any], replaces: tuple[str, ...], variant: str) -> RunConfig:
@@ -127,22 +136,26 @@ def _declared(cfg: RunConfig, protocol: str, variant: str) -> tuple[str, ...]:
     overrides, _ = scaled({**IMAGENET_PRETRAIN, **IMAGENET_FINETUNE, **IMAGENET_LINPROBE, "pretrain.epochs": 300},
                           variant, cfg.model.backbone)
     if protocol == "shared":
-        return tuple(overrides)
+        return (*overrides, *MIXMIM_FINETUNE_KEYS)
     debug = set(DEBUG) if variant == "debug" else set()
     return tuple(k for k in overrides if not k.startswith("finetune.") or k in OWN_SETS or k in debug)
 
 
-def _fixed_encoder_tables(protocol: str) -> list[TableSpec]:
-    """The table and its paired differences to MAE, named and titled by the fine-tuning protocol they used."""
+def _fixed_encoder_tables(protocol: str, epochs: list[int], variant: str) -> list[TableSpec]:
+    """The table and its paired differences to MAE, named and titled by the fine-tuning protocol they used.
+
+    The title states no number of pre-training epochs (``--budget`` sets them after the definition); the caption
+    gives the ``epochs`` the ``variant`` plans."""
     suffix = "" if protocol == "shared" else f"_{protocol}"
     columns = (Column("linprobe", "top1", "Linear probe"), Column("finetune", "top1", "Fine-tune"))
-    title = f"Every method on the same encoder (300 ep pre-training; {PROTOCOL_TITLES[protocol]})"
+    title = f"Every method on the same encoder (same pre-training budget; {PROTOCOL_TITLES[protocol]})"
+    planned = (f" Pre-training epochs planned by the {variant} variant: {' / '.join(map(str, epochs))}; --budget "
+               "replaces them (each run's config.yaml holds its own).")
     # both protocols' runs share the experiment folder: each table reads its own (the shared runs set no key)
     filters = {"setting.finetune": None if protocol == "shared" else protocol}
     table = TableSpec(name=f"fixed_encoder{suffix}", title=title, rows=("setting.encoder", "method"),
                       labels=METHOD_LABELS, budget=protocol == "shared", columns=columns,  # own: no pre-training
-                      caption=PROTOCOL_CAPTIONS[protocol],
-                      filters=filters)
+                      caption=PROTOCOL_CAPTIONS[protocol] + planned, filters=filters)
     findings = tuple(Finding.ordering(f"on {encoder}: " + " > ".join(PAPER_ORDER), PAPER_ORDER_SOURCE,
                                       [f"{encoder} / {method}" for method in PAPER_ORDER])
                      for encoder in ("MixMIM-B", "ViT-B/16"))

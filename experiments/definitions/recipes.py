@@ -25,6 +25,13 @@ IMAGENET_FINETUNE: dict[str, Any] = {
     "finetune.epochs": 100, "finetune.warmup_epochs": 5, "finetune.batch_size": 64, "finetune.blr": 5e-4,
     "finetune.layer_decay": 0.7, "finetune.drop_path": 0.1, "finetune.min_lr": 1e-6, "finetune.precision": "fp16",
 }
+# MixMIM's fine-tuning recipe beyond its budget and lr (the config's defaults: floor 1e-6, warm-up from 0, no
+# clipping, the final norm then the mean, a fixed position embedding, the pooled probe with torchvision's crop).
+# An experiment that fine-tunes every method with MixMIM's recipe (fixed-encoder's shared protocol, smoke) sets
+# these for every method too: it declares them (Experiment.sets); the deviations list them against each method's own.
+MIXMIM_FINETUNE_KEYS = ("finetune.min_lr", "finetune.warmup_lr", "finetune.clip_grad", "model.fc_norm",
+                        "model.train_pos_embed", "linprobe.features", "linprobe.crop")
+SHARED_FINETUNE_REASON = "one fine-tuning recipe (MixMIM's) for every method"
 IMAGENET_LINPROBE: dict[str, Any] = {"linprobe.epochs": 90, "linprobe.batch_size": 1024, "linprobe.blr": 0.1}
 
 # Debug variants: the same runs and stages on the built-in data with tiny schedules (CPU, < 1 minute).

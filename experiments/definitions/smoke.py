@@ -6,7 +6,7 @@ Sized to run in a few minutes on 2 CPU cores; the ``debug`` variant in well unde
 
 from __future__ import annotations
 
-from experiments.definitions.recipes import METHOD_LABELS
+from experiments.definitions.recipes import METHOD_LABELS, MIXMIM_FINETUNE_KEYS, SHARED_FINETUNE_REASON
 from experiments.spec import Experiment, make_run
 from reports.spec import Column, TableSpec
 
@@ -52,8 +52,8 @@ REASONS = {
     "finetune.lr": "absolute lr: measured to separate pre-trained from random init in 4 epochs",
     "finetune.warmup_epochs": "no warm-up in a 4-epoch fine-tune", "finetune.precision": "auto: fp32 on CPU",
     "pretrain.precision": "auto: fp32 on CPU",
-    **dict.fromkeys(("finetune.blr", "finetune.lr_scale_base", "finetune.schedule"),
-                    "one fine-tuning recipe (MixMIM's) for every method"),
+    **dict.fromkeys(("finetune.blr", "finetune.lr_scale_base", "finetune.schedule", "finetune.layer_decay",
+                     *MIXMIM_FINETUNE_KEYS), SHARED_FINETUNE_REASON),
 }
 DEBUG = {
     "pretrain.max_steps": 4, "pretrain.epochs": 1, "linprobe.epochs": 1, "linprobe.max_steps": 3,
@@ -83,4 +83,4 @@ def smoke(variant: str = "full") -> Experiment:
     overrides = {**COMMON, **(DEBUG if variant == "debug" else {})}
     runs = [make_run("smoke", m, "mixmim_tiny_32", STAGES, overrides=overrides, replaces=REPLACES) for m in METHODS]
     return Experiment("smoke", "all methods + random init on the built-in data (CPU, minutes)", runs,
-                      [smoke_table()], variant, sets=tuple(overrides), reasons=REASONS)
+                      [smoke_table()], variant, sets=(*overrides, *MIXMIM_FINETUNE_KEYS), reasons=REASONS)

@@ -3,7 +3,12 @@
 - **memory at the recipe's per-GPU batch** on ``--gpu``: measured when the stage ran on CUDA at that batch;
   otherwise extrapolated, and said so: the task's state (weights, gradients, optimizer state, counted on its
   tensors) plus the measured per-image remainder of the peak times the recipe's batch. A CPU run measures fp32
-  activations; bf16 autocast on a GPU stores fewer, so the extrapolation is an upper bound.
+  activations; bf16 autocast on a GPU stores fewer, so the extrapolation is an upper bound. With one step the
+  optimizer state is created by that step's update, after the backward pass freed the activations, so the peak
+  never held both: the remainder is then taken over weights and gradients only (an upper bound again: it is the
+  optimizer state's share when that allocation was the peak, and then a loose one: MixMIM-B pre-training 62 GB at
+  batch 128 from one step at batch 2, 22.6 GB from two steps); subtracting the whole state had undercounted the
+  activations (3.7 GB). An upper bound above the GPU's memory is no verdict ("?"): ``--steps 2`` measures it.
 - **loader workers needed**: the per-GPU images/s the step consumes (measured on CUDA; on CPU the FLOP estimate's
   rate on ``--gpu``) over the loader's measured images/s per worker, rounded up.
 - **disk**: the checkpoint (and encoder) files the stage wrote, times the files each covered run keeps (``last``
@@ -25,6 +30,8 @@ from typing import Any
 from experiments.cost import DEFAULT_MFU, TRAIN_PASSES, forward_gflops, peak_tflops, stage_cost, stage_images
 from experiments.preflight.rows import recipe_batch, run_precision
 from mixmim.config import RunConfig
+
+UPPER_BOUND = ", 1 step: optimizer state not yet resident (upper bound)"
 
 
 def median_step(times: list[float]) -> tuple[float | None, str]:
@@ -53,9 +60,11 @@ def memory_at_recipe(row: dict[str, Any], batch: int) -> tuple[float | None, str
     if row.get("device", "cpu") != "cpu" and measured_batch == batch:
         return float(peak), "measured (CUDA max allocated)"
     state = float(row.get("state_bytes") or 0)
-    per_image = max(0.0, peak - float(row.get("start_bytes") or 0) - state) / measured_batch
+    one_step = len(row.get("step_times_s") or []) == 1
+    held = state - (float(row.get("optimizer_bytes") or 0) if one_step else 0.0)  # resident at the activation peak
+    per_image = max(0.0, peak - float(row.get("start_bytes") or 0) - held) / measured_batch
     basis = f"extrapolated from {row.get('device')} batch {measured_batch} ({row.get('precision')})"
-    return state + per_image * batch, basis
+    return state + per_image * batch, basis + (UPPER_BOUND if one_step else "")
 
 
 def checkpoints_kept(cfg: RunConfig, stage: str) -> int:
@@ -80,8 +89,10 @@ def project(row: dict[str, Any], cfg: RunConfig, runs: list[RunConfig], stage: s
     if target:
         need, how = memory_at_recipe(row, target)
         capacity = gpu_memory_bytes(gpu)
-        out.update(memory_at_recipe_bytes=need, memory_basis=how, gpu_memory_bytes=capacity,
-                   fits=None if need is None or capacity is None else need <= capacity)  # fmt: skip
+        fits = None if need is None or capacity is None else need <= capacity
+        if fits is False and how.endswith(UPPER_BOUND):
+            fits = None  # an upper bound above the GPU's memory says nothing: "?" (run --steps 2)
+        out.update(memory_at_recipe_bytes=need, memory_basis=how, gpu_memory_bytes=capacity, fits=fits)
     try:
         gflops, _ = forward_gflops(cfg, stage) if stage in ("pretrain", "finetune", "linprobe", "knn") else (None, "")
     except Exception:  # noqa: BLE001 - a model that cannot be counted leaves the FLOP columns empty

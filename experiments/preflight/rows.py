@@ -71,8 +71,16 @@ def find_preflight_row(rows: list[tuple[dict[str, Any], str]], cfg: RunConfig, s
     return next(((row, path) for row, path in rows if row_matches(row, cfg, stage, gpu)), None)
 
 
-def other_device_rows(rows: list[tuple[dict[str, Any], str]], cfg: RunConfig, stage: str) -> list[str]:
-    """Devices of passed rows of the same stage shape that do not match (another device or configuration)."""
-    shape = (stage, cfg.method.name, cfg.model.backbone, cfg.model.img_size)
-    return sorted({str(r.get("device")) for r, _ in rows
-                   if (r.get("stage"), r.get("method"), r.get("backbone"), r.get("img_size")) == shape})  # fmt: skip
+def rows_per_device(rows: list[tuple[dict[str, Any], str]], cfg: RunConfig,
+                    stage: str) -> list[tuple[dict[str, Any], str]]:  # fmt: skip
+    """The newest passed row (and its file) of ``stage``'s shape on each device, at any batch and precision, the run's
+    own experiment's rows first (another experiment's preflight may have measured the same shape): what a projection
+    shows beside its figure when none matches (:func:`row_matches`), e.g. a CPU preflight's."""
+    shape = (stage, cfg.method.name, cfg.model.backbone, cfg.model.img_size,
+             cfg.coco.img_size if stage == "coco" else 0)  # fmt: skip
+    newest: dict[str, tuple[dict[str, Any], str]] = {}
+    own = sorted(rows, key=lambda item: item[0].get("experiment") != cfg.experiment)  # stable: newest first within
+    for row, path in own:
+        if tuple(row.get(k) for k in ("stage", "method", "backbone", "img_size", "coco_img_size")) == shape:
+            newest.setdefault(str(row.get("device")), (row, path))
+    return [newest[device] for device in sorted(newest)]

@@ -1,10 +1,11 @@
 """``mixmim-bench preflight EXP``: every distinct stage shape of an experiment, built as the run builds it and
 stepped ``K`` times on real JPEGs, measured, before a GPU-hour is spent.
 
-For each chain (:mod:`experiments.preflight.shapes`) a scratch run folder ``_preflight/scratch/<chain>/`` holds
-what its stages hand each other (BEiT's tokenizer, ``pretrain/encoder.pth``); it is removed when its chain is
-done. The stages of a chain run in one process of their own (:mod:`experiments.preflight.worker`), in order; a failed
-tokenizer or pre-training blocks the stages after it. The rows (JSON lines, appended) and the table of this preflight
+For each chain (:mod:`experiments.preflight.shapes`) a scratch run folder ``_preflight/scratch/<chain>/`` (or
+``<--scratch>/<experiment>/<chain>/``) holds what its stages hand each other (BEiT's tokenizer,
+``pretrain/encoder.pth``) and the checkpoints they write; it is removed when its chain is done. The stages of a
+chain run in one process of their own (:mod:`experiments.preflight.worker`), in order; a failed tokenizer
+or pre-training blocks the stages after it. The rows (JSON lines, appended) and the table of this preflight
 (``preflight.md``) go to ``<output>/<experiment>/_preflight/``; logs to ``_preflight/logs/``. No run folder is
 created or written.
 """
@@ -38,12 +39,15 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the worker imports this ch
 @dataclass
 class PreflightOptions:
     """``steps``: optimizer steps per stage (K); ``batch_size``: per-rank batch of every stage (None: the
-    recipe's); ``gpu``: the GPU the projections are for; ``keep_scratch``: keep the scratch run folders."""
+    recipe's); ``gpu``: the GPU the projections are for; ``keep_scratch``: keep the scratch run folders;
+    ``scratch``: where they go (None: ``_preflight/scratch``; a RAM filesystem spares the disk the checkpoints,
+    which the stages still write through their own code)."""
 
     steps: int = 2
     batch_size: int | None = None
     gpu: str = "A100"
     keep_scratch: bool = False
+    scratch: Path | None = None
 
 
 @dataclass
@@ -99,8 +103,10 @@ def run_chain(chain: Chain, run_dir: Path, data: PreflightData, folder: Path, op
         atomic_write_text(specs_dir / f"{name}.yaml", to_yaml(setup.cfg))
         row_path = specs_dir / f"{name}.row.json"
         row_path.unlink(missing_ok=True)
+        generated = data.imagenet is not None and setup.cfg.data.root == str(data.imagenet)
         specs.append({"stage": shape.stage, "config": str(specs_dir / f"{name}.yaml"), "run_dir": str(run_dir),
-                      "row": str(row_path), "standin": str(setup.standin) if setup.standin else None})  # fmt: skip
+                      "row": str(row_path), "standin": str(setup.standin) if setup.standin else None,
+                      "generated_data": generated})  # fmt: skip
         setups.append(setup)
     atomic_write_json(specs_dir / f"{chain.name}.json", {"stages": specs})
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))}
@@ -133,8 +139,9 @@ def run_preflight(runs: list[RunConfig], experiment_dir: Path, output: Path, opt
     data = prepare_data(runs, folder, opts)
     by_name = {cfg.name: cfg for cfg in runs}
     result = PreflightResult(folder=folder)
+    scratch = opts.scratch / experiment_dir.name if opts.scratch else folder / "scratch"
     for chain in plan_chains(runs):
-        run_dir = folder / "scratch" / chain.name
+        run_dir = scratch / chain.name
         shutil.rmtree(run_dir, ignore_errors=True)
         run_dir.mkdir(parents=True)
         progress(f"preflight {chain.name}: {', '.join(s.stage for s in chain.shapes)} ...")
@@ -145,6 +152,8 @@ def run_preflight(runs: list[RunConfig], experiment_dir: Path, output: Path, opt
         result.rows += rows
         if not opts.keep_scratch:
             shutil.rmtree(run_dir, ignore_errors=True)
+    if opts.scratch and not opts.keep_scratch and scratch.is_dir() and not any(scratch.iterdir()):
+        scratch.rmdir()
     with open(folder / ROWS, "a") as f:
         f.writelines(json.dumps(row, default=str) + "\n" for row in result.rows)
     result.markdown = preflight_markdown(result.rows, title)

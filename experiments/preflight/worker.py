@@ -7,7 +7,8 @@ The stage function is the run's own (:data:`experiments.stages.STAGES`), called 
 - ``step_times_s``: wall time of every ``Trainer.train_batch`` (CUDA: synchronised);
 - ``peak_bytes``: CUDA ``max_memory_allocated``, or on CPU the peak of glibc's bytes in use
   (:class:`mixmim.engine.host_memory.HostMemorySampler`, the allocator's peak), with ``start_bytes`` before the
-  stage and ``state_bytes`` (weights, gradients and optimizer state of the trained task, counted on its tensors);
+  stage and ``state_bytes`` (weights, gradients and optimizer state of the trained task, counted on its tensors;
+  ``optimizer_bytes`` the optimizer state alone);
 - ``loader_images_per_s``: the stage's training dataset (its transform) read in this process, i.e. per worker;
 - ``checkpoint_bytes`` / ``encoder_bytes``: the files the stage wrote.
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 import traceback
@@ -41,6 +43,34 @@ def map_precision(cfg: Any, stage: str, cuda: bool) -> str | None:
     return f"{stage}.precision={precision} mapped to fp32 on CPU"
 
 
+def map_decode(cfg: Any, cuda: bool) -> str | None:
+    """On CPU, ``data.decode=gpu`` (decode on the CUDA device in the step) becomes ``cpu``, unless
+    ``MIXMIM_DECODE_ON_CPU=1`` asks for the GPU path on the CPU; returns the note, or None when nothing changed."""
+    from mixmim.data.gpu_decode import CPU_OVERRIDE_ENV
+
+    if cuda or cfg.data.decode != "gpu" or os.environ.get(CPU_OVERRIDE_ENV) == "1":
+        return None
+    cfg.data.decode = "cpu"
+    return "data.decode=gpu mapped to cpu on CPU (the GPU path's decode in the step is not measured here)"
+
+
+def cap_tokenizer_images(cfg: Any) -> str | None:
+    """On generated data, BEiT's k-means tokenizer is fitted on the fewest images that give a cell per code
+    (``data.max_train_images``; ViT-B: 42 images, 8,232 cells, instead of all 168 and 32,928 cells): the stage's code
+    runs unchanged, on the data it needs; the k-means on a user's data is left whole. Returns the note, or None."""
+    from baselines.tokenizers.stage import target_grid
+
+    if cfg.method.tokenizer != "kmeans":
+        return None
+    (rows, cols), _ = target_grid(cfg)
+    need = -(-cfg.method.vocab_size // (rows * cols))
+    if cfg.data.max_train_images and cfg.data.max_train_images <= need:
+        return None
+    cfg.data.max_train_images = need
+    return (f"tokenizer fitted on {need} generated images ({need * rows * cols} cells for "
+            f"{cfg.method.vocab_size} codes), the fewest that give a cell per code")
+
+
 def save_standin(cfg: Any, path: Path) -> None:
     """A random encoder of ``cfg.model.backbone`` saved as an ``encoder.pth`` (the stand-in for a missing init)."""
     import torch
@@ -53,15 +83,16 @@ def save_standin(cfg: Any, path: Path) -> None:
     atomic_torch_save({"model": model.state_dict(), "meta": {"standin": True}}, path)
 
 
-def state_bytes(task: Any) -> int:
-    """Bytes of the task's weights (all of ``module``), gradients and optimizer state (of ``trainable``)."""
+def state_bytes(task: Any) -> tuple[int, int]:
+    """Bytes of the task's weights (all of ``module``), gradients and optimizer state (of ``trainable``), and of the
+    optimizer state alone."""
     import torch
 
     weights = sum(p.numel() * p.element_size() for p in task.module.parameters())
     grads = sum(p.numel() * p.element_size() for p in task.trainable.parameters() if p.requires_grad)
     state = sum(v.numel() * v.element_size() for s in task.optimizer.state.values() for v in s.values()
                 if isinstance(v, torch.Tensor))  # fmt: skip
-    return int(weights + grads + state)
+    return int(weights + grads + state), int(state)
 
 
 def loader_rate(dataset: Any) -> float:
@@ -106,8 +137,9 @@ def measure_stage(stage: str, cfg: Any, run_dir: Path) -> dict[str, Any]:
     row["step_times_s"] = observer.step_times
     if observer.tasks:
         task = observer.tasks[-1]
-        row.update(batch_size=task.recipe.batch_size, precision=task.recipe.precision, state_bytes=state_bytes(task),
-                   params=sum(p.numel() for p in task.module.parameters()),
+        state, optimizer = state_bytes(task)
+        row.update(batch_size=task.recipe.batch_size, precision=task.recipe.precision, state_bytes=state,
+                   optimizer_bytes=optimizer, params=sum(p.numel() for p in task.module.parameters()),
                    loader_images_per_s=loader_rate(task.train_set))  # fmt: skip
     elif stage == "knn":
         row.update(batch_size=cfg.knn.batch_size, precision="fp32", loader_images_per_s=loader_rate(knn_dataset(cfg)),
@@ -120,7 +152,8 @@ def measure_stage(stage: str, cfg: Any, run_dir: Path) -> dict[str, Any]:
 
 
 def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
-    """Run one stage of a spec (``stage``, ``config``, ``run_dir``, ``standin``); its row, failures included."""
+    """Run one stage of a spec (``stage``, ``config``, ``run_dir``, ``standin``, ``generated_data``); its row,
+    failures included."""
     from mixmim.config import load_yaml
 
     row: dict[str, Any] = {"status": "passed", "notes": []}
@@ -128,8 +161,12 @@ def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
         import torch
 
         cfg = load_yaml(spec["config"])
-        note = map_precision(cfg, spec["stage"], torch.cuda.is_available())
-        row["notes"] += [note] if note else []
+        cuda = torch.cuda.is_available()
+        for note in (map_precision(cfg, spec["stage"], cuda), map_decode(cfg, cuda)):
+            row["notes"] += [note] if note else []
+        if spec.get("generated_data") and spec["stage"] == "tokenizer":
+            note = cap_tokenizer_images(cfg)
+            row["notes"] += [note] if note else []
         if spec.get("standin"):
             save_standin(cfg, Path(spec["standin"]))
         row.update(measure_stage(spec["stage"], cfg, Path(spec["run_dir"])))

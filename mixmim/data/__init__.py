@@ -2,7 +2,7 @@
 
 from mixmim.data.build import DATASETS, build_crop_set, build_dataset, build_pretrain_set, dataset_root
 from mixmim.data.digits import DigitsDataset
-from mixmim.data.fingerprint import dataset_fingerprint
+from mixmim.data.fingerprint import dataset_counts, dataset_fingerprint
 from mixmim.data.folder import CorruptImageError, DatasetLayoutError, ImageFolderDataset
 from mixmim.data.loader import build_loader, unpack_batch
 from mixmim.data.mixup import build_mixup, finetune_criterion
@@ -21,6 +21,7 @@ __all__ = [
     "build_pretrain_set",
     "build_loader",
     "build_mixup",
+    "dataset_counts",
     "dataset_fingerprint",
     "dataset_root",
     "eval_sampler",

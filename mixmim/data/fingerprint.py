@@ -44,3 +44,14 @@ def dataset_fingerprint(dataset: Any) -> str | None:
     while not hasattr(dataset, "fingerprint") and hasattr(dataset, "dataset"):
         dataset = dataset.dataset
     return dataset.fingerprint() if hasattr(dataset, "fingerprint") else None
+
+
+def dataset_counts(dataset: Any) -> tuple[int | None, int]:
+    """``(classes, images)`` of a training dataset: the class count of the dataset under any
+    ``torch.utils.data.Subset`` wrappers (its ``classes``; None when it has none) and the images the stage reads
+    (``len``: after ``data.max_train_images``). The report compares both with the reference's dataset."""
+    images = len(dataset)
+    while not hasattr(dataset, "classes") and hasattr(dataset, "dataset"):
+        dataset = dataset.dataset
+    classes = getattr(dataset, "classes", None)
+    return (len(classes) if classes is not None else None), images

@@ -5,7 +5,8 @@ and dirty flag of the checkout the ``mixmim`` package is imported from (``None``
 checkout, e.g. an installed wheel), versions (python, torch, torchvision, timm, CUDA, cuDNN), hardware (host,
 CPU count, GPU names), world size and the job's layout (nodes, tasks per node, hosts, network interface). Stage
 level (:func:`stage_manifest`): effective batch, absolute lr,
-blr, lr_scale_base, precision, world size, epochs, seed, data root and fingerprint, wall time, GPU-hours.
+blr, lr_scale_base, precision, world size, epochs, seed, data root, fingerprint, class and image counts, wall time,
+GPU-hours.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ STAGE_FIELDS = (
     "seed",
     "data_root",
     "data_fingerprint",
+    "data_classes",
+    "data_images",
     "wall_time_s",
     "gpu_hours",
 )

@@ -14,7 +14,8 @@
 6. meet the other ranks at the barrier.
 
 ``result.json`` holds ``stage``, ``status: "done"``, ``metrics``, the manifest entry's fields (the recipe
-actually used, ``seed``, ``data_root``, ``data_fingerprint``, ``wall_time_s``, ``gpu_hours``) and the
+actually used, ``seed``, ``data_root``, ``data_fingerprint``, ``data_classes``, ``data_images``, ``wall_time_s``,
+``gpu_hours``) and the
 stage's extras (e.g. ``steps`` and the ``epochs`` done, where the encoder came from). The manifest entry
 holds the same recipe fields (``epochs`` there is the planned count) and the stage's manifest extras.
 A stage without a recipe (the tokenizer: nothing trains) records ``wall_time_s`` and its extras only,
@@ -52,7 +53,10 @@ class StageResult:
         recipe: the recipe actually used (:func:`recipe_fields`, with at least ``world_size``); None for a
             stage that trains nothing and has no recipe (no manifest entry then).
         wall_time_s: seconds the stage's work took (training time for a training stage).
-        data_root: where the training data came from; data_fingerprint: its fingerprint (None: not taken).
+        data_root: where the training data came from; data_fingerprint: its fingerprint (None: not taken);
+            data_classes / data_images: its class count and the images the stage read
+            (:func:`mixmim.data.dataset_counts`; None: not counted). The report checks them against the
+            reference's dataset (``reports.drift``).
         extra: result-only fields, after the recipe ones (they win: ``epochs`` done beside the planned).
         manifest_extra: manifest-only fields (e.g. the COCO engine and its config).
     """
@@ -62,6 +66,8 @@ class StageResult:
     wall_time_s: float
     data_root: str = ""
     data_fingerprint: str | None = None
+    data_classes: int | None = None
+    data_images: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     manifest_extra: dict[str, Any] = field(default_factory=dict)
 
@@ -149,6 +155,8 @@ def stage_fields(cfg: RunConfig, outcome: StageResult, device: torch.device) -> 
         "seed": cfg.seed,
         "data_root": outcome.data_root,
         "data_fingerprint": outcome.data_fingerprint,
+        "data_classes": outcome.data_classes,
+        "data_images": outcome.data_images,
         "wall_time_s": outcome.wall_time_s,
         "gpu_hours": gpu_hours(outcome.wall_time_s, int(outcome.recipe["world_size"]), device),
     }

@@ -55,7 +55,7 @@ from mixmim.device_copy import to_device
 from mixmim.engine import checkpoint as ckpt_io
 from mixmim.engine.checkpoint import LAST, TrainPosition
 from mixmim.engine.compile import compile_module
-from mixmim.engine.distributed import DistEnv, all_gather_objects, barrier, gather_to_main
+from mixmim.engine.distributed import DistEnv, all_gather_objects, barrier, gather_to_main, wrap_ddp
 from mixmim.engine.metrics import MetricsLogger
 from mixmim.engine.nonfinite import NonFiniteFlag, NonFiniteGuard, RollbackRequested
 from mixmim.engine.optim import grad_norm, set_lr, set_scheduled_lr, step_unless
@@ -94,7 +94,6 @@ class TrainTask:
         nonfinite: ``stop`` | ``rollback`` (:class:`~mixmim.engine.nonfinite.NonFiniteGuard`).
         checkpoint_every: keep ``checkpoint-<epoch>.pth`` every this many epochs (0: only ``last``).
         checkpoint_every_steps: also write ``last`` every this many optimizer steps (0: never).
-        find_unused_parameters: passed to DDP.
         compile: ``off`` | a ``torch.compile`` backend of :data:`~mixmim.engine.compile.COMPILE_MODES`: the
             trainer compiles the module the forward runs (the checkpoints still hold :attr:`trainable`).
     """
@@ -111,7 +110,6 @@ class TrainTask:
     nonfinite: str = "stop"
     checkpoint_every: int = 0
     checkpoint_every_steps: int = 0
-    find_unused_parameters: bool = False
     compile: str = "off"
 
     # -- the RNG policy ----------------------------------------------------------------------------------
@@ -201,15 +199,12 @@ class Trainer:
 
     @staticmethod
     def wrap_module(task: TrainTask, env: DistEnv, device: torch.device) -> nn.Module:
-        """The module the forward runs: ``task.module``, wrapped in DDP when distributed, then compiled as
-        ``task.compile`` says (the wrappers are never saved: the checkpoints hold ``task.trainable``)."""
+        """The module the forward runs: ``task.module``, wrapped in DDP when distributed (:func:`wrap_ddp`: fixed
+        gradient buckets), then compiled as ``task.compile`` says (the wrappers are never saved: the checkpoints
+        hold ``task.trainable``)."""
         model: nn.Module = task.module
         if env.distributed:
-            model = nn.parallel.DistributedDataParallel(
-                task.module,
-                device_ids=[device.index] if device.type == "cuda" else None,
-                find_unused_parameters=task.find_unused_parameters,
-            )
+            model = wrap_ddp(task.module, device)
         return compile_module(model, task.compile)
 
     @property

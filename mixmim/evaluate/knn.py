@@ -164,6 +164,8 @@ def _knn(ctx: StageContext) -> StageResult | None:
     return StageResult(
         metrics=metrics, recipe=recipe, wall_time_s=wall, data_root=str(getattr(datasets["train"], "root", "")),
         data_fingerprint=dataset_fingerprint(datasets["train"]),
+        data_classes=num_classes,
+        data_images=len(datasets["train"]),
         extra={
             **source.describe(),
             "steps": 0,

@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from mixmim.config import RunConfig
-from mixmim.data import dataset_fingerprint
+from mixmim.data import dataset_counts, dataset_fingerprint
 from mixmim.data.gpu_decode import loader_collate
 from mixmim.engine.distributed import DistEnv
 from mixmim.engine.recipe import Recipe
@@ -178,12 +178,15 @@ def classifier_result(summary: dict[str, Any], recipe: Recipe, train_set: Datase
                       extra: dict[str, Any]) -> StageResult:  # fmt: skip
     """The result of a fine-tuning or probing stage from :func:`train_classifier`'s summary: the recipe, the
     encoder's source (``init``, ``init_path``), steps and epochs done, throughput, then ``extra``."""
+    classes, images = dataset_counts(train_set)
     return StageResult(
         metrics=summary["metrics"],
         recipe=recipe_fields(recipe),
         wall_time_s=summary["wall_time_s"],
         data_root=str(getattr(train_set, "root", "")),
         data_fingerprint=dataset_fingerprint(train_set),
+        data_classes=classes,
+        data_images=images,
         extra={
             **source.describe(),
             "steps": summary["steps"],

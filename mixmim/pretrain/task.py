@@ -32,7 +32,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from mixmim.config import RunConfig, to_dict
-from mixmim.data import dataset_fingerprint
+from mixmim.data import dataset_counts, dataset_fingerprint
 from mixmim.data.gpu_decode import loader_collate
 from mixmim.engine import checkpoint as ckpt_io
 from mixmim.engine.distributed import DistEnv
@@ -120,8 +120,8 @@ class PretrainTask(TrainTask):
                                      betas=tuple(pt.betas), implementation=adamw)  # fmt: skip
         self.clip_grad, self.nonfinite, self.compile = pt.clip_grad, pt.nonfinite, pt.compile
         self.checkpoint_every, self.checkpoint_every_steps = pt.checkpoint_every, pt.checkpoint_every_steps
-        self.find_unused_parameters = bool(getattr(method, "find_unused_parameters", False))
         self.fingerprint = dataset_fingerprint(dataset) if env.is_main else None
+        self.data_counts = dataset_counts(dataset)  # (classes, images)
         self.data_root = str(getattr(dataset, "data_root", getattr(dataset, "root", "")))
         self.stage_context = stage  # the stage runner's (None: the benchmark, which records nothing)
         self.totals: RunningTotals | None = None  # the trainer's, once it runs
@@ -150,7 +150,8 @@ class PretrainTask(TrainTask):
         """The stage's result: the recipe, the data and the training time so far."""
         return StageResult(metrics=metrics, recipe=recipe_fields(self.recipe),
                            wall_time_s=self.totals.values["wall_time_s"], data_root=self.data_root,
-                           data_fingerprint=self.fingerprint, extra=extra)  # fmt: skip
+                           data_fingerprint=self.fingerprint, data_classes=self.data_counts[0],
+                           data_images=self.data_counts[1], extra=extra)  # fmt: skip
 
     def finish(self, trainer: Trainer) -> StageResult | None:
         """``encoder.pth`` (after the final checkpoint) and the stage's result (rank 0)."""

@@ -110,7 +110,6 @@ class DetectionTask(TrainTask):
         self.env = env or DistEnv()
         self.module = self.trainable = model.to(device)
         self.recipe = detection_recipe(cfg, len(train_set), device, self.env.world_size)
-        self.find_unused_parameters = self.env.distributed  # a batch without positive proposals skips the mask head
         groups = detection_param_groups(model, encoder, cfg.weight_decay, cfg.layer_decay)
         self.optimizer = build_adamw(groups, betas=(0.9, 0.999))
         self.train_set, self.config, self.nonfinite = train_set, to_dict(cfg), cfg.nonfinite

@@ -86,7 +86,7 @@ def test_a_folder_written_before_new_keys_is_upgraded_not_refused(tmp_path, caps
     config.write_text(older)
     capsys.readouterr()
     assert main([*args, "--dry-run"]) == 0
-    assert "predates keys that take their defaults" in capsys.readouterr().out
+    assert "predates keys that take their defaults (data.decode), rewritten" in capsys.readouterr().out
     assert main(args) == 0
     assert config.read_text() == current and (folder / "config.previous.yaml").read_text() == older
     change = read_json(folder / "manifest.json")["config_changes"][-1]

@@ -135,3 +135,18 @@ def test_report_only_keeps_the_matching_runs(tmp_path, capsys):
     manifests = json.loads((tmp_path / "smoke" / "_report" / "smoke-report" / "runs" / "manifests.json").read_text())
     assert list(manifests) == ["mae-mixmim_tiny_32-s0"]  # run -> manifest
 
+
+
+def test_each_stage_line_prints_the_rate_its_hours_come_from():
+    """The probe's images cost one forward pass: its line prints that rate (3x the training rate), and its
+    GPU-hours are its images over the printed rate (a reviewer's check: 115.3M / 954 img/s was 33.6 h, not 11.2)."""
+    import re
+
+    from experiments.cost import stage_cost
+
+    cfg = get_experiment("fixed-encoder").runs[0]
+    for stage in ("pretrain", "linprobe", "finetune"):
+        cost = stage_cost(cfg, stage, "A100", [], 0.3)
+        rate = float(re.search(r"(\d+) img/s/GPU", cost.source).group(1))
+        assert cost.gpu_hours == pytest.approx(cost.images / rate / 3600, rel=2e-3), (stage, cost.source)
+    assert "(forward only)" in stage_cost(cfg, "linprobe", "A100", [], 0.3).source

@@ -13,6 +13,7 @@ import pytest
 from baselines.registry import CARDS
 from experiments.cli import main
 from experiments.definitions.imagenet import OWN_SETS
+from experiments.deviations import official_recipe
 from experiments.recipe_table import FIELD_KEYS, declared_fields, resolved_recipe
 from experiments.registry import get_experiment
 from experiments.seeds import replicate
@@ -51,6 +52,7 @@ def test_own_runs_fine_tune_the_shared_runs_encoders_with_their_methods_recipe(v
                 assert (list(got) if isinstance(got, tuple) else got) == value, (cfg.name, key)
         ref = OWN_REFS.get((cfg.method.name, "finetune"))
         assert ref is not None, cfg.method.name  # every method has its fine-tuning reference
+        ref = official_recipe(ref, cfg.model.backbone)  # MAE's head and probe differ on the hierarchical backbone
         run = resolved_recipe(cfg, "finetune")
         undeclared = {f: (run[f], getattr(ref, f)) for f in FIELD_KEYS if getattr(ref, f) is not None
                       and _differs(run[f], getattr(ref, f)) and f not in declared}
@@ -110,7 +112,7 @@ def test_own_protocol_end_to_end(tmp_path, capsys):
     common = ["fixed-encoder", "--variant", "debug", "--output", str(tmp_path), "--only", "mae-mixmim_vit*"]
     own = [*common, "--finetune-protocol", "own"]
     assert main(["run", *own]) == 2
-    assert "fine-tunes another run's encoder" in capsys.readouterr().err
+    assert "have not pre-trained the encoder that the own protocol fine-tunes" in capsys.readouterr().err
     assert main(["run", *common]) == 0 and main(["run", *own]) == 0
     capsys.readouterr()
     folder = tmp_path / "fixed-encoder-debug"
@@ -143,3 +145,33 @@ def test_own_protocol_end_to_end(tmp_path, capsys):
         configs = (bundle / "runs" / "configs.yaml").read_text()  # the bundle holds this protocol's runs only
         assert f"name: {name}" in configs and f"name: {other}" not in configs
         assert (bundle / "report.html").is_file()
+
+
+@pytest.mark.parametrize(("variant", "epochs"), [("debug", "1"), ("full", "300")])
+def test_fixed_encoder_tables_state_the_planned_pretraining_not_a_fixed_one(variant, epochs):
+    for protocol in ("shared", "own"):
+        table = get_experiment("fixed-encoder", variant, protocol).tables[0]
+        assert "300" not in table.title and f"planned by the {variant} variant: {epochs};" in table.caption
+
+
+@pytest.mark.parametrize("command", ["show", "run"])
+def test_a_budget_with_the_own_protocol_is_refused(command, tmp_path, capsys):
+    """Own runs inherit the shared runs' pre-training by name, which a budget does not change: refused."""
+    argv = [command, "fixed-encoder", "--variant", "debug", "--finetune-protocol", "own", "--budget", "gpu-hours=500",
+            "--output", str(tmp_path)]
+    assert main(argv + (["--dry-run"] if command == "run" else [])) == 2
+    err = capsys.readouterr().err
+    assert "--budget gpu-hours=500 does not go with --finetune-protocol own" in err and "then the own protocol" in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_the_own_protocol_before_the_shared_one_names_every_missing_sibling_and_the_command(tmp_path, capsys):
+    argv = ["run", "fixed-encoder", "--variant", "debug", "--output", str(tmp_path), "--only", "mae-*", "--seeds", "2",
+            "--finetune-protocol", "own", "--dry-run"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    bases = ("mixmim_tiny_32-encoderMixMIM-B", "mixmim_vit_tiny_patch4_32-encoderViT-B_16")
+    siblings = [f"mae-{base}-s{seed}" for base in bases for seed in (0, 1)]
+    assert all(err.count(f"  {name} (") == 1 for name in siblings), err
+    assert err.count("first") == 1 and "4 run(s)" in err
+    assert f"`mixmim-bench run fixed-encoder --variant debug --output {tmp_path} --only 'mae-*' --seeds 2`" in err

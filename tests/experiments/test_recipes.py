@@ -8,6 +8,7 @@ import pytest
 
 from baselines.registry import CARDS
 from experiments.definitions.recipes import IMAGENET_PRETRAIN
+from experiments.deviations import official_recipe
 from experiments.recipe_table import FIELD_KEYS, declared_fields, recipe_table, resolved_recipe
 from experiments.registry import EXPERIMENTS, get_experiment
 from experiments.spec import RecipeOverrideError, make_run
@@ -43,9 +44,11 @@ def test_runs_follow_their_methods_recipe_except_declared_fields(name, variant):
             ref = OWN.get((cfg.method.name, stage))
             if stage not in cfg.stages or ref is None:
                 continue
+            ref = official_recipe(ref, cfg.model.backbone)
             run = resolved_recipe(cfg, stage)
             declared = declared_fields(exp.sets, stage)
-            differing = {f for f in FIELD_KEYS if getattr(ref, f) is not None and _differs(f, run[f], getattr(ref, f))}
+            differing = {f for f in FIELD_KEYS if getattr(ref, f) is not None and run[f] is not None
+                         and _differs(f, run[f], getattr(ref, f))}
             undeclared = {f: (run[f], getattr(ref, f)) for f in differing - declared}
             assert not undeclared, (cfg.name, stage, undeclared)
             flagged = {field for _, field, _, _ in run_drift({stage: run}, {stage: ref})}

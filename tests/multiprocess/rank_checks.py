@@ -1,6 +1,7 @@
-"""What each rank of the two-rank checks runs (imported by spawned processes, so module-level functions only).
+"""What each rank of the multi-rank checks runs (imported by spawned processes, so module-level functions only).
 
-:func:`two_rank_checks` is the body of every rank of one elastic launch; :func:`scaling_pretrain`,
+:func:`two_rank_checks` is the body of every rank of one elastic launch of ``test_two_ranks.py``,
+:func:`resume_checks` of ``test_three_ranks.py``; :func:`scaling_pretrain`,
 :func:`scaling_finetune`, :func:`knn_figures` and :func:`probe_figures` are also called by the test with one
 process (no process group) for the reference figures.
 
@@ -37,6 +38,7 @@ from experiments.definitions.smoke import smoke
 from mixmim.backbones import create_backbone
 from mixmim.config import DataConfig, RunConfig
 from mixmim.data import build_dataset, eval_transform, finetune_criterion
+from mixmim.engine.checkpoint import load_latest_checkpoint
 from mixmim.engine.distributed import DistEnv, default_device, init_distributed
 from mixmim.engine.optim import build_adamw
 from mixmim.engine.recipe import make_recipe
@@ -162,6 +164,34 @@ def two_rank_checks(out: str) -> dict[str, Any]:
         "knn": knn_figures(env),
         "probe": probe_figures(env),
     }
+    return figures if env.is_main else {}
+
+
+def mae_pretrain(out: Path, env: DistEnv, max_steps: int) -> dict[str, torch.Tensor]:
+    """MAE's smoke pre-training (random masks) on ``env``'s ranks, 4 images per rank, a checkpoint every step,
+    resumed from ``out``'s checkpoint if it has one, to ``max_steps``; :func:`trained_state`."""
+    cfg = smoke_config("mae")
+    cfg.pretrain.batch_size, cfg.pretrain.max_steps, cfg.pretrain.checkpoint_every_steps = 4, max_steps, 1
+    method = build_method(cfg)
+    task = PretrainTask(method, digits("train", TRAIN_IMAGES), cfg, out, env, torch.device("cpu"))
+    Trainer(task, cfg.seed, out / "pretrain", out.name, env, task.device).run()
+    return trained_state(method, task.optimizer)
+
+
+def resume_checks(out: str, steps: int) -> dict[str, Any]:
+    """Every rank's body: ``steps`` steps of :func:`mae_pretrain` in one go (twice: the collectives are
+    deterministic), and the same stopped after ``steps - 1`` steps then resumed by a new trainer (and so a new
+    DDP wrapper) in the same folder; rank 0 returns the states and the step the resumed run started from (the
+    others: {})."""
+    torch.set_num_threads(1)
+    env = init_distributed()
+    uninterrupted = mae_pretrain(Path(out) / "uninterrupted", env, steps)
+    again = mae_pretrain(Path(out) / "again", env, steps)
+    mae_pretrain(Path(out) / "resumed", env, steps - 1)
+    ckpt, _ = load_latest_checkpoint(Path(out) / "resumed" / "pretrain")
+    resumed = mae_pretrain(Path(out) / "resumed", env, steps)
+    figures = {"world_size": env.world_size, "uninterrupted": uninterrupted, "again": again, "resumed": resumed,
+               "resumed_from": ckpt["position"]["global_step"]}  # fmt: skip
     return figures if env.is_main else {}
 
 

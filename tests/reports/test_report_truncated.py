@@ -43,3 +43,27 @@ def test_a_cell_counting_a_truncated_upstream_stage_carries_the_mark(tmp_path: P
     cell = table.rows[0].cells[0]
     assert cell.drift == ["schedule cut short (max_steps or a budget): pretrain of 1 of 2 runs (0.0004 of 300 epochs)"]
     assert any("schedule cut short" in note for note in table.notes)
+
+
+def test_an_own_run_names_the_truncated_pretraining_it_inherits(tmp_path: Path) -> None:
+    """fixed-encoder's own protocol: the run fine-tunes its shared sibling's encoder (``init=run:<base>``), so a
+    sibling pre-training cut short is named in the own run's cells, also when only the own runs are reported."""
+    from mixmim.runs.rundir import update_manifest
+
+    exp = tmp_path / "exp"
+    write_run(exp, "mae-b-s0", method="mae", backbone="b", seed=0,
+              results={"pretrain": stage_result({"loss": 0.5}, epochs=0.0004, effective_batch=8, lr=1e-3,
+                                                epochs_planned=300)})  # fmt: skip
+    own = write_run(exp, "mae-b-finetuneown-s0", method="mae", backbone="b", seed=0, setting={"finetune": "own"},
+                    results={"finetune": stage_result({"top1": 80.0}, epochs=100, effective_batch=8, lr=1e-3,
+                                                      epochs_planned=100)})  # fmt: skip
+    update_manifest(own, {"init": "run:mae-b"})
+    spec = TableSpec(name="own", title="own", rows=("method",), columns=(Column("finetune", "top1", "Fine-tune"),),
+                     filters={"setting.finetune": "own"})
+    every = read_results(exp, spec.stages)
+    expected = ["schedule cut short (max_steps or a budget): pretrain inherited from mae-b-s0 of 1 of 1 runs "
+                "(0.0004 of 300 epochs)"]
+    assert build_table(every, spec, References()).rows[0].cells[0].drift == expected
+    only = every[every["run"] == "mae-b-finetuneown-s0"]  # --only / the own protocol's bundle
+    assert build_table(only, spec, References(), every).rows[0].cells[0].drift == expected
+    assert build_table(only, spec, References()).rows[0].cells[0].drift == []  # nothing to follow it to

@@ -194,9 +194,8 @@ def test_a_requeued_two_node_pretraining_resumes_to_the_same_weights(scenarios: 
     """2 nodes x 1 task, interrupted mid-run by ``scontrol requeue`` and by a preemption, resume from their
     checkpoint and end bitwise equal to the uninterrupted 2-node run.
 
-    With 2 ranks only: after a restart DDP's first step all-reduces in its first-step gradient buckets (it
-    regroups them after that step), and gloo's ring sums an element of 3 or more ranks in an order that depends
-    on its place in a bucket; a sum of 2 does not depend on the order."""
+    With 2 ranks; resume with 3 and 4 ranks (whose sums depend on DDP's bucket layout, which
+    :func:`mixmim.engine.distributed.wrap_ddp` keeps fixed) is tested in ``tests/multiprocess/test_three_ranks.py``."""
     for name in ("requeued", "preempted"):
         item = scenarios[name]
         wait_for_checkpoint(item.run_dir() / "pretrain", CHECKPOINT_STEPS)

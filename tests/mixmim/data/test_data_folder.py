@@ -119,3 +119,16 @@ def test_class_subset_keeps_only_listed_folders(tmp_path):
     assert len(in100) == len(set(in100)) == 100 and in100[0] == "n02869837" and in100[-1] == "n02090622"
     with pytest.raises(DatasetLayoutError, match="classes of data.subset"):  # the built dataset uses the list
         build_dataset(DataConfig(dataset="folder", root=str(root), subset="imagenet100"), "train")
+
+
+def test_counts_are_the_classes_and_the_images_read(tmp_path):
+    """What the stages record for the report's dataset check (classes through a Subset; images after max_images)."""
+    from torch.utils.data import Subset
+
+    from mixmim.data import dataset_counts
+
+    root = make_folder(tmp_path, per_class=10, corrupt=False)
+    assert dataset_counts(ImageFolderDataset(root, "train")) == (2, 20)
+    assert dataset_counts(ImageFolderDataset(root, "train", max_images=5)) == (2, 5)
+    assert dataset_counts(Subset(ImageFolderDataset(root, "train"), [0, 1, 2])) == (2, 3)
+    assert dataset_counts(list(range(4))) == (None, 4)  # no classes: not counted

@@ -55,6 +55,7 @@ def test_manifest_has_the_run_and_stage_fields(finished_run):
                 "data_fingerprint", "wall_time_s", "gpu_hours", "world_size", "epochs"):  # fmt: skip
         assert key in stage, key
     assert stage["data_root"] == "builtin:sklearn-digits" and len(stage["data_fingerprint"]) == 64
+    assert stage["data_classes"] == 10 and stage["data_images"] == result["data_images"] > 0
     assert stage["wall_time_s"] == result["wall_time_s"] and stage["gpu_hours"] == 0.0
 
 

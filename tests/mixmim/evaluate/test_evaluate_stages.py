@@ -52,6 +52,7 @@ def check_result(run_dir: Path, stage: str, result: dict[str, Any]) -> dict[str,
     for key in STAGE_FIELDS:
         assert key in entry, key
     assert entry["data_root"] == "builtin:sklearn-digits" and len(entry["data_fingerprint"]) == 64
+    assert entry["data_classes"] == 10 and entry["data_images"] == result["data_images"] > 0
     return metrics
 
 
